@@ -1,0 +1,196 @@
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from pipeline.inputs import (
+    InputConfig,
+    ManifestEntry,
+    list_inputs,
+    normalize_uri,
+    video_id_of,
+)
+from pipeline.plan import Plan, PlanConfig, make_plan, part_name, plan_from_entries
+from pipeline.storage import StorageConfig, filesystem
+
+
+def _touch(root: Path, names: list[str]) -> None:
+    for i, n in enumerate(names):
+        p = root / n
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"x" * (i + 1))
+
+
+def test_local_prefix_filters_sorts_and_ids(video_dir: Path) -> None:
+    _touch(video_dir, ["b.mp4", "a/c.MOV", "a/deep/d.webm", "notes.txt", ".hidden.mp4", "a/._e.mp4", "f.Mp4"])
+    entries = list_inputs(InputConfig(uri=str(video_dir)))
+    names = [Path(e.uri).relative_to(video_dir).as_posix() for e in entries]
+    assert names == ["a/c.MOV", "a/deep/d.webm", "b.mp4", "f.Mp4"]
+    for e in entries:
+        assert e.uri == str(Path(e.uri).resolve())  # absolute, normalized
+        assert len(e.video_id) == 16 and e.video_id == video_id_of(e.uri)
+        assert e.version.startswith("mtime:") and e.size > 0
+    only_webm = list_inputs(InputConfig(uri=f"file://{video_dir}", extensions=("WEBM",)))
+    assert [Path(e.uri).name for e in only_webm] == ["d.webm"]
+
+
+def test_listing_is_stable_and_order_independent(video_dir: Path) -> None:
+    _touch(video_dir, [f"v{i:03d}.mp4" for i in range(23)])
+    src = InputConfig(uri=str(video_dir))
+    cfg = PlanConfig(videos_per_shard=5)
+    p1 = make_plan(src, cfg)
+    p2 = make_plan(InputConfig(uri=str(video_dir) + "//"), cfg)
+    assert p1.fingerprint == p2.fingerprint
+    shuffled = list(p1.entries)
+    random.Random(3).shuffle(shuffled)
+    p3 = plan_from_entries(shuffled + shuffled[:4], src, cfg)  # order and duplicates do not matter
+    assert p3 == p1
+    shards = p1.shards()
+    assert [len(s.entries) for s in shards] == [5, 5, 5, 5, 3]
+    assert [s.part_name for s in shards] == [f"part-{i:06d}" for i in range(5)]
+    assert [e for s in shards for e in s.entries] == list(p1.entries)
+    assert shards[1].fingerprint == p3.shard(1).fingerprint != shards[2].fingerprint
+
+
+def test_fingerprint_tracks_content_and_resume_check(video_dir: Path) -> None:
+    _touch(video_dir, ["a.mp4", "b.mp4", "c.mp4"])
+    cfg = PlanConfig(videos_per_shard=2)
+    old = make_plan(InputConfig(uri=str(video_dir)), cfg)
+    (video_dir / "b.mp4").write_bytes(b"changed, longer content")
+    new = make_plan(InputConfig(uri=str(video_dir)), cfg)
+    assert new.fingerprint != old.fingerprint
+    with pytest.raises(ValueError, match=r"1 changed.*b\.mp4"):
+        new.check_same_as(old)
+    (video_dir / "d.mp4").write_bytes(b"new")
+    with pytest.raises(ValueError, match=r"1 added"):
+        make_plan(InputConfig(uri=str(video_dir)), cfg).check_same_as(new)
+    with pytest.raises(ValueError, match="videos_per_shard differs: existing plan 2, new 3"):
+        make_plan(InputConfig(uri=str(video_dir)), PlanConfig(3)).check_same_as(new)
+    new.check_same_as(make_plan(InputConfig(uri=str(video_dir)), cfg).__class__.from_json(new.to_json()))
+
+
+def test_plan_json_round_trip_and_tamper_detection(video_dir: Path, tmp_path: Path) -> None:
+    _touch(video_dir, ["x.mp4", "y.mkv", "z.avi"])
+    plan = make_plan(InputConfig(uri=str(video_dir), extensions=(".mp4", ".mkv")), PlanConfig(1))
+    out = tmp_path / "out" / "plan.json"
+    out.parent.mkdir()
+    plan.save(str(out))
+    loaded = Plan.load(str(out))
+    assert loaded == plan and loaded.shards() == plan.shards()
+    d = json.loads(out.read_text())
+    assert d["n_shards"] == 2 and d["source"]["extensions"] == [".mp4", ".mkv"]
+    d["entries"][0]["size"] += 1
+    with pytest.raises(ValueError, match="fingerprint .* does not match"):
+        Plan.from_dict(d)
+    d = json.loads(out.read_text())
+    d["extra"] = 1
+    with pytest.raises(ValueError, match="extra"):
+        Plan.from_dict(d)
+    with pytest.raises(ValueError, match="not valid JSON"):
+        Plan.from_json("{")
+
+
+def test_s3_prefix_and_plan_on_s3(s3_endpoint: str, s3_bucket: str) -> None:
+    storage = StorageConfig(endpoint_url=s3_endpoint)
+    fs, _ = filesystem(f"s3://{s3_bucket}", storage)
+    for key in ["raw/2/b.mp4", "raw/1/a.MKV", "raw/readme.md", "raw/1/c.mp4", "other/z.mp4"]:
+        fs.pipe(f"{s3_bucket}/{key}", key.encode())
+    plan = make_plan(InputConfig(uri=f"s3://{s3_bucket}/raw/"), PlanConfig(2), storage)
+    assert [e.uri for e in plan.entries] == [f"s3://{s3_bucket}/raw/{k}" for k in ("1/a.MKV", "1/c.mp4", "2/b.mp4")]
+    assert all(e.version.startswith("etag:") and '"' not in e.version for e in plan.entries)
+    assert [e.size for e in plan.entries] == [len("raw/1/a.MKV"), len("raw/1/c.mp4"), len("raw/2/b.mp4")]
+    plan.save(f"s3://{s3_bucket}/out/plan.json", storage)
+    text = fs.cat(f"{s3_bucket}/out/plan.json").decode()
+    assert "testing" not in text  # the secret key set by the fixture never reaches the plan
+    assert Plan.load(f"s3://{s3_bucket}/out/plan.json", storage) == plan
+    # an s3a:// spelling without the trailing slash lists the same corpus
+    again = make_plan(InputConfig(uri=f"s3a://{s3_bucket}/raw"), PlanConfig(2), storage)
+    assert again.fingerprint == plan.fingerprint
+
+
+def _write_list(path: Path, fmt: str, uris: list[str]) -> None:
+    if fmt == "txt":
+        path.write_text("# corpus\n" + "\n".join(uris) + "\n\n")
+    elif fmt == "csv":
+        path.write_text("id,uri\n" + "".join(f"{i},{u}\n" for i, u in enumerate(uris)))
+    elif fmt == "jsonl":
+        path.write_text("".join(json.dumps({"uri": u, "n": i}) + "\n" for i, u in enumerate(uris)))
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"uri": uris}), path)
+
+
+@pytest.mark.parametrize("fmt", ["txt", "csv", "jsonl", "parquet"])
+def test_list_files(video_dir: Path, tmp_path: Path, fmt: str) -> None:
+    _touch(video_dir, ["b.mp4", "a.mp4", "c.bin"])
+    uris = [str(video_dir / "b.mp4"), f"file://{video_dir}/a.mp4", str(video_dir / "c.bin"), str(video_dir / "b.mp4"),
+            str(video_dir / "missing.mp4")]
+    lst = tmp_path / f"list.{fmt}"
+    _write_list(lst, fmt, uris)
+    entries = list_inputs(InputConfig(uri=str(lst)))
+    assert [Path(e.uri).name for e in entries] == ["a.mp4", "b.mp4", "c.bin", "missing.mp4"]  # no ext filter on lists
+    missing = entries[-1]
+    assert (missing.size, missing.version) == (-1, "missing")
+    assert entries[0] == list_inputs(InputConfig(uri=str(video_dir), extensions=(".mp4",)))[0]
+
+
+def test_list_file_on_s3_and_errors(s3_endpoint: str, s3_bucket: str, tmp_path: Path) -> None:
+    storage = StorageConfig(endpoint_url=s3_endpoint)
+    fs, _ = filesystem(f"s3://{s3_bucket}", storage)
+    fs.pipe(f"{s3_bucket}/v/one.mp4", b"1")
+    fs.pipe(f"{s3_bucket}/v/two.mp4", b"22")
+    fs.pipe(f"{s3_bucket}/lists/l.jsonl", b'{"path": "s3://%s/v/two.mp4"}\n{"path": "s3://%s/v/one.mp4"}\n' % (
+        s3_bucket.encode(), s3_bucket.encode()))
+    entries = list_inputs(InputConfig(uri=f"s3://{s3_bucket}/lists/l.jsonl", uri_column="path"), storage)
+    assert [(Path(e.uri).name, e.size) for e in entries] == [("one.mp4", 1), ("two.mp4", 2)]
+    with pytest.raises(ValueError, match=r"line 1 has no key 'uri'"):
+        list_inputs(InputConfig(uri=f"s3://{s3_bucket}/lists/l.jsonl"), storage)
+    bad = tmp_path / "l.csv"
+    bad.write_text("path\nx.mp4\n")
+    with pytest.raises(ValueError, match=r"no column 'uri'.*\['path'\]"):
+        list_inputs(InputConfig(uri=str(bad)))
+
+
+def test_empty_and_missing_prefix(video_dir: Path) -> None:
+    (video_dir / "doc.txt").write_text("not a video")
+    with pytest.raises(ValueError, match=f"no videos found at {video_dir}"):
+        list_inputs(InputConfig(uri=str(video_dir)))
+    with pytest.raises(FileNotFoundError, match="nope"):
+        list_inputs(InputConfig(uri=str(video_dir / "nope")))
+
+
+def test_credentials_and_config_validation() -> None:
+    with pytest.raises(ValueError, match="credentials") as err:
+        InputConfig(uri="https://alice:hunter2@host/v.mp4")
+    assert "hunter2" not in str(err.value)
+    with pytest.raises(ValueError, match="signed query") as err:
+        normalize_uri("https://host/v.mp4?X-Amz-Signature=abc123")
+    assert "abc123" not in str(err.value)
+    with pytest.raises(ValueError, match="extension"):
+        InputConfig.from_dict({"uri": "/x", "extension": [".mp4"]})
+    with pytest.raises(ValueError, match="kind"):
+        InputConfig(uri="/x", kind="folder")
+    with pytest.raises(ValueError, match="videos_per_shard must be an integer >= 1, got 0"):
+        PlanConfig(0)
+    with pytest.raises(ValueError, match="unknown PlanConfig keys"):
+        PlanConfig.from_dict({"shard_size": 3})
+    assert InputConfig.from_dict(InputConfig(uri="/x", extensions=("MP4",)).to_dict()).extensions == (".mp4",)
+    assert InputConfig(uri="s3://b/list.CSV").resolved_kind == "list"
+
+
+def test_normalize_and_part_names() -> None:
+    assert normalize_uri("s3a://b/x//y.mp4") == "s3://b/x//y.mp4"  # S3 keys are opaque
+    assert normalize_uri("file:///tmp/a/../b.mp4") == "/tmp/b.mp4"
+    assert video_id_of(normalize_uri("s3a://b/x.mp4")) == video_id_of("s3://b/x.mp4")
+    assert part_name(7, 10) == "part-000007"
+    assert part_name(5, 2_000_000) == "part-0000005"
+    with pytest.raises(ValueError, match=r"\[0, 3\), got 3"):
+        part_name(3, 3)
+    e = ManifestEntry(uri="/a.mp4", size=1, version="v", video_id=video_id_of("/a.mp4"))
+    with pytest.raises(ValueError, match="sorted"):
+        Plan(source=InputConfig(uri="/"), config=PlanConfig(), entries=(e, e), fingerprint="")
