@@ -1,0 +1,165 @@
+"""Shard commit markers and the dataset manifest (`dataset.json`), both JSON.
+
+A shard's commit marker is written only after its token and error parts are durable; the
+manifest is written last, from the markers, and a reader refuses a dataset without it.
+The manifest lists every part with its row-group sizes so a loader can plan an epoch
+without opening (or on S3, without a GET for) any Parquet footer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from schemas.mask import BIT_ORDER, RASTER_ORDER
+from schemas.tokens import BOS_ID, EOS_ID, PAD_ID, SCHEMA_NAME, SCHEMA_VERSION, TokenFileMeta
+
+
+def _reject_unknown(cls: type, d: dict[str, Any]) -> None:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - known
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
+    missing = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING} - set(d)
+    if missing:
+        raise ValueError(f"{cls.__name__} is missing keys: {sorted(missing)}")
+
+
+@dataclass(frozen=True)
+class ShardCommit:
+    """What one shard wrote. row_groups: rows per row group of the token part, in order."""
+
+    shard: int
+    n_rows: int
+    n_tokens: int
+    n_errors: int
+    n_videos: int
+    row_groups: tuple[int, ...]
+    token_bytes: int
+    error_bytes: int
+    schema_version: int
+    file_meta: TokenFileMeta
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["row_groups"] = list(self.row_groups)
+        d["file_meta"] = self.file_meta.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ShardCommit:
+        _reject_unknown(cls, d)
+        d = dict(d)
+        d["row_groups"] = tuple(int(x) for x in d["row_groups"])
+        d["file_meta"] = TokenFileMeta.from_dict(d["file_meta"])
+        return cls(**d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> ShardCommit:
+        return cls.from_dict(json.loads(text))
+
+
+@dataclass(frozen=True)
+class PartInfo:
+    """One shard's entry in the manifest (the counts of its commit marker)."""
+
+    shard: int
+    n_rows: int
+    n_tokens: int
+    n_errors: int
+    row_groups: tuple[int, ...]
+    token_bytes: int
+    error_bytes: int
+
+    @classmethod
+    def from_commit(cls, c: ShardCommit) -> PartInfo:
+        return cls(c.shard, c.n_rows, c.n_tokens, c.n_errors, c.row_groups, c.token_bytes, c.error_bytes)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PartInfo:
+        _reject_unknown(cls, d)
+        return cls(**{**d, "row_groups": tuple(int(x) for x in d["row_groups"])})
+
+
+@dataclass(frozen=True)
+class DatasetManifest:
+    """dataset.json. `params` holds the creation parameters (job config) as plain JSON."""
+
+    schema_name: str
+    schema_version: int
+    file_meta: TokenFileMeta
+    mask_bit_order: str
+    mask_raster_order: str
+    special_tokens: dict[str, int]
+    n_shards: int
+    n_clips: int
+    n_tokens: int
+    n_errors: int
+    n_videos: int
+    parts: tuple[PartInfo, ...]
+    created_at: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tokenizer_id(self) -> str:
+        return self.file_meta.tokenizer_id
+
+    @property
+    def codebook_size(self) -> int:
+        return self.file_meta.codebook_size
+
+    @classmethod
+    def build(cls, commits: list[ShardCommit], created_at: str, params: dict[str, Any]) -> DatasetManifest:
+        """Manifest from the shards' commit markers; all must agree on the file meta and version."""
+        if not commits:
+            raise ValueError("cannot build a manifest from 0 committed shards")
+        commits = sorted(commits, key=lambda c: c.shard)
+        first = commits[0]
+        for c in commits:
+            if c.file_meta != first.file_meta:
+                raise ValueError(f"shard {c.shard} was written with {c.file_meta}, shard {first.shard} with {first.file_meta}")
+            if c.schema_version != SCHEMA_VERSION:
+                raise ValueError(f"shard {c.shard} has schema_version {c.schema_version}, expected {SCHEMA_VERSION}")
+        return cls(
+            schema_name=SCHEMA_NAME,
+            schema_version=SCHEMA_VERSION,
+            file_meta=first.file_meta,
+            mask_bit_order=BIT_ORDER,
+            mask_raster_order=RASTER_ORDER,
+            special_tokens={"bos": BOS_ID, "eos": EOS_ID, "pad": PAD_ID},
+            n_shards=len(commits),
+            n_clips=sum(c.n_rows for c in commits),
+            n_tokens=sum(c.n_tokens for c in commits),
+            n_errors=sum(c.n_errors for c in commits),
+            n_videos=sum(c.n_videos for c in commits),
+            parts=tuple(PartInfo.from_commit(c) for c in commits),
+            created_at=created_at,
+            params=dict(params),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["file_meta"] = self.file_meta.to_dict()
+        d["parts"] = [{**dataclasses.asdict(p), "row_groups": list(p.row_groups)} for p in self.parts]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DatasetManifest:
+        _reject_unknown(cls, d)
+        d = dict(d)
+        d["file_meta"] = TokenFileMeta.from_dict(d["file_meta"])
+        d["parts"] = tuple(PartInfo.from_dict(p) for p in d["parts"])
+        return cls(**d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> DatasetManifest:
+        return cls.from_dict(json.loads(text))
