@@ -53,3 +53,38 @@ def moving_square_frames(n: int, h: int = 64, w: int = 64, seed: int = 0) -> np.
 def noise_frames(n: int, h: int = 64, w: int = 64, seed: int = 0) -> np.ndarray:
     """Uniform noise: incompressible content."""
     return np.random.default_rng(seed).integers(0, 256, (n, h, w, 3), dtype=np.uint8)
+
+
+def index_frames(n: int, h: int = 64, w: int = 64, step: int = 4) -> np.ndarray:
+    """Solid gray frames, frame t at level (step * t) % 256: the decoded level names the frame."""
+    levels = (np.arange(n) * step) % 256
+    return np.broadcast_to(levels[:, None, None, None], (n, h, w, 3)).astype(np.uint8)
+
+
+def frame_levels(frames: np.ndarray, step: int = 4) -> np.ndarray:
+    """Source frame index recovered from `index_frames` content (mean level / step, rounded)."""
+    return np.rint(frames.reshape(len(frames), -1).mean(axis=1) / step).astype(int)
+
+
+def write_audio(path: str | Path, seconds: float = 0.5, codec: str = "aac", rate: int = 16000) -> Path:
+    """An audio-only file (a 440 Hz tone); the container follows the suffix (.m4a, .mp4, .wav)."""
+    import av
+
+    path = Path(path)
+    fmt = "s16" if codec.startswith("pcm") else "fltp"
+    n = int(seconds * rate)
+    tone = np.sin(2 * np.pi * 440 * np.arange(n) / rate).astype(np.float32)[None]
+    if fmt == "s16":
+        tone = (tone * 20000).astype(np.int16)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=rate, layout="mono")
+        chunk = 1024
+        for i in range(0, n, chunk):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, i : i + chunk]), format=fmt, layout="mono")
+            frame.sample_rate = rate
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
