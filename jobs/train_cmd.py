@@ -1,0 +1,61 @@
+"""`infotok train`: train (or resume) the fixed-rate tokenizer."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import click
+
+logger = logging.getLogger(__name__)
+
+
+@click.command("train")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run folder (resumes if it holds a run).")
+@click.option("--data", default="procedural", show_default=True, help="'procedural' or a folder / s3:// prefix of videos.")
+@click.option("--preset", default="tiny", show_default=True, help="Tokenizer preset (tiny, base).")
+@click.option("--steps", default=1000, show_default=True, type=int)
+@click.option("--batch-size", default=8, show_default=True, type=int)
+@click.option("--frames", default=9, show_default=True, type=int, help="Frames per training clip (1 + 4k).")
+@click.option("--crop", default=64, show_default=True, type=int, help="Training crop size (multiple of 8).")
+@click.option("--lr", default=1e-3, show_default=True, type=float)
+@click.option("--warmup-steps", default=100, show_default=True, type=int)
+@click.option("--ssim-weight", default=0.0, show_default=True, type=float, help="Weight of an extra (1 - SSIM) loss.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--init", default=None, help="Start from this checkpoint's weights (same preset).")
+@click.option("--checkpoint-every", default=200, show_default=True, type=int)
+@click.option("--eval-every", default=0, show_default=True, type=int, help="Held-out PSNR every N steps (0: never).")
+@click.option("--threads", default=0, show_default=True, type=int, help="torch threads (0: torch default).")
+@click.option("--save-dtype", default="float32", show_default=True, type=click.Choice(["float32", "float16", "bfloat16"]))
+@click.option("--time-limit", default=None, type=float, help="Stop (with a checkpoint) after this many seconds.")
+@click.option("--endpoint-url", default=None, help="S3 endpoint for s3:// data.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def train(out_dir: str, data: str, preset: str, steps: int, batch_size: int, frames: int, crop: int, lr: float,
+          warmup_steps: int, ssim_weight: float, seed: int, init: str | None, checkpoint_every: int,
+          eval_every: int, threads: int, save_dtype: str, time_limit: float | None, endpoint_url: str | None,
+          as_json: bool) -> None:
+    """Train the fixed-rate tokenizer on procedural clips or on a corpus of videos."""
+    from tokenizer.corpus import heldout_clips, training_batch
+    from tokenizer.train import TrainConfig
+    from tokenizer.train import train as run_train
+
+    cfg = TrainConfig(preset=preset, data=data, steps=steps, batch_size=batch_size, frames=frames, crop=crop,
+                      lr=lr, warmup_steps=warmup_steps, ssim_weight=ssim_weight, seed=seed, init=init,
+                      checkpoint_every=checkpoint_every, eval_every=eval_every, threads=threads,
+                      save_dtype=save_dtype)
+    if data == "procedural":
+        def batch_fn(step: int):  # noqa: ANN202 - numpy array
+            return training_batch(seed, step, batch_size, frames, crop, crop)
+    else:
+        from pipeline.storage import StorageConfig
+        from pipeline.train_data import VideoClipSampler
+
+        sampler = VideoClipSampler(data, StorageConfig(endpoint_url=endpoint_url), frames=frames, crop=crop, seed=seed)
+        batch_fn = sampler.batch_fn(batch_size)
+    eval_clips = [c for _, c in heldout_clips(10, frames, crop, crop)] if eval_every else None
+    result = run_train(cfg, out_dir, batch_fn, eval_clips=eval_clips, progress=not as_json, time_limit_s=time_limit)
+    if as_json:
+        click.echo(json.dumps(result.__dict__))
+    else:
+        click.echo(f"trained {result.steps_done} steps ({result.steps_per_s:.2f} steps/s), final loss "
+                   f"{result.final_loss:.4f}; tokenizer {result.tokenizer_id} -> {result.weights}")

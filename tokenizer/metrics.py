@@ -1,0 +1,35 @@
+"""Reconstruction metrics on uint8-range video: PSNR and SSIM (Wang et al., 2004)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-clip PSNR in dB of videos (B, 3, T, H, W) in [-1, 1] (peak = the [0, 255] range)."""
+    mse = ((a.float().clamp(-1, 1) - b.float().clamp(-1, 1)) / 2).pow(2).flatten(1).mean(1)
+    return 10 * torch.log10(1.0 / mse.clamp_min(1e-10))
+
+
+def _gaussian_kernel(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float32) - size // 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return torch.outer(g, g)
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-clip mean SSIM of videos (B, 3, T, H, W) in [-1, 1], computed per frame and channel."""
+    bsz, c, t, h, w = a.shape
+    x = ((a.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 1, 3, 4).reshape(bsz * t * c, 1, h, w)
+    y = ((b.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 1, 3, 4).reshape(bsz * t * c, 1, h, w)
+    size = min(11, h, w)
+    k = _gaussian_kernel(size).to(x.device)[None, None]
+    mu_x, mu_y = F.conv2d(x, k), F.conv2d(y, k)
+    sxx = F.conv2d(x * x, k) - mu_x**2
+    syy = F.conv2d(y * y, k) - mu_y**2
+    sxy = F.conv2d(x * y, k) - mu_x * mu_y
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
+    return s.reshape(bsz, -1).mean(1)

@@ -1,0 +1,243 @@
+"""Training of the fixed-rate tokenizer: L1 reconstruction (optional SSIM term), AdamW,
+warmup + cosine schedule, resumable from its own checkpoints, deterministic from a seed.
+
+Data arrives through `batch_fn(step) -> uint8 (B, T, H, W, 3)`, a pure function of the
+step, so a resumed run sees exactly the batches an uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tokenizer.checkpoint import load_tokenizer, save_tokenizer
+from tokenizer.config import preset
+from tokenizer.metrics import psnr, ssim
+from tokenizer.model import VideoTokenizer
+from tokenizer.video import frames_to_tensor
+
+logger = logging.getLogger(__name__)
+
+BatchFn = Callable[[int], np.ndarray]
+STATE_JSON = "train_state.json"
+STATE_TENSORS = "train_state.safetensors"
+WEIGHTS = "tokenizer.safetensors"
+
+# Fields that may change when a run is resumed (they do not change what was already trained).
+_RESUMABLE_CHANGES = {"steps", "checkpoint_every", "log_every", "eval_every", "threads", "save_dtype"}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. `data` is 'procedural' or a folder / s3:// prefix of videos."""
+
+    preset: str = "tiny"
+    data: str = "procedural"
+    steps: int = 1000
+    batch_size: int = 8
+    frames: int = 9
+    crop: int = 64
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.05
+    weight_decay: float = 0.01
+    ssim_weight: float = 0.0
+    grad_clip: float = 1.0
+    seed: int = 0
+    init: str | None = None
+    checkpoint_every: int = 200
+    log_every: int = 10
+    eval_every: int = 0
+    threads: int = 0
+    save_dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if (self.frames - 1) % 4:
+            raise ValueError(f"frames must be 1 + 4k, got {self.frames}")
+        if self.crop % 8 or self.crop <= 0:
+            raise ValueError(f"crop must be a positive multiple of 8, got {self.crop}")
+        if self.steps < 0 or self.batch_size < 1:
+            raise ValueError(f"steps must be >= 0 and batch_size >= 1, got {self.steps}, {self.batch_size}")
+        if self.save_dtype not in ("float32", "float16", "bfloat16"):
+            raise ValueError(f"save_dtype must be float32, float16 or bfloat16, got {self.save_dtype!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown TrainConfig keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    steps_done: int
+    final_loss: float
+    tokenizer_id: str
+    weights: str
+    steps_per_s: float
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """Linear warmup, then cosine decay to min_lr_ratio * lr at cfg.steps."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _save_state(out: Path, cfg: TrainConfig, step: int, model: VideoTokenizer, opt: torch.optim.Optimizer,
+                history: list[dict[str, float]]) -> None:
+    from safetensors.torch import save_file
+
+    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    osd = opt.state_dict()
+    for pid, st in osd["state"].items():
+        for key, val in st.items():
+            tensors[f"optim.{pid}.{key}"] = torch.as_tensor(val).contiguous()
+    tmp = out / (STATE_TENSORS + ".tmp")
+    save_file(tensors, str(tmp), metadata={"param_groups": json.dumps(osd["param_groups"])})
+    os.replace(tmp, out / STATE_TENSORS)
+    # The JSON is the commit point of a checkpoint: written last, atomically.
+    doc = {"step": step, "config": dataclasses.asdict(cfg), "history": history}
+    tmp_json = out / (STATE_JSON + ".tmp")
+    tmp_json.write_text(json.dumps(doc, indent=1))
+    os.replace(tmp_json, out / STATE_JSON)
+
+
+def _load_state(out: Path, model: VideoTokenizer, opt: torch.optim.Optimizer) -> tuple[int, list[dict[str, float]]]:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    doc = json.loads((out / STATE_JSON).read_text())
+    tensors = load_file(str(out / STATE_TENSORS))
+    with safe_open(str(out / STATE_TENSORS), framework="pt") as f:
+        groups = json.loads(f.metadata()["param_groups"])
+    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for k, v in tensors.items():
+        if k.startswith("optim."):
+            _, pid, key = k.split(".", 2)
+            state.setdefault(int(pid), {})[key] = v
+    opt.load_state_dict({"state": state, "param_groups": groups})
+    return int(doc["step"]), list(doc.get("history", []))
+
+
+def check_resume_compatible(out: Path, cfg: TrainConfig) -> None:
+    """Raise ValueError naming every field that differs from the run being resumed."""
+    old = json.loads((out / STATE_JSON).read_text())["config"]
+    new = dataclasses.asdict(cfg)
+    diff = [f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in new if k not in _RESUMABLE_CHANGES and old.get(k) != new[k]]
+    if diff:
+        raise ValueError(
+            f"{out} holds a run with a different configuration ({'; '.join(diff)}); "
+            "use another output folder or the same settings"
+        )
+
+
+def evaluate(model: VideoTokenizer, clips: list[np.ndarray], batch: int = 4) -> dict[str, float]:
+    """Mean PSNR / SSIM of reconstructions of uint8 clips (T, H, W, 3), all of one shape."""
+    model.eval()
+    ps, ss = [], []
+    with torch.no_grad():
+        for i in range(0, len(clips), batch):
+            x = frames_to_tensor(np.stack(clips[i : i + batch]))
+            y = model(x).reconstruction.clamp(-1, 1)
+            ps.append(psnr(y, x))
+            ss.append(ssim(y, x))
+    model.train()
+    return {"psnr": float(torch.cat(ps).mean()), "ssim": float(torch.cat(ss).mean())}
+
+
+def train(
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    batch_fn: BatchFn,
+    eval_clips: list[np.ndarray] | None = None,
+    progress: bool = True,
+    time_limit_s: float | None = None,
+) -> TrainResult:
+    """Train (or resume) into out_dir; return when cfg.steps are done or time_limit_s passed.
+
+    out_dir receives `tokenizer.safetensors` (the model, in cfg.save_dtype) and the resume
+    state (`train_state.safetensors` + `train_state.json`) every cfg.checkpoint_every steps.
+    """
+    from tqdm import tqdm
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    model = VideoTokenizer(preset(cfg.preset))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+    step, history = 0, []
+    if (out / STATE_JSON).exists():
+        check_resume_compatible(out, cfg)
+        step, history = _load_state(out, model, opt)
+        logger.info("resuming %s at step %d", out, step)
+    elif cfg.init:
+        init = load_tokenizer(cfg.init, expect_preset=cfg.preset)
+        model.load_state_dict(init.model.state_dict())
+        logger.info("initialised from %s (%s)", cfg.init, init.tokenizer_id)
+    model.train()
+    start_step, t0, loss_val = step, time.monotonic(), float("nan")
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="train", unit="step")
+    dtype = getattr(torch, cfg.save_dtype)
+
+    def checkpoint() -> str:
+        _save_state(out, cfg, step, model, opt, history)
+        return save_tokenizer(model, out / WEIGHTS, info={"train": dataclasses.asdict(cfg), "step": step,
+                                                          "history": history[-1:]}, dtype=dtype)
+
+    while step < cfg.steps:
+        if time_limit_s is not None and time.monotonic() - t0 > time_limit_s:
+            logger.info("time limit reached at step %d", step)
+            break
+        for group in opt.param_groups:
+            group["lr"] = lr_at(cfg, step)
+        x = frames_to_tensor(batch_fn(step))  # (B, 3, T, H, W) in [-1, 1]
+        y = model(x).reconstruction
+        loss = (y - x).abs().mean()
+        if cfg.ssim_weight > 0:
+            loss = loss + cfg.ssim_weight * (1 - ssim(y, x).mean())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        step += 1
+        loss_val = float(loss.detach())
+        bar.update(1)
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            with torch.no_grad():
+                p = float(psnr(y.detach(), x).mean())
+            rec: dict[str, float] = {"step": step, "loss": loss_val, "psnr": p, "lr": lr_at(cfg, step - 1),
+                                     "elapsed_s": time.monotonic() - t0}
+            if cfg.eval_every and eval_clips and step % cfg.eval_every == 0:
+                rec.update({f"heldout_{k}": v for k, v in evaluate(model, eval_clips).items()})
+            history.append(rec)
+            bar.set_postfix(loss=f"{loss_val:.4f}", psnr=f"{p:.2f}")
+            logger.info("step %d %s", step, rec)
+        if step % cfg.checkpoint_every == 0:
+            checkpoint()
+    tid = checkpoint()
+    bar.close()
+    elapsed = time.monotonic() - t0
+    done = step - start_step
+    return TrainResult(steps_done=step, final_loss=loss_val, tokenizer_id=tid, weights=str(out / WEIGHTS),
+                       steps_per_s=done / elapsed if elapsed > 0 else 0.0)
