@@ -1,0 +1,192 @@
+"""TokenDataset / TokenDataLoader: work split, exact resume, shuffling, packing invariants."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_schemas import META, make_clips
+
+from pipeline.layout import DatasetNotReadyError
+from pipeline.loader import LoaderConfig, TokenDataset
+from pipeline.loader_dl import TokenDataLoader
+from pipeline.storage import StorageConfig
+from pipeline.writer import WriterConfig, write_manifest, write_shard
+from schemas.mask import kept_positions
+from schemas.tokens import BOS_ID, EOS_ID, PAD_ID
+
+
+def _build(root: str, storage: StorageConfig = StorageConfig(), shards: int = 4) -> dict[tuple[str, int], tuple]:
+    """Small dataset: shards of 3-5 videos x 3 clips, several row groups per part."""
+    truth = {}
+    first = 0
+    for s in range(shards):
+        n_videos = 3 + s % 3
+        clips = make_clips(n_videos, 3, seed=s, first_video=first)
+        first += n_videos
+        write_shard(root, s, clips, [], META, storage, WriterConfig(row_group_tokens=150))
+        for c in clips:
+            truth[(c.video_id, c.clip_index)] = (c.tokens, kept_positions(c.mask, c.grid))
+    write_manifest(root, {}, storage)
+    return truth
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict]:
+    root = str(tmp_path_factory.mktemp("ds"))
+    return root, _build(root)
+
+
+def _keys(batches: list[dict]) -> list[tuple[str, int]]:
+    return [(v, int(c)) for b in batches for v, c in zip(b["video_id"], b["clip_index"])]
+
+
+def _run(root: str, cfg: LoaderConfig, batch: int, workers: int = 0, rank: int = 0, world: int = 1,
+         state: dict | None = None, limit: int | None = None) -> tuple[list[dict], dict]:
+    ds = TokenDataset(root, cfg, rank=rank, world_size=world, num_workers=workers)
+    dl = TokenDataLoader(ds, batch_size=batch)
+    if state is not None:
+        dl.load_state_dict(json.loads(json.dumps(state)))
+    out = []
+    for b in dl:
+        out.append(b)
+        if limit is not None and len(out) == limit:
+            break
+    return out, dl.state_dict()
+
+
+def test_clips_carry_tokens_and_their_positions(dataset: tuple[str, dict]) -> None:
+    root, truth = dataset
+    ds = TokenDataset(root, LoaderConfig(mode="clips", shuffle=False))
+    seen = 0
+    for s in ds:
+        toks, pos = truth[(s["video_id"], s["clip_index"])]
+        assert torch.equal(s["tokens"], torch.from_numpy(toks.astype(np.int64)))
+        assert torch.equal(s["positions"], torch.from_numpy(pos.astype(np.int32)))
+        seen += 1
+    assert seen == len(truth)
+
+
+@pytest.mark.parametrize("mode", ["clips", "packed"])
+def test_ranks_x_workers_cover_every_clip_once(dataset: tuple[str, dict], mode: str) -> None:
+    root, truth = dataset
+    cfg = LoaderConfig(mode=mode, seq_len=64, seed=3)
+    world, workers = 2, 2
+    keys: list = []
+    tokens: Counter = Counter()
+    for rank in range(world):
+        batches, _ = _run(root, cfg, batch=4, workers=workers, rank=rank, world=world)
+        if mode == "clips":
+            keys += _keys(batches)
+        else:
+            ids = torch.cat([b["input_ids"].reshape(-1) for b in batches])
+            keys += [None] * int((ids == BOS_ID).sum())
+            tokens.update(ids[ids < BOS_ID].tolist())
+    assert len(keys) == len(truth)
+    if mode == "clips":
+        assert set(keys) == set(truth)
+    else:
+        assert tokens == Counter(int(x) for t, _ in truth.values() for x in t)
+
+
+@pytest.mark.parametrize("mode,workers", [("clips", 0), ("clips", 2), ("packed", 2), ("packed", 0)])
+def test_resume_after_k_batches_is_exact(dataset: tuple[str, dict], mode: str, workers: int) -> None:
+    root, _ = dataset
+    cfg = LoaderConfig(mode=mode, seq_len=48, seed=11, window_row_groups=2)
+
+    def flat(bs: list[dict]) -> list:
+        key = "input_ids" if mode == "packed" else "tokens"
+        return [[t.tolist() for t in b[key]] for b in bs]
+
+    full, _ = _run(root, cfg, batch=3, workers=workers)
+    full2, _ = _run(root, cfg, batch=3, workers=workers, state=_run(root, cfg, 3, workers, limit=len(full))[1])
+    assert len(full) >= 4
+    for k in sorted({1, 2, len(full) // 2, len(full) - 1}):
+        head, state = _run(root, cfg, batch=3, workers=workers, limit=k)
+        tail, _ = _run(root, cfg, batch=3, workers=workers, state=state)
+        assert flat(head + tail) == flat(full), f"resume after {k} batches"
+    # A state taken after the last batch starts the next epoch, which is a different shuffle.
+    assert flat(full2) != flat(full) and len(full2) == len(full)
+
+
+def test_shuffle_differs_across_epochs_and_repeats_for_a_seed(dataset: tuple[str, dict]) -> None:
+    root, _ = dataset
+
+    def epochs(seed: int) -> list[list]:
+        ds = TokenDataset(root, LoaderConfig(mode="clips", seed=seed))
+        return [[(s["video_id"], s["clip_index"]) for s in ds] for _ in range(2)]
+
+    a, b, c = epochs(1), epochs(1), epochs(2)
+    assert a == b
+    assert a[0] != a[1] and sorted(a[0]) == sorted(a[1])
+    assert a[0] != c[0]
+
+
+@pytest.mark.parametrize("policy", ["concat", "whole"])
+def test_packing_keeps_positions_with_tokens(dataset: tuple[str, dict], policy: str) -> None:
+    root, truth = dataset
+    by_tokens = {tuple(t.tolist()): p for t, p in truth.values()}
+    seq_len = 40  # shorter than some clips: those must be cut, with positions following
+    ds = TokenDataset(root, LoaderConfig(mode="packed", seq_len=seq_len, pack_policy=policy, seed=5))
+    seqs = list(ds)
+    ids = torch.cat([s["input_ids"] for s in seqs])
+    pos = torch.cat([s["grid_positions"] for s in seqs])
+    pid = torch.cat([s["position_ids"] for s in seqs])
+    keep = ids != PAD_ID
+    ids, pos, pid = ids[keep], pos[keep], pid[keep]
+    starts = torch.nonzero(ids == BOS_ID).flatten().tolist() + [len(ids)]
+    assert len(starts) - 1 == len(truth)
+    for a, b in zip(starts[:-1], starts[1:]):
+        assert ids[b - 1] == EOS_ID and torch.equal(pid[a:b], torch.arange(b - a, dtype=torch.int32))
+        toks = tuple(ids[a + 1 : b - 1].tolist())
+        assert np.array_equal(pos[a + 1 : b - 1].numpy(), by_tokens[toks])
+    for s in seqs:
+        doc, p = s["document_ids"], s["position_ids"]
+        real = doc >= 0
+        assert torch.equal(real, s["input_ids"] != PAD_ID)
+        # document ids count clip starts within the sequence
+        assert torch.equal(doc[real], torch.cumsum((p[real] == 0).int(), 0) - int(p[0] == 0))
+        if policy == "whole":  # only clips longer than a sequence are cut
+            if p[0] != 0:
+                assert doc.max() == 0 or int(p[real][doc[real] == 0][-1]) + 1 > 0
+            n_docs = int(doc.max()) + 1
+            for d in range(n_docs):
+                sel = p[doc == d]
+                clip_len = None
+                if sel[0] == 0 and s["input_ids"][doc == d][-1] != EOS_ID:
+                    clip_len = len(sel)
+                    assert clip_len == seq_len, "a clip that fits was split"
+
+
+def test_refuses_foreign_state(dataset: tuple[str, dict], tmp_path: Path) -> None:
+    root, _ = dataset
+    cfg = LoaderConfig(mode="clips", seed=1)
+    _, state = _run(root, cfg, batch=2, limit=1)
+    with pytest.raises(ValueError, match="'seed' is 1, this loader has 2"):
+        TokenDataset(root, LoaderConfig(mode="clips", seed=2)).load_state_dict(state["dataset"])
+    with pytest.raises(ValueError, match="'world_size' is 1, this loader has 2"):
+        TokenDataset(root, cfg, rank=0, world_size=2).load_state_dict(state["dataset"])
+    other = str(tmp_path / "other")
+    _build(other, shards=1)
+    with pytest.raises(ValueError, match="'dataset'.*different dataset"):
+        TokenDataset(other, cfg).load_state_dict(state["dataset"])
+
+
+def test_refuses_dataset_without_manifest(tmp_path: Path) -> None:
+    write_shard(str(tmp_path), 0, make_clips(1, 1), [], META)
+    with pytest.raises(DatasetNotReadyError, match="no manifest"):
+        TokenDataset(str(tmp_path))
+
+
+def test_reads_from_s3(s3_endpoint: str, s3_bucket: str) -> None:
+    storage = StorageConfig(endpoint_url=s3_endpoint)
+    root = f"s3://{s3_bucket}/ds"
+    truth = _build(root, storage, shards=2)
+    got = {(s["video_id"], s["clip_index"]): s["tokens"] for s in TokenDataset(root, LoaderConfig(mode="clips"), storage)}
+    assert set(got) == set(truth)
+    for k, t in got.items():
+        assert t.tolist() == truth[k][0].tolist()
