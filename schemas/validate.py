@@ -1,0 +1,298 @@
+"""Thorough check of an InfoTok token dataset; every violation names file, row and field.
+
+Checks: manifest present and readable, schema name/version, every manifest part has its
+token part, error part and commit marker (and no stray parts), marker and manifest counts
+match the files, exact Arrow schemas and Parquet metadata (version, tokenizer id, FSQ
+levels, bit order), and per row: n_tokens == len(tokens) == popcount(mask), mask length fits
+the grid, padding bits clear, ids < codebook size, grid consistent with frame count and
+pixel size, rate consistent with n_tokens, no duplicate (video_id, clip_index).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.layout import COMMITS_DIR, ERRORS_DIR, TOKENS_DIR, commit_path, error_part_path, manifest_path, \
+    token_part_path
+from pipeline.storage import StorageConfig, filesystem, join, with_retries
+from schemas.errors import ERRORS_SCHEMA, KINDS, STAGES
+from schemas.manifest import DatasetManifest, PartInfo, ShardCommit
+from schemas.mask import BIT_ORDER
+from schemas.tokens import (
+    META_BIT_ORDER,
+    META_LEVELS,
+    META_TOKENIZER,
+    META_VERSION,
+    SCHEMA_NAME,
+    SCHEMA_VERSION,
+    TOKEN_SCHEMA,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Violation:
+    file: str
+    row: int | None  # row within the file, None for file-level findings
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file if self.row is None else f"{self.file} row {self.row}"
+        return f"{where} [{self.field}]: {self.message}"
+
+
+@dataclass
+class ValidationReport:
+    root: str
+    violations: list[Violation] = field(default_factory=list)
+    files_checked: int = 0
+    rows_checked: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"root": self.root, "ok": self.ok, "files_checked": self.files_checked,
+                "rows_checked": self.rows_checked, "violations": [asdict(v) for v in self.violations]}
+
+
+class _Collector:
+    def __init__(self, report: ValidationReport, cap: int) -> None:
+        self.report, self.cap = report, cap
+        self.counts: dict[tuple[str, str], int] = defaultdict(int)
+
+    def add(self, file: str, row: int | None, fld: str, message: str) -> None:
+        key = (file, fld)
+        self.counts[key] += 1
+        if self.counts[key] <= self.cap:
+            self.report.violations.append(Violation(file, row, fld, message))
+
+    def rows(self, file: str, fld: str, bad: np.ndarray, message: Any) -> None:
+        """Report rows `bad` (indices); message(row) -> str."""
+        for r in bad[: self.cap].tolist():
+            self.add(file, int(r), fld, message(int(r)))
+        if bad.size > self.cap:
+            self.report.violations.append(Violation(file, None, fld, f"... and {bad.size - self.cap} more rows"))
+
+
+def _read_bytes(fs: Any, path: str) -> bytes:
+    return with_retries(lambda: fs.cat_file(path), f"read {path}")
+
+
+def _list(fs: Any, path: str) -> list[str]:
+    try:
+        return sorted(p.rsplit("/", 1)[-1] for p in fs.ls(path, detail=False))
+    except FileNotFoundError:
+        return []
+
+
+def validate_dataset(root: str, storage: StorageConfig = StorageConfig(), max_per_check: int = 20) -> ValidationReport:
+    """Validate the dataset at root; never raises for a bad dataset (only for unreachable storage)."""
+    report = ValidationReport(root)
+    out = _Collector(report, max_per_check)
+    fs, _ = filesystem(root, storage)
+    mpath = manifest_path(root)
+    try:
+        manifest = DatasetManifest.from_json(_read_bytes(fs, filesystem(mpath, storage)[1]).decode())
+    except FileNotFoundError:
+        out.add(mpath, None, "manifest", "missing: the dataset is unfinished or not an infotok dataset")
+        return report
+    except (ValueError, KeyError, TypeError) as exc:
+        out.add(mpath, None, "manifest", f"unreadable: {exc}")
+        return report
+    if manifest.schema_name != SCHEMA_NAME or manifest.schema_version != SCHEMA_VERSION:
+        out.add(mpath, None, "schema_version", f"{manifest.schema_name} v{manifest.schema_version}, "
+                f"this validator knows {SCHEMA_NAME} v{SCHEMA_VERSION}")
+        return report
+    _check_manifest_counts(manifest, mpath, out)
+    _check_listing(root, manifest, fs, storage, out)
+    seen: dict[tuple[str, int], tuple[str, int]] = {}
+    for part in manifest.parts:
+        _check_commit(root, part, manifest, fs, storage, out)
+        _check_token_part(root, part, manifest, fs, storage, out, seen)
+        _check_error_part(root, part, fs, storage, out)
+    return report
+
+
+def _check_manifest_counts(m: DatasetManifest, mpath: str, out: _Collector) -> None:
+    sums = {"n_shards": len(m.parts), "n_clips": sum(p.n_rows for p in m.parts),
+            "n_tokens": sum(p.n_tokens for p in m.parts), "n_errors": sum(p.n_errors for p in m.parts)}
+    for key, value in sums.items():
+        if getattr(m, key) != value:
+            out.add(mpath, None, key, f"manifest says {getattr(m, key)}, its parts add up to {value}")
+    for p in m.parts:
+        if sum(p.row_groups) != p.n_rows:
+            out.add(mpath, None, "row_groups", f"shard {p.shard}: row groups sum to {sum(p.row_groups)}, n_rows {p.n_rows}")
+
+
+def _check_listing(root: str, m: DatasetManifest, fs: Any, storage: StorageConfig, out: _Collector) -> None:
+    shards = {p.shard for p in m.parts}
+    for sub, ext in ((TOKENS_DIR, ".parquet"), (ERRORS_DIR, ".parquet"), (COMMITS_DIR, ".json")):
+        names = _list(fs, filesystem(join(root, sub), storage)[1])
+        present = set()
+        for name in names:
+            if name.startswith("."):
+                out.add(join(root, sub, name), None, "file", "leftover temporary file")
+                continue
+            try:
+                shard = int(name.removeprefix("part-").removesuffix(ext))
+            except ValueError:
+                out.add(join(root, sub, name), None, "file", "unexpected file name")
+                continue
+            present.add(shard)
+            if shard not in shards:
+                out.add(join(root, sub, name), None, "file", f"shard {shard} is not in the manifest")
+        for shard in sorted(shards - present):
+            out.add(join(root, sub, f"part-{shard:06d}{ext}"), None, "file", "missing (listed in the manifest)")
+        out.report.files_checked += len(names)
+
+
+def _check_commit(root: str, part: PartInfo, m: DatasetManifest, fs: Any, storage: StorageConfig,
+                  out: _Collector) -> None:
+    uri = commit_path(root, part.shard)
+    try:
+        commit = ShardCommit.from_json(_read_bytes(fs, filesystem(uri, storage)[1]).decode())
+    except FileNotFoundError:
+        return  # reported by the listing
+    except (ValueError, KeyError, TypeError) as exc:
+        out.add(uri, None, "commit", f"unreadable: {exc}")
+        return
+    if PartInfo.from_commit(commit) != part:
+        out.add(uri, None, "commit", f"marker {PartInfo.from_commit(commit)} differs from the manifest's {part}")
+    if commit.file_meta != m.file_meta:
+        out.add(uri, None, "file_meta", f"{commit.file_meta} differs from the manifest's {m.file_meta}")
+
+
+def _read_parquet(fs: Any, uri: str, storage: StorageConfig, out: _Collector) -> pq.ParquetFile | None:
+    try:
+        return pq.ParquetFile(io.BytesIO(_read_bytes(fs, filesystem(uri, storage)[1])))
+    except FileNotFoundError:
+        return None  # reported by the listing
+    except (pa.ArrowException, OSError) as exc:
+        out.add(uri, None, "file", f"not a readable Parquet file: {exc}")
+        return None
+
+
+def _schema_diff(actual: pa.Schema, expected: pa.Schema) -> str | None:
+    if actual.equals(expected, check_metadata=False):
+        return None
+    a = {f.name: f for f in actual}
+    for f in expected:
+        if f.name not in a:
+            return f"column {f.name} missing"
+        if not a[f.name].equals(f):
+            return f"column {f.name} is {a[f.name].type} nullable={a[f.name].nullable}, expected {f.type} nullable={f.nullable}"
+    extra = [n for n in a if n not in {f.name for f in expected}]
+    return f"unexpected columns {extra}" if extra else f"column order {actual.names}, expected {expected.names}"
+
+
+def _check_token_part(root: str, part: PartInfo, m: DatasetManifest, fs: Any, storage: StorageConfig,
+                      out: _Collector, seen: dict[tuple[str, int], tuple[str, int]]) -> None:
+    uri = token_part_path(root, part.shard)
+    pf = _read_parquet(fs, uri, storage, out)
+    if pf is None:
+        return
+    diff = _schema_diff(pf.schema_arrow, TOKEN_SCHEMA)
+    if diff:
+        out.add(uri, None, "schema", diff)
+        return
+    meta = pf.schema_arrow.metadata or {}
+    expect = {META_VERSION: str(SCHEMA_VERSION).encode(), META_TOKENIZER: m.tokenizer_id.encode(),
+              META_LEVELS: json.dumps(list(m.file_meta.fsq_levels)).encode(), META_BIT_ORDER: BIT_ORDER.encode()}
+    for key, value in expect.items():
+        if meta.get(key) != value:
+            out.add(uri, None, key.decode(), f"file metadata has {meta.get(key)!r}, expected {value!r}")
+    rgs = tuple(pf.metadata.row_group(i).num_rows for i in range(pf.metadata.num_row_groups))
+    if rgs != part.row_groups:
+        out.add(uri, None, "row_groups", f"file has row groups {rgs}, manifest says {part.row_groups}")
+    t = pf.read()
+    out.report.rows_checked += t.num_rows
+    if t.num_rows != part.n_rows:
+        out.add(uri, None, "n_rows", f"file has {t.num_rows} rows, manifest says {part.n_rows}")
+    if t.num_rows == 0:
+        return
+    _check_rows(uri, t, m, part, out)
+    vids = t.column("video_id").to_pylist()
+    clips = t.column("clip_index").to_pylist()
+    for r, key in enumerate(zip(vids, clips)):
+        if key in seen:
+            f0, r0 = seen[key]
+            out.add(uri, r, "clip_index", f"duplicate (video_id, clip_index) {key}, first at {f0} row {r0}")
+        else:
+            seen[key] = (uri, r)
+
+
+def _check_rows(uri: str, t: pa.Table, m: DatasetManifest, part: PartInfo, out: _Collector) -> None:
+    fm = m.file_meta
+    col = {n: t.column(n).to_numpy().astype(np.int64) for n in
+           ("n_tokens", "grid_t", "grid_h", "grid_w", "frame_count", "height", "width")}
+    tok = t.column("tokens").combine_chunks()
+    off = tok.offsets.to_numpy().astype(np.int64)
+    lengths = np.diff(off)
+    values = tok.values.to_numpy(zero_copy_only=False)[off[0] : off[-1]].astype(np.int64)
+    mask = t.column("mask").combine_chunks()
+    moff = np.frombuffer(mask.buffers()[1], np.int32, len(mask) + 1, 4 * mask.offset).astype(np.int64)
+    mdata = np.frombuffer(mask.buffers()[2], np.uint8) if mask.buffers()[2] is not None else np.zeros(0, np.uint8)
+    mlen = np.diff(moff)
+    cells = col["grid_t"] * col["grid_h"] * col["grid_w"]
+    if int(lengths.sum()) != part.n_tokens:
+        out.add(uri, None, "n_tokens", f"file holds {int(lengths.sum())} tokens, manifest says {part.n_tokens}")
+    bad = np.flatnonzero(col["n_tokens"] != lengths)
+    out.rows(uri, "n_tokens", bad, lambda r: f"n_tokens {col['n_tokens'][r]} but {lengths[r]} tokens")
+    bad = np.flatnonzero(mlen != (cells + 7) // 8)
+    out.rows(uri, "mask", bad, lambda r: f"{mlen[r]} bytes, grid {cells[r]} cells needs {(cells[r] + 7) // 8}")
+    pc = np.bitwise_count(mdata)
+    cum = np.concatenate([[0], np.cumsum(pc, dtype=np.int64)])
+    kept = cum[moff[1:]] - cum[moff[:-1]]
+    bad = np.flatnonzero(kept != lengths)
+    out.rows(uri, "mask", bad, lambda r: f"mask keeps {kept[r]} positions but the row has {lengths[r]} tokens")
+    used = cells % 8
+    last = np.where(mlen > 0, mdata[np.maximum(moff[1:] - 1, 0)] if mdata.size else 0, 0).astype(np.int64)
+    bad = np.flatnonzero((mlen == (cells + 7) // 8) & (used > 0) & ((last >> used) != 0))
+    out.rows(uri, "mask", bad, lambda r: "padding bits past the grid are set")
+    if values.size:
+        row_of = np.repeat(np.arange(len(lengths)), lengths)
+        bad = np.unique(row_of[values >= fm.codebook_size])
+        out.rows(uri, "tokens", bad, lambda r: f"id {int(values[off[r]:off[r + 1]].max())} >= codebook size "
+                 f"{fm.codebook_size}")
+    tf, sf = fm.temporal_factor, fm.spatial_factor
+    fc = col["frame_count"]
+    bad = np.flatnonzero(((fc - 1) % tf != 0) | (col["grid_t"] != 1 + (fc - 1) // tf))
+    out.rows(uri, "grid_t", bad, lambda r: f"grid_t {col['grid_t'][r]} does not fit frame_count {fc[r]} "
+             f"(1 + {tf}k frames -> 1 + k latent frames)")
+    for g, px in (("grid_h", "height"), ("grid_w", "width")):
+        bad = np.flatnonzero(col[g] * sf != col[px])
+        out.rows(uri, g, bad, lambda r, g=g, px=px: f"{g} {col[g][r]} x {sf} != {px} {col[px][r]}")
+    rate = t.column("rate").to_numpy().astype(np.float64)
+    bad = np.flatnonzero(~((rate > 0) & (rate <= 1)) | (np.abs(rate * cells - lengths) > 1.0))
+    out.rows(uri, "rate", bad, lambda r: f"rate {rate[r]:.4f} x {cells[r]} cells != {lengths[r]} tokens")
+
+
+def _check_error_part(root: str, part: PartInfo, fs: Any, storage: StorageConfig, out: _Collector) -> None:
+    uri = error_part_path(root, part.shard)
+    pf = _read_parquet(fs, uri, storage, out)
+    if pf is None:
+        return
+    diff = _schema_diff(pf.schema_arrow, ERRORS_SCHEMA)
+    if diff:
+        out.add(uri, None, "schema", diff)
+        return
+    t = pf.read()
+    if t.num_rows != part.n_errors:
+        out.add(uri, None, "n_errors", f"file has {t.num_rows} rows, manifest says {part.n_errors}")
+    for fld, allowed in (("kind", KINDS), ("stage", STAGES)):
+        vals = t.column(fld).to_pylist()
+        bad = np.array([i for i, v in enumerate(vals) if v not in allowed], dtype=np.int64)
+        out.rows(uri, fld, bad, lambda r, vals=vals, fld=fld, allowed=allowed: f"{fld} {vals[r]!r} not in {allowed}")
