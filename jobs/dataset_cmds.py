@@ -1,0 +1,147 @@
+"""`infotok inspect DATASET` and `infotok validate DATASET`.
+
+inspect: counts, tokens-per-clip histogram, mean rate, BPP16 (with and without the mask
+bits) and errors by kind and stage. BPP16 = 16 * n_tokens * log2(codebook) / (frames *
+height * width), summed over clips (pixel-weighted); the mask variant adds grid_t*grid_h*grid_w
+bits per clip.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import sys
+from collections import Counter
+from typing import Any
+
+import click
+import numpy as np
+import pyarrow.parquet as pq
+
+from pipeline.layout import DatasetNotReadyError, error_part_path, read_manifest, token_part_path
+from pipeline.storage import StorageConfig, filesystem, with_retries
+
+_SUMMARY_COLUMNS = ["n_tokens", "rate", "frame_count", "height", "width", "grid_t", "grid_h", "grid_w"]
+
+
+def _read(uri: str, storage: StorageConfig, columns: list[str] | None = None) -> Any:
+    fs, path = filesystem(uri, storage)
+    data = with_retries(lambda: fs.cat_file(path), f"read {uri}")
+    return pq.read_table(io.BytesIO(data), columns=columns)
+
+
+def dataset_summary(root: str, storage: StorageConfig = StorageConfig(), bins: int = 10) -> dict[str, Any]:
+    """Summary of a finished dataset (raises DatasetNotReadyError without a manifest)."""
+    m = read_manifest(root, storage)
+    cols: dict[str, list[np.ndarray]] = {c: [] for c in _SUMMARY_COLUMNS}
+    by_kind: Counter = Counter()
+    by_stage: Counter = Counter()
+    for p in m.parts:
+        t = _read(token_part_path(root, p.shard), storage, _SUMMARY_COLUMNS)
+        for c in _SUMMARY_COLUMNS:
+            cols[c].append(t.column(c).to_numpy().astype(np.float64))
+        e = _read(error_part_path(root, p.shard), storage, ["kind", "stage"])
+        by_kind.update(e.column("kind").to_pylist())
+        by_stage.update(e.column("stage").to_pylist())
+    a = {c: np.concatenate(v) if v else np.zeros(0) for c, v in cols.items()}
+    n = a["n_tokens"]
+    pixels = float((a["frame_count"] * a["height"] * a["width"]).sum())
+    cells = float((a["grid_t"] * a["grid_h"] * a["grid_w"]).sum())
+    bits = float(n.sum()) * math.log2(m.codebook_size)
+    hist: dict[str, Any] = {"edges": [], "counts": []}
+    if n.size:
+        counts, edges = np.histogram(n, bins=bins)
+        hist = {"edges": [float(x) for x in edges], "counts": [int(x) for x in counts]}
+    return {
+        "root": root,
+        "schema_version": m.schema_version,
+        "tokenizer_id": m.tokenizer_id,
+        "beta": m.file_meta.beta,
+        "expected_info": m.file_meta.expected_info,
+        "created_at": m.created_at,
+        "shards": m.n_shards,
+        "videos": m.n_videos,
+        "clips": int(n.size),
+        "tokens": int(n.sum()),
+        "errors": m.n_errors,
+        "errors_by_kind": dict(sorted(by_kind.items())),
+        "errors_by_stage": dict(sorted(by_stage.items())),
+        "tokens_per_clip": {"mean": float(n.mean()) if n.size else 0.0,
+                            "min": int(n.min()) if n.size else 0, "max": int(n.max()) if n.size else 0,
+                            "histogram": hist},
+        "mean_rate": float(a["rate"].mean()) if n.size else 0.0,
+        "bpp16": 16 * bits / pixels if pixels else 0.0,
+        "bpp16_with_mask": 16 * (bits + cells) / pixels if pixels else 0.0,
+        "token_bytes": sum(p.token_bytes for p in m.parts),
+    }
+
+
+def _storage(endpoint_url: str | None, profile: str | None, anon: bool) -> StorageConfig:
+    return StorageConfig(endpoint_url=endpoint_url, profile=profile, anon=anon)
+
+
+_storage_options = [
+    click.option("--endpoint-url", default=None, help="S3-compatible endpoint (MinIO, moto, ...)."),
+    click.option("--profile", default=None, help="AWS profile name."),
+    click.option("--anon", is_flag=True, help="Anonymous access to a public bucket."),
+]
+
+
+def _with_storage(f: Any) -> Any:
+    for opt in reversed(_storage_options):
+        f = opt(f)
+    return f
+
+
+@click.command("inspect")
+@click.argument("dataset")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_with_storage
+def inspect_cmd(dataset: str, as_json: bool, endpoint_url: str | None, profile: str | None, anon: bool) -> None:
+    """Counts, tokens-per-clip histogram, mean rate, BPP16 and errors of DATASET."""
+    try:
+        s = dataset_summary(dataset, _storage(endpoint_url, profile, anon))
+    except DatasetNotReadyError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(s, indent=1))
+        return
+    click.echo(f"dataset      {s['root']}  (schema v{s['schema_version']}, tokenizer {s['tokenizer_id']})")
+    click.echo(f"beta / E[I]  {s['beta']:g} / {s['expected_info']:.4g}   created {s['created_at']}")
+    click.echo(f"counts       {s['shards']} shards, {s['videos']} videos, {s['clips']} clips, {s['tokens']} tokens, "
+               f"{s['errors']} errors")
+    tpc = s["tokens_per_clip"]
+    click.echo(f"tokens/clip  mean {tpc['mean']:.1f}  min {tpc['min']}  max {tpc['max']}")
+    h = tpc["histogram"]
+    peak = max(h["counts"], default=0) or 1
+    for i, c in enumerate(h["counts"]):
+        click.echo(f"  [{h['edges'][i]:9.0f}, {h['edges'][i + 1]:9.0f})  {c:8d}  {'#' * round(40 * c / peak)}")
+    click.echo(f"mean rate    {s['mean_rate']:.4f}")
+    click.echo(f"BPP16        {s['bpp16']:.4f}  (with mask bits {s['bpp16_with_mask']:.4f})")
+    click.echo(f"on disk      {s['token_bytes']} bytes of token parts")
+    kinds = ", ".join(f"{k} {v}" for k, v in s["errors_by_kind"].items()) or "none"
+    stages = ", ".join(f"{k} {v}" for k, v in s["errors_by_stage"].items()) or "none"
+    click.echo(f"errors       by kind: {kinds}; by stage: {stages}")
+
+
+@click.command("validate")
+@click.argument("dataset")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--max-per-check", default=20, show_default=True, help="Violations listed per file and field.")
+@_with_storage
+def validate_cmd(dataset: str, as_json: bool, max_per_check: int, endpoint_url: str | None, profile: str | None,
+                 anon: bool) -> None:
+    """Check DATASET thoroughly; exit status 1 when any violation is found."""
+    from schemas.validate import validate_dataset
+
+    report = validate_dataset(dataset, _storage(endpoint_url, profile, anon), max_per_check=max_per_check)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=1))
+    else:
+        for v in report.violations:
+            click.echo(str(v))
+        status = "OK" if report.ok else f"{len(report.violations)} violation(s)"
+        click.echo(f"{dataset}: {status} ({report.files_checked} files, {report.rows_checked} rows checked)")
+    if not report.ok:
+        sys.exit(1)

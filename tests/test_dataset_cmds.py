@@ -1,0 +1,57 @@
+"""`infotok inspect` / `infotok validate` through the real click entry point."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from test_schemas import META, make_clips
+
+from jobs.cli import main
+from pipeline.layout import token_part_path
+from pipeline.writer import write_manifest, write_shard
+from schemas.errors import ErrorRow
+
+
+@pytest.fixture()
+def root(tmp_path: Path) -> str:
+    r = str(tmp_path / "ds")
+    errs = [ErrorRow("a", "decode", "permanent", "E", "m"), ErrorRow("b", "read", "transient", "T", "m")]
+    write_shard(r, 0, make_clips(3, 2), errs, META)
+    write_shard(r, 1, make_clips(2, 2, seed=1, first_video=3), [], META)
+    write_manifest(r, {})
+    return r
+
+
+def test_inspect_json_figures(root: str) -> None:
+    res = CliRunner().invoke(main, ["inspect", root, "--json"])
+    assert res.exit_code == 0, res.output
+    s = json.loads(res.output)
+    clips = make_clips(3, 2) + make_clips(2, 2, seed=1, first_video=3)
+    assert s["clips"] == 10 and s["tokens"] == sum(c.n_tokens for c in clips)
+    assert s["errors_by_kind"] == {"permanent": 1, "transient": 1}
+    pixels = sum(c.frame_count * c.height * c.width for c in clips)
+    assert s["bpp16"] == pytest.approx(16 * s["tokens"] * math.log2(64000) / pixels)
+    cells = sum(c.grid[0] * c.grid[1] * c.grid[2] for c in clips)
+    assert s["bpp16_with_mask"] - s["bpp16"] == pytest.approx(16 * cells / pixels)
+    assert sum(s["tokens_per_clip"]["histogram"]["counts"]) == 10
+
+
+def test_inspect_human_and_unfinished(root: str, tmp_path: Path) -> None:
+    res = CliRunner().invoke(main, ["inspect", root])
+    assert res.exit_code == 0 and "BPP16" in res.output and "permanent 1" in res.output
+    write_shard(str(tmp_path / "wip"), 0, make_clips(1, 1), [], META)
+    res = CliRunner().invoke(main, ["inspect", str(tmp_path / "wip")])
+    assert res.exit_code != 0 and "no manifest" in res.output
+
+
+def test_validate_exit_status(root: str) -> None:
+    res = CliRunner().invoke(main, ["validate", root])
+    assert res.exit_code == 0 and "OK" in res.output
+    Path(token_part_path(root, 1)).unlink()
+    res = CliRunner().invoke(main, ["validate", root, "--json"])
+    assert res.exit_code == 1
+    assert any(v["field"] == "file" and "missing" in v["message"] for v in json.loads(res.output)["violations"])
