@@ -234,7 +234,11 @@ class DecodeStep:
         for ci, w in enumerate(windows):
             sel = [pos[int(s)] for s in src_idx[w.start : w.start + w.length]]
             sel += [sel[-1]] * w.pad
-            clips.append(Clip(frames=out[sel], clip_index=ci, frame_start=int(src_idx[w.start]),
+            contiguous = cfg.stride >= cfg.clip_frames and sel == list(range(sel[0], sel[0] + len(sel)))
+            # Non-overlapping clips are disjoint views of one buffer (no copy); overlapping or
+            # padded clips gather their own copy, so writing into one clip never changes another.
+            clip_frames = out[sel[0] : sel[0] + len(sel)] if contiguous else out[sel]
+            clips.append(Clip(frames=clip_frames, clip_index=ci, frame_start=int(src_idx[w.start]),
                               frame_count=len(sel), pad_frames=w.pad, fps=out_fps))
         duration = info.duration_s if info.duration_s else (n_src / info.fps if info.fps else 0.0)
         source = SourceInfo(width=info.width, height=info.height, fps=info.fps, frame_count=n_src,

@@ -189,3 +189,11 @@ def test_config_validation() -> None:
         DecodeConfig(short_policy="skip")
     cfg = DecodeConfig.from_dict({"resolution": [32, 40], "fps": 12})
     assert cfg.resolution == (32, 40) and DecodeConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_clips_do_not_share_frames(indexed: bytes) -> None:
+    for stride in (3, None):
+        r = _ok(DecodeStep(DecodeConfig(resolution=(64, 64), clip_frames=5, clip_stride=stride, max_clips=3))(indexed, "a"))
+        before = [c.frames.copy() for c in r.clips]
+        r.clips[0].frames[:] = 0  # a consumer normalizing in place must not corrupt the next clip
+        assert all(np.array_equal(c.frames, b) for c, b in zip(r.clips[1:], before[1:]))
