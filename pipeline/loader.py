@@ -8,11 +8,11 @@ roles (see `pipeline.loader_plan`) so that over all ranks x workers every clip i
 once per epoch. Ranks may receive different numbers of clips (row groups differ in size).
 
 Output modes (`LoaderConfig.mode`):
-- "clips": one sample per clip: `tokens` (N,) int64 kept ids, `positions` (N, 3) int32 (t, h, w)
+- "clips": one sample per clip: `tokens` (N,) int64 kept ids, `positions` (N, 3) int16 (t, h, w)
   of each id decoded from the mask, `grid` (3,), and the clip's metadata columns.
 - "packed": fixed-length sequences (see `pipeline.loader_pack`): `input_ids` (L,) int64 with
   BOS/EOS/PAD from `schemas.tokens`, `document_ids` (L,) int32 (-1 = PAD), `position_ids` (L,)
-  int32 index within the clip (-1 = PAD), `grid_positions` (L, 3) int32 (-1 for specials).
+  int32 index within the clip (-1 = PAD), `grid_positions` (L, 3) int16 (-1 for specials).
 Each sample also carries `cursor` (4,) int64, the resume point after it; `TokenDataLoader`
 (pipeline.loader_dl) consumes it to make `state_dict()` exact with worker processes.
 

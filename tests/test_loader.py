@@ -66,7 +66,7 @@ def test_clips_carry_tokens_and_their_positions(dataset: tuple[str, dict]) -> No
     for s in ds:
         toks, pos = truth[(s["video_id"], s["clip_index"])]
         assert torch.equal(s["tokens"], torch.from_numpy(toks.astype(np.int64)))
-        assert torch.equal(s["positions"], torch.from_numpy(pos.astype(np.int32)))
+        assert torch.equal(s["positions"], torch.from_numpy(pos.astype(np.int16)))
         seen += 1
     assert seen == len(truth)
 
