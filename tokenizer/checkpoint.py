@@ -3,6 +3,12 @@
 One file holds everything needed to rebuild the model. `tokenizer_id` is a
 content hash of the config and weights; every dataset records it, so a
 dataset can always be traced to the exact model that wrote it.
+
+Format versions: "1" is a fixed-rate tokenizer. "2" adds the InfoTok adaptive layer
+(arXiv 2512.16975): an `adaptive_config` JSON header entry and tensors named
+`adaptive.compressor.*`, `adaptive.decompressor.*`, `adaptive.mean_info` (E[I], float64)
+and `adaptive.info_count`; base tensors keep their version-1 names. Fixed-rate
+checkpoints are still written as version 1, so their bytes and ids do not change.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from typing import Any
 
 import torch
 
+from tokenizer.adaptive import AdaptiveConfig
+from tokenizer.adaptive_tokenizer import AdaptiveTokenizer
 from tokenizer.config import TokenizerConfig
 from tokenizer.model import VideoTokenizer
 
@@ -24,6 +32,11 @@ logger = logging.getLogger(__name__)
 
 FORMAT = "infotok-tokenizer"
 FORMAT_VERSION = "1"
+ADAPTIVE_FORMAT_VERSION = "2"
+READABLE_VERSIONS = (FORMAT_VERSION, ADAPTIVE_FORMAT_VERSION)
+ADAPTIVE_PREFIX = "adaptive."
+# Tensors kept in their own dtype when a checkpoint is exported in half precision.
+_EXACT_TENSORS = {"adaptive.mean_info"}
 DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "tiny.safetensors"
 
 
@@ -33,49 +46,78 @@ class CheckpointError(ValueError):
 
 @dataclass(frozen=True)
 class LoadedTokenizer:
-    """A model rebuilt from a checkpoint, with its identity and provenance."""
+    """A model rebuilt from a checkpoint, with its identity and provenance.
+
+    model: the fixed-rate tokenizer (for an adaptive checkpoint, the base inside `adaptive`).
+    adaptive: the InfoTok adaptive tokenizer, or None for a fixed-rate checkpoint.
+    """
 
     model: VideoTokenizer
     tokenizer_id: str
     path: str
     info: dict[str, Any]
+    adaptive: AdaptiveTokenizer | None = None
+
+    @property
+    def is_adaptive(self) -> bool:
+        return self.adaptive is not None
 
 
-def tokenizer_id_of(config: TokenizerConfig, state: dict[str, torch.Tensor]) -> str:
-    """Content hash: '<preset>-<16 hex>' over the canonical config and every tensor's bytes."""
+def checkpoint_state(model: VideoTokenizer | AdaptiveTokenizer) -> dict[str, torch.Tensor]:
+    """Tensors as stored in a checkpoint: base names unchanged, adaptive ones under `adaptive.`."""
+    if isinstance(model, AdaptiveTokenizer):
+        state = {k: v for k, v in model.base.state_dict().items()}
+        state.update({ADAPTIVE_PREFIX + k: v for k, v in model.state_dict().items() if not k.startswith("base.")})
+    else:
+        state = dict(model.state_dict())
+    return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+
+
+def tokenizer_id_of(config: TokenizerConfig, state: dict[str, torch.Tensor],
+                    adaptive: AdaptiveConfig | None = None) -> str:
+    """Content hash over the canonical config(s) and every tensor's bytes:
+    '<preset>-<16 hex>' for a fixed-rate model, '<preset>-adaptive-<16 hex>' for InfoTok."""
     h = hashlib.sha256()
     h.update(json.dumps(config.to_dict(), sort_keys=True).encode())
+    if adaptive is not None:
+        h.update(json.dumps(adaptive.to_dict(), sort_keys=True).encode())
     for name in sorted(state):
         t = state[name].detach().contiguous().cpu()
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return f"{config.preset}-{h.hexdigest()[:16]}"
+    kind = f"{config.preset}-adaptive" if adaptive is not None else config.preset
+    return f"{kind}-{h.hexdigest()[:16]}"
 
 
 def save_tokenizer(
-    model: VideoTokenizer,
+    model: VideoTokenizer | AdaptiveTokenizer,
     path: str | Path,
     info: dict[str, Any] | None = None,
     dtype: torch.dtype | None = None,
 ) -> str:
     """Write model weights (optionally cast to `dtype`) and config; return the tokenizer id.
 
+    An `AdaptiveTokenizer` is written as format version 2 (base + adaptive layer + E[I]).
     The file is written to a temporary name and renamed, so a reader never sees half a file.
     """
     from safetensors.torch import save_file
 
     path = Path(path)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    adaptive = model.config if isinstance(model, AdaptiveTokenizer) else None
+    base_config = model.base.config if isinstance(model, AdaptiveTokenizer) else model.config
+    state = checkpoint_state(model)
     if dtype is not None:
-        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
-    tid = tokenizer_id_of(model.config, state)
+        state = {k: v.to(dtype) if v.is_floating_point() and k not in _EXACT_TENSORS else v for k, v in state.items()}
+    tid = tokenizer_id_of(base_config, state, adaptive)
     meta = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "config": json.dumps(model.config.to_dict(), sort_keys=True),
+        "format_version": ADAPTIVE_FORMAT_VERSION if adaptive is not None else FORMAT_VERSION,
+        "config": json.dumps(base_config.to_dict(), sort_keys=True),
         "tokenizer_id": tid,
         "info": json.dumps(info or {}, sort_keys=True),
     }
+    if adaptive is not None:
+        meta["adaptive_config"] = json.dumps(adaptive.to_dict(), sort_keys=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file(state, str(tmp), metadata=meta)
@@ -101,9 +143,10 @@ def read_header(path: str | Path) -> dict[str, str]:
         raise CheckpointError(
             f"checkpoint {path} is not an infotok tokenizer checkpoint (metadata format={meta.get('format')!r})"
         )
-    if meta.get("format_version") != FORMAT_VERSION:
+    if meta.get("format_version") not in READABLE_VERSIONS:
         raise CheckpointError(
-            f"checkpoint {path} has format_version {meta.get('format_version')!r}, this infotok reads {FORMAT_VERSION!r}"
+            f"checkpoint {path} has format_version {meta.get('format_version')!r}, "
+            f"this infotok reads {', '.join(map(repr, READABLE_VERSIONS))}"
         )
     return meta
 
@@ -113,7 +156,11 @@ def load_tokenizer(
     expect_preset: str | None = None,
     device: str | torch.device = "cpu",
 ) -> LoadedTokenizer:
-    """Rebuild a tokenizer from a checkpoint (default: the shipped `tiny` checkpoint), in eval mode."""
+    """Rebuild a tokenizer from a checkpoint (default: the shipped `tiny` checkpoint), in eval mode.
+
+    For a version-2 checkpoint the result's `adaptive` holds the InfoTok tokenizer and
+    `model` is its base; for a version-1 checkpoint `adaptive` is None.
+    """
     from safetensors.torch import load_file
 
     path = Path(path) if path is not None else DEFAULT_CHECKPOINT
@@ -124,12 +171,19 @@ def load_tokenizer(
         raise CheckpointError(f"checkpoint {path} has an invalid config: {exc}") from exc
     if expect_preset is not None and config.preset != expect_preset:
         raise CheckpointError(f"checkpoint {path} is preset {config.preset!r}, expected {expect_preset!r}")
+    adaptive_cfg = None
+    if meta.get("format_version") == ADAPTIVE_FORMAT_VERSION:
+        try:
+            adaptive_cfg = AdaptiveConfig.from_dict(json.loads(meta["adaptive_config"]))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise CheckpointError(f"checkpoint {path} has an invalid adaptive config: {exc}") from exc
     try:
         state = load_file(str(path))
     except Exception as exc:
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt: {exc}") from exc
     model = VideoTokenizer(config)
-    expected = model.state_dict()
+    full: VideoTokenizer | AdaptiveTokenizer = model if adaptive_cfg is None else AdaptiveTokenizer(model, adaptive_cfg)
+    expected = checkpoint_state(full)
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
@@ -143,14 +197,19 @@ def load_tokenizer(
                 f"checkpoint {path}: tensor {name} has shape {tuple(tensor.shape)}, "
                 f"config expects {tuple(expected[name].shape)}"
             )
-    tid = tokenizer_id_of(config, state)
+    tid = tokenizer_id_of(config, state, adaptive_cfg)
     if meta.get("tokenizer_id") != tid:
         raise CheckpointError(
             f"checkpoint {path}: weights do not match the recorded tokenizer_id "
             f"{meta.get('tokenizer_id')!r} (content hash {tid!r}); the file was modified"
         )
-    model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})
-    model.eval().to(device)
+    cast = {k: v.to(expected[k].dtype) for k, v in state.items()}
+    model.load_state_dict({k: v for k, v in cast.items() if not k.startswith(ADAPTIVE_PREFIX)})
+    if isinstance(full, AdaptiveTokenizer):
+        full.load_state_dict({k[len(ADAPTIVE_PREFIX):]: v for k, v in cast.items() if k.startswith(ADAPTIVE_PREFIX)},
+                             strict=False)
+    full.eval().to(device)
     info = json.loads(meta.get("info", "{}"))
     logger.info("loaded tokenizer %s from %s", tid, path)
-    return LoadedTokenizer(model=model, tokenizer_id=tid, path=str(path), info=info)
+    return LoadedTokenizer(model=model, tokenizer_id=tid, path=str(path), info=info,
+                           adaptive=full if isinstance(full, AdaptiveTokenizer) else None)

@@ -3,6 +3,10 @@ warmup + cosine schedule, resumable from its own checkpoints, deterministic from
 
 Data arrives through `batch_fn(step) -> uint8 (B, T, H, W, 3)`, a pure function of the
 step, so a resumed run sees exactly the batches an uninterrupted run would have.
+
+`stage="adaptive"` trains the InfoTok adaptive layer (arXiv 2512.16975) on top of the
+fixed-rate checkpoint `init` instead (see `tokenizer.train_adaptive`); the loop, the
+checkpoints and the resume rules are the same.
 """
 
 from __future__ import annotations
@@ -61,6 +65,11 @@ class TrainConfig:
     eval_every: int = 0
     threads: int = 0
     save_dtype: str = "float32"
+    stage: str = "fixed"
+    adaptive_preset: str = "tiny"
+    betas: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25)
+    info_ema: float = 0.99
+    train_decoder: bool = False
 
     def __post_init__(self) -> None:
         if (self.frames - 1) % 4:
@@ -73,6 +82,19 @@ class TrainConfig:
             raise ValueError(f"save_dtype must be float32, float16 or bfloat16, got {self.save_dtype!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.stage not in ("fixed", "adaptive"):
+            raise ValueError(f"stage must be 'fixed' or 'adaptive', got {self.stage!r}")
+        if self.stage == "adaptive":
+            from tokenizer.router import check_beta
+
+            if not self.betas:
+                raise ValueError("betas must not be empty for the adaptive stage")
+            for b in self.betas:
+                check_beta(b)
+            if not self.init:
+                raise ValueError("the adaptive stage starts from a trained checkpoint: set init")
+            if not 0.0 <= self.info_ema < 1.0:
+                raise ValueError(f"info_ema must be in [0, 1), got {self.info_ema}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -80,6 +102,9 @@ class TrainConfig:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown TrainConfig keys: {sorted(unknown)}")
+        d = dict(d)
+        if "betas" in d:
+            d["betas"] = tuple(float(b) for b in d["betas"])
         return cls(**d)
 
 
@@ -140,7 +165,10 @@ def _load_state(out: Path, model: VideoTokenizer, opt: torch.optim.Optimizer) ->
 def check_resume_compatible(out: Path, cfg: TrainConfig) -> None:
     """Raise ValueError naming every field that differs from the run being resumed."""
     old = json.loads((out / STATE_JSON).read_text())["config"]
-    new = dataclasses.asdict(cfg)
+    new = json.loads(json.dumps(dataclasses.asdict(cfg)))  # tuples compare as the JSON lists
+    # a run saved before a field existed ran with that field's default
+    defaults = json.loads(json.dumps(dataclasses.asdict(TrainConfig())))
+    old = {**{k: v for k, v in defaults.items() if k not in old}, **old}
     diff = [f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in new if k not in _RESUMABLE_CHANGES and old.get(k) != new[k]]
     if diff:
         raise ValueError(
@@ -149,8 +177,14 @@ def check_resume_compatible(out: Path, cfg: TrainConfig) -> None:
         )
 
 
-def evaluate(model: VideoTokenizer, clips: list[np.ndarray], batch: int = 4) -> dict[str, float]:
+def evaluate(model: torch.nn.Module, clips: list[np.ndarray], batch: int = 4) -> dict[str, float]:
     """Mean PSNR / SSIM of reconstructions of uint8 clips (T, H, W, 3), all of one shape."""
+    from tokenizer.adaptive_tokenizer import AdaptiveTokenizer
+
+    if isinstance(model, AdaptiveTokenizer):
+        from tokenizer.train_adaptive import evaluate_adaptive
+
+        return evaluate_adaptive(model, clips, batch)
     model.eval()
     ps, ss = [], []
     with torch.no_grad():
@@ -183,13 +217,25 @@ def train(
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    model = VideoTokenizer(preset(cfg.preset))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+    adaptive = cfg.stage == "adaptive"
+    if adaptive:
+        from tokenizer import train_adaptive as stage2
+
+        model = stage2.build_adaptive(cfg.preset, cfg.adaptive_preset)
+        params = stage2.freeze_base(model, cfg.train_decoder)
+    else:
+        model = VideoTokenizer(preset(cfg.preset))
+        params = list(model.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
     step, history = 0, []
     if (out / STATE_JSON).exists():
         check_resume_compatible(out, cfg)
         step, history = _load_state(out, model, opt)
         logger.info("resuming %s at step %d", out, step)
+    elif adaptive:
+        init_id = stage2.init_from_checkpoint(model, cfg.init, cfg.preset)
+        logger.info("stage 2 from %s (%s); adaptive layer %.1f%% of base params", cfg.init, init_id,
+                    100 * model.param_overhead())
     elif cfg.init:
         init = load_tokenizer(cfg.init, expect_preset=cfg.preset)
         model.load_state_dict(init.model.state_dict())
@@ -211,14 +257,18 @@ def train(
         for group in opt.param_groups:
             group["lr"] = lr_at(cfg, step)
         x = frames_to_tensor(batch_fn(step))  # (B, 3, T, H, W) in [-1, 1]
-        y = model(x).reconstruction
-        loss = (y - x).abs().mean()
+        if adaptive:
+            betas = stage2.sample_betas(cfg.seed, step, x.shape[0], cfg.betas)
+            loss, y = stage2.adaptive_step(model, x, betas, cfg.info_ema)
+        else:
+            y = model(x).reconstruction
+            loss = (y - x).abs().mean()
         if cfg.ssim_weight > 0:
             loss = loss + cfg.ssim_weight * (1 - ssim(y, x).mean())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
         step += 1
         loss_val = float(loss.detach())
@@ -228,6 +278,8 @@ def train(
                 p = float(psnr(y.detach(), x).mean())
             rec: dict[str, float] = {"step": step, "loss": loss_val, "psnr": p, "lr": lr_at(cfg, step - 1),
                                      "elapsed_s": time.monotonic() - t0}
+            if adaptive:
+                rec["mean_info"] = float(model.mean_info)
             if cfg.eval_every and eval_clips and step % cfg.eval_every == 0:
                 rec.update({f"heldout_{k}": v for k, v in evaluate(model, eval_clips).items()})
             history.append(rec)
