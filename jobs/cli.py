@@ -15,6 +15,7 @@ import click
 _COMMANDS: dict[str, str] = {
     "train": "jobs.train_cmd:train",
     "eval": "jobs.eval_cmd:eval_cmd",
+    "calibrate": "jobs.calibrate_cmd:calibrate",
     "demo": "jobs.demo_cmd:demo",
     "inspect": "jobs.dataset_cmds:inspect_cmd",
     "validate": "jobs.dataset_cmds:validate_cmd",

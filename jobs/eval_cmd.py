@@ -1,4 +1,9 @@
-"""`infotok eval`: reconstruction quality (PSNR, SSIM) of a tokenizer over a corpus."""
+"""`infotok eval`: reconstruction quality (PSNR, SSIM) of a tokenizer over a corpus.
+
+Without --methods: fixed-rate round trips per source. With --methods (an adaptive
+checkpoint): the InfoTok rate-distortion harness (arXiv 2512.16975) over the same clips,
+every method at equal total tokens per beta, with an optional PNG plot.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,38 @@ import click
 logger = logging.getLogger(__name__)
 
 
+def collect_clips(input_uri: str, resolution: int, clip_frames: int, max_videos: int | None, max_clips: int,
+                  num_procedural: int, endpoint_url: str | None) -> tuple[list[tuple[str, list]], list[dict]]:
+    """Clips grouped by source ((source, [uint8 (T, H, W, 3)]), ...) and per-video failures."""
+    failures: list[dict] = []
+    if input_uri == "procedural":
+        from tokenizer.corpus import heldout_clips
+
+        by_kind: dict[str, list] = defaultdict(list)
+        for kind, clip in heldout_clips(num_procedural, clip_frames, resolution, resolution):
+            by_kind[f"procedural:{kind}"].append(clip)
+        return sorted(by_kind.items()), failures
+    from pipeline.clip_source import SourcedClip, iter_clips
+    from pipeline.decode import DecodeConfig
+    from pipeline.storage import StorageConfig
+
+    decode = DecodeConfig(resolution=(resolution, resolution), clip_frames=clip_frames, max_clips=max_clips)
+    by_uri: dict[str, list] = defaultdict(list)
+    for item in iter_clips(input_uri, decode, StorageConfig(endpoint_url=endpoint_url), max_videos):
+        if isinstance(item, SourcedClip):
+            by_uri[item.uri].append(item.clip.frames)
+        else:
+            failures.append(item.to_dict())
+    return list(by_uri.items()), failures
+
+
+def _floats(text: str, name: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError as exc:
+        raise click.BadParameter(f"must be comma-separated numbers, got {text!r}", param_hint=name) from exc
+
+
 @click.command("eval")
 @click.argument("input_uri", metavar="INPUT")
 @click.option("--checkpoint", default=None, help="Tokenizer checkpoint (default: the shipped one).")
@@ -23,8 +60,18 @@ logger = logging.getLogger(__name__)
 @click.option("--batch-size", default=4, show_default=True, type=int)
 @click.option("--endpoint-url", default=None, help="S3 endpoint for s3:// inputs.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+@click.option("--methods", default=None,
+              help="Rate-distortion mode: comma list of infotok,fixed,random,raster,jump,elastic,full.")
+@click.option("--betas", default="1,0.75,0.5,0.25", show_default=True, help="Rate-distortion mode: betas.")
+@click.option("--plot", "plot_path", default=None, type=click.Path(dir_okay=False),
+              help="Rate-distortion mode: write a PSNR vs BPP16 PNG here.")
+@click.option("--mean-info", default=None, type=float, help="Rate-distortion mode: E[I] instead of the checkpoint's.")
+@click.option("--spearman-psnr", default=None, type=float,
+              help="Also search each clip's fewest tokens reaching this PSNR and report Spearman(I(x), tokens).")
 def eval_cmd(input_uri: str, checkpoint: str | None, resolution: int, clip_frames: int, max_videos: int | None,
-             max_clips: int, num_procedural: int, batch_size: int, endpoint_url: str | None, as_json: bool) -> None:
+             max_clips: int, num_procedural: int, batch_size: int, endpoint_url: str | None, as_json: bool,
+             methods: str | None, betas: str, plot_path: str | None, mean_info: float | None,
+             spearman_psnr: float | None) -> None:
     """PSNR / SSIM of reconstructions over INPUT: a folder, s3:// prefix, list file, or 'procedural'
     (held-out procedural clips whose photographs are never used in training)."""
     from tqdm import tqdm
@@ -35,30 +82,14 @@ def eval_cmd(input_uri: str, checkpoint: str | None, resolution: int, clip_frame
     if resolution % 8:
         raise click.BadParameter(f"must be a multiple of 8, got {resolution}", param_hint="--resolution")
     tok = load_tokenizer(checkpoint)
-    groups: list[tuple[str, list]] = []  # (source, clips)
-    failures: list[dict] = []
-    if input_uri == "procedural":
-        from tokenizer.corpus import heldout_clips
-
-        by_kind: dict[str, list] = defaultdict(list)
-        for kind, clip in heldout_clips(num_procedural, clip_frames, resolution, resolution):
-            by_kind[f"procedural:{kind}"].append(clip)
-        groups = sorted(by_kind.items())
-    else:
-        from pipeline.clip_source import SourcedClip, iter_clips
-        from pipeline.decode import DecodeConfig
-        from pipeline.storage import StorageConfig
-
-        decode = DecodeConfig(resolution=(resolution, resolution), clip_frames=clip_frames, max_clips=max_clips)
-        by_uri: dict[str, list] = defaultdict(list)
-        for item in iter_clips(input_uri, decode, StorageConfig(endpoint_url=endpoint_url), max_videos):
-            if isinstance(item, SourcedClip):
-                by_uri[item.uri].append(item.clip.frames)
-            else:
-                failures.append(item.to_dict())
-        groups = list(by_uri.items())
+    groups, failures = collect_clips(input_uri, resolution, clip_frames, max_videos, max_clips, num_procedural,
+                                     endpoint_url)
     if not groups:
         raise click.ClickException(f"no clips to evaluate in {input_uri} ({len(failures)} videos failed)")
+    if methods is not None:
+        _rate_distortion(tok, groups, failures, input_uri, resolution, clip_frames, batch_size, methods, betas,
+                         plot_path, mean_info, spearman_psnr, as_json)
+        return
     rows, all_p, all_s, n_clips = [], [], [], 0
     t0 = time.perf_counter()
     for source, clips in tqdm(groups, desc="eval", unit="video", disable=as_json):
@@ -93,3 +124,56 @@ def eval_cmd(input_uri: str, checkpoint: str | None, resolution: int, clip_frame
                f"({summary['clips_per_s']:.2f} clips/s, tokenizer {tok.tokenizer_id})")
     for f in failures:
         click.echo(f"failed: {f['message']}")
+
+
+def _rate_distortion(tok, groups: list[tuple[str, list]], failures: list[dict], input_uri: str,  # noqa: ANN001
+                     resolution: int, clip_frames: int, batch_size: int, methods: str, betas: str,
+                     plot_path: str | None, mean_info: float | None, spearman_psnr: float | None,
+                     as_json: bool) -> None:
+    import dataclasses
+
+    from tokenizer.rate_distortion import RDConfig, evaluate_rd, fewest_tokens_for_psnr, plot_rd, spearman
+
+    if tok.adaptive is None:
+        raise click.ClickException(
+            f"--methods needs an adaptive (InfoTok) checkpoint; {tok.path} is fixed-rate ({tok.tokenizer_id}). "
+            "Train one with `infotok train --stage adaptive --init CKPT`."
+        )
+    try:
+        cfg = RDConfig(methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
+                       betas=_floats(betas, "--betas"), batch_size=batch_size, mean_info=mean_info)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    clips = [c for _, cs in groups for c in cs]
+    rows = evaluate_rd(tok.adaptive, clips, cfg)
+    summary: dict = {
+        "tokenizer_id": tok.tokenizer_id, "input": input_uri, "resolution": resolution, "clip_frames": clip_frames,
+        "clips": len(clips), "mean_info": float(tok.adaptive.mean_info) if mean_info is None else mean_info,
+        "param_overhead": tok.adaptive.param_overhead(), "rows": [dataclasses.asdict(r) for r in rows],
+        "failures": failures,
+    }
+    if spearman_psnr is not None:
+        infos, counts = fewest_tokens_for_psnr(tok.adaptive, clips, spearman_psnr, batch_size)
+        frames, height, width = clips[0].shape[:3]
+        grid_n = (1 + (frames - 1) // 4) * (height // 8) * (width // 8)
+        summary["difficulty"] = {"target_psnr": spearman_psnr, "spearman": spearman(infos, [float(c) for c in counts]),
+                                 "info": infos, "fewest_tokens": counts,
+                                 "unreached": int(sum(c >= grid_n for c in counts))}
+    if plot_path:
+        summary["plot"] = str(plot_rd(rows, plot_path, title=f"{input_uri} ({len(clips)} clips, {tok.tokenizer_id})"))
+    if as_json:
+        click.echo(json.dumps(summary, indent=1))
+        return
+    click.echo(f"{'method':<8} {'beta':>5} {'tokens':>8} {'BPP16':>7} {'+mask':>7} {'PSNR':>7} {'SSIM':>6} "
+               f"{'passes':>7} {'clips/s':>8}")
+    for r in rows:
+        click.echo(f"{r.method:<8} {r.beta:>5.2f} {r.mean_tokens:>8.1f} {r.bpp16:>7.3f} {r.bpp16_mask:>7.3f} "
+                   f"{r.psnr:>7.2f} {r.ssim:>6.3f} {r.passes_per_clip:>7.1f} {r.clips_per_s:>8.2f}")
+    click.echo(f"{len(clips)} clips, tokenizer {tok.tokenizer_id}, E[I] {summary['mean_info']:.4f}, "
+               f"adaptive layer {100 * summary['param_overhead']:.1f}% of base params")
+    if "difficulty" in summary:
+        d = summary["difficulty"]
+        click.echo(f"Spearman(I(x), fewest tokens for {d['target_psnr']:g} dB) = {d['spearman']:.3f} "
+                   f"({d['unreached']} clips never reach it)")
+    if plot_path:
+        click.echo(f"plot: {summary['plot']}")

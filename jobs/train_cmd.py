@@ -1,4 +1,5 @@
-"""`infotok train`: train (or resume) the fixed-rate tokenizer."""
+"""`infotok train`: train (or resume) the fixed-rate tokenizer, or (`--stage adaptive`) the
+InfoTok adaptive layer on top of a trained fixed-rate checkpoint."""
 
 from __future__ import annotations
 
@@ -8,6 +9,13 @@ import logging
 import click
 
 logger = logging.getLogger(__name__)
+
+
+def _parse_betas(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(b) for b in text.split(",") if b.strip())
+    except ValueError as exc:
+        raise click.BadParameter(f"must be comma-separated numbers, got {text!r}", param_hint="--betas") from exc
 
 
 @click.command("train")
@@ -22,7 +30,13 @@ logger = logging.getLogger(__name__)
 @click.option("--warmup-steps", default=100, show_default=True, type=int)
 @click.option("--ssim-weight", default=0.0, show_default=True, type=float, help="Weight of an extra (1 - SSIM) loss.")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--init", default=None, help="Start from this checkpoint's weights (same preset).")
+@click.option("--init", default=None, help="Start from this checkpoint's weights (same preset); required by --stage adaptive.")
+@click.option("--stage", default="fixed", show_default=True, type=click.Choice(["fixed", "adaptive"]),
+              help="fixed: the base tokenizer; adaptive: InfoTok compressor/decompressor on a frozen --init.")
+@click.option("--adaptive-preset", default="tiny", show_default=True, help="Adaptive layer size (tiny, reference).")
+@click.option("--betas", default="1,0.75,0.5,0.25", show_default=True, help="Stage 2: betas sampled per clip.")
+@click.option("--info-ema", default=0.99, show_default=True, type=float, help="Stage 2: EMA decay of E[I].")
+@click.option("--train-decoder", is_flag=True, help="Stage 2: also fine-tune the base decoder.")
 @click.option("--checkpoint-every", default=200, show_default=True, type=int)
 @click.option("--eval-every", default=0, show_default=True, type=int, help="Held-out PSNR every N steps (0: never).")
 @click.option("--threads", default=0, show_default=True, type=int, help="torch threads (0: torch default).")
@@ -33,16 +47,21 @@ logger = logging.getLogger(__name__)
 def train(out_dir: str, data: str, preset: str, steps: int, batch_size: int, frames: int, crop: int, lr: float,
           warmup_steps: int, ssim_weight: float, seed: int, init: str | None, checkpoint_every: int,
           eval_every: int, threads: int, save_dtype: str, time_limit: float | None, endpoint_url: str | None,
-          as_json: bool) -> None:
-    """Train the fixed-rate tokenizer on procedural clips or on a corpus of videos."""
+          as_json: bool, stage: str, adaptive_preset: str, betas: str, info_ema: float, train_decoder: bool) -> None:
+    """Train the fixed-rate tokenizer (or, with --stage adaptive, the InfoTok adaptive layer)
+    on procedural clips or on a corpus of videos."""
     from tokenizer.corpus import heldout_clips, training_batch
     from tokenizer.train import TrainConfig
     from tokenizer.train import train as run_train
 
-    cfg = TrainConfig(preset=preset, data=data, steps=steps, batch_size=batch_size, frames=frames, crop=crop,
+    try:
+        cfg = TrainConfig(preset=preset, data=data, steps=steps, batch_size=batch_size, frames=frames, crop=crop,
                       lr=lr, warmup_steps=warmup_steps, ssim_weight=ssim_weight, seed=seed, init=init,
                       checkpoint_every=checkpoint_every, eval_every=eval_every, threads=threads,
-                      save_dtype=save_dtype)
+                      save_dtype=save_dtype, stage=stage, adaptive_preset=adaptive_preset,
+                      betas=_parse_betas(betas), info_ema=info_ema, train_decoder=train_decoder)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
     if data == "procedural":
         def batch_fn(step: int):  # noqa: ANN202 - numpy array
             return training_batch(seed, step, batch_size, frames, crop, crop)

@@ -1,0 +1,83 @@
+"""`infotok calibrate`: estimate E[I], the mean clip information of InfoTok's router
+(arXiv 2512.16975), over a set of videos, and write it out.
+
+The result is a JSON document (tokenizer id, E[I], clip count, settings) that dataset
+jobs can pass as their E[I]; `--write-checkpoint` also writes a copy of the adaptive
+checkpoint whose stored E[I] is the new value (a new tokenizer id, since budgets change).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import click
+
+logger = logging.getLogger(__name__)
+
+
+@click.command("calibrate")
+@click.argument("input_uri", metavar="INPUT")
+@click.option("--checkpoint", default=None, help="Adaptive tokenizer checkpoint (default: the shipped one).")
+@click.option("--out", "out_path", default=None, type=click.Path(dir_okay=False), help="Write the JSON here too.")
+@click.option("--write-checkpoint", default=None, type=click.Path(dir_okay=False),
+              help="Write a copy of the checkpoint with this E[I] stored in it.")
+@click.option("--resolution", default=128, show_default=True, type=int, help="Square working size (multiple of 8).")
+@click.option("--clip-frames", default=17, show_default=True, type=int, help="Frames per clip (1 + 4k).")
+@click.option("--max-videos", default=None, type=int, help="Use the first N videos only.")
+@click.option("--max-clips", default=4, show_default=True, type=int, help="Clips per video at most.")
+@click.option("--num-procedural", default=50, show_default=True, type=int, help="Clips when INPUT is 'procedural'.")
+@click.option("--batch-size", default=4, show_default=True, type=int)
+@click.option("--endpoint-url", default=None, help="S3 endpoint for s3:// inputs.")
+def calibrate(input_uri: str, checkpoint: str | None, out_path: str | None, write_checkpoint: str | None,
+              resolution: int, clip_frames: int, max_videos: int | None, max_clips: int, num_procedural: int,
+              batch_size: int, endpoint_url: str | None) -> None:
+    """Mean clip information E[I] of INPUT (folder, s3:// prefix, list file or 'procedural'), as JSON."""
+    import numpy as np
+    import torch
+
+    from jobs.eval_cmd import collect_clips
+    from tokenizer.checkpoint import load_tokenizer, save_tokenizer
+    from tokenizer.router import clip_information
+    from tokenizer.video import frames_to_tensor
+
+    if resolution % 8:
+        raise click.BadParameter(f"must be a multiple of 8, got {resolution}", param_hint="--resolution")
+    tok = load_tokenizer(checkpoint)
+    if tok.adaptive is None:
+        raise click.ClickException(f"{tok.path} is a fixed-rate checkpoint ({tok.tokenizer_id}); calibrate needs "
+                                   "an adaptive one")
+    groups, failures = collect_clips(input_uri, resolution, clip_frames, max_videos, max_clips, num_procedural,
+                                     endpoint_url)
+    clips = [c for _, cs in groups for c in cs]
+    if not clips:
+        raise click.ClickException(f"no clips to calibrate on in {input_uri} ({len(failures)} videos failed)")
+    infos: list[float] = []
+    with torch.no_grad():
+        for i in range(0, len(clips), batch_size):
+            _, scores = tok.adaptive.information(frames_to_tensor(np.stack(clips[i : i + batch_size])))
+            infos.extend(clip_information(scores).tolist())
+    mean_info = float(np.mean(infos))
+    doc = {
+        "tokenizer_id": tok.tokenizer_id,
+        "input": input_uri,
+        "resolution": resolution,
+        "clip_frames": clip_frames,
+        "clips": len(infos),
+        "mean_info": mean_info,
+        "checkpoint_mean_info": float(tok.adaptive.mean_info),
+        "info_quantiles": {q: float(np.quantile(infos, float(q))) for q in ("0.1", "0.5", "0.9")},
+        "failures": len(failures),
+    }
+    if write_checkpoint:
+        tok.adaptive.set_mean_info(mean_info, len(infos))
+        info = dict(tok.info, calibration={k: doc[k] for k in ("input", "resolution", "clip_frames", "clips")},
+                    calibrated_from=tok.tokenizer_id)
+        doc["written_checkpoint"] = write_checkpoint
+        doc["written_tokenizer_id"] = save_tokenizer(tok.adaptive, write_checkpoint, info=info)
+    text = json.dumps(doc, indent=1)
+    if out_path:
+        Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(out_path).write_text(text + "\n")
+    click.echo(text)
