@@ -197,3 +197,24 @@ def test_clips_do_not_share_frames(indexed: bytes) -> None:
         before = [c.frames.copy() for c in r.clips]
         r.clips[0].frames[:] = 0  # a consumer normalizing in place must not corrupt the next clip
         assert all(np.array_equal(c.frames, b) for c, b in zip(r.clips[1:], before[1:]))
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_decodes_only_the_frames_clips_need(indexed: bytes, decoder: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import decord
+
+    calls: list[list[int]] = []
+    real = decord.VideoReader.get_batch
+
+    def spy(self: decord.VideoReader, indices: list[int]) -> object:
+        calls.append(list(indices))
+        return real(self, indices)
+
+    monkeypatch.setattr(decord.VideoReader, "get_batch", spy)
+    cfg = DecodeConfig(resolution=(64, 64), clip_frames=5, clip_stride=10, max_clips=2, batch_frames=3, decoder=decoder)
+    r = _ok(DecodeStep(cfg)(indexed, "a.mp4"))
+    assert [frame_levels(c.frames).tolist() for c in r.clips] == [[0, 1, 2, 3, 4], [10, 11, 12, 13, 14]]
+    if decoder == "decord":  # batches of <= 3 sorted indices, none outside the two clips
+        assert calls == [[0, 1, 2], [3, 4, 10], [11, 12, 13], [14]]
+    else:
+        assert calls == []
