@@ -84,7 +84,7 @@ def tokenizer_id_of(config: TokenizerConfig, state: dict[str, torch.Tensor],
     for name in sorted(state):
         t = state[name].detach().contiguous().cpu()
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     kind = f"{config.preset}-adaptive" if adaptive is not None else config.preset
     return f"{kind}-{h.hexdigest()[:16]}"
 

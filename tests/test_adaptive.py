@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tokenizer.adaptive import ADAPTIVE_PRESETS, AdaptiveConfig, block_causal_mask
+from tokenizer.adaptive_tokenizer import AdaptiveTokenizer
+from tokenizer.adaptive_tokens import AdaptiveTokens
+from tokenizer.config import PRESETS
+from tokenizer.model import VideoTokenizer, num_params
+
+
+def _model(seed: int = 0, trained_like: bool = False) -> AdaptiveTokenizer:
+    torch.manual_seed(seed)
+    m = AdaptiveTokenizer(VideoTokenizer(PRESETS["tiny"]), ADAPTIVE_PRESETS["tiny"]).eval()
+    if trained_like:  # zero-init output projections would hide bugs in the adaptive path
+        with torch.no_grad():
+            for net in (m.compressor.net, m.decompressor.net):
+                net.out.weight.normal_(0, 0.05)
+    m.set_mean_info(0.25, 1)
+    return m
+
+
+def _video(b: int = 2, t: int = 5, h: int = 16, w: int = 24, seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(b, 3, t, h, w, generator=g) * 2 - 1
+
+
+def test_config_presets_and_overhead():
+    with pytest.raises(ValueError, match="unknown AdaptiveConfig keys"):
+        AdaptiveConfig.from_dict({"dims": 3})
+    with pytest.raises(ValueError, match="dim / heads"):
+        AdaptiveConfig(dim=60, heads=8)
+    assert AdaptiveConfig.from_dict(ADAPTIVE_PRESETS["reference"].to_dict()) == ADAPTIVE_PRESETS["reference"]
+    tiny = _model()
+    assert 0.05 < tiny.param_overhead() <= 0.15
+    ref = AdaptiveTokenizer(VideoTokenizer(PRESETS["tiny"]), ADAPTIVE_PRESETS["reference"])
+    assert len(ref.compressor.net.blocks) == 8 and len(ref.decompressor.net.blocks) == 8
+    assert ref.compressor.net.inp.out_features == 256
+    assert 10e6 < num_params(ref.adaptive_modules()) < 15e6  # ~12% of the ~100M `base` preset
+
+
+def test_keep_all_matches_fixed_rate_tokenizer():
+    m = _model()
+    x = _video()
+    keep = torch.ones(2, 2, 2, 3, dtype=torch.bool)
+    with torch.no_grad():
+        ours = m(x, keep)
+        base = m.base(x)
+    # zero-initialised output projections: an untrained adaptive layer is exactly the base model
+    assert torch.equal(ours.indices, base.encoding.indices)
+    assert torch.allclose(ours.reconstruction, base.reconstruction, atol=1e-6)
+    tokens = m.tokenize(x, 1.0, mean_info=1e-6)  # every clip at r = 1
+    assert [t.n_tokens for t in tokens] == [12, 12]
+    assert torch.allclose(m.detokenize(tokens), base.reconstruction.clamp(-1, 1), atol=1e-5)
+
+
+def test_attention_is_block_causal_over_latent_frames():
+    mask = block_causal_mask((3, 1, 2), torch.device("cpu"))
+    assert mask[0].tolist() == [True, True, False, False, False, False]
+    assert mask[5].all()
+    m = _model(trained_like=True)
+    x = _video(b=1, t=9)
+    keep = torch.rand(1, 3, 2, 3, generator=torch.Generator().manual_seed(0)) < 0.5
+    x2 = x.clone()
+    x2[:, :, 5:] = -x2[:, :, 5:]  # change only pixel frames 5..8 = latent frame 2
+    with torch.no_grad():
+        a, b = m(x, keep), m(x2, keep)
+    assert torch.equal(a.indices[:, :2], b.indices[:, :2])
+    assert torch.allclose(a.reconstruction[:, :, :5], b.reconstruction[:, :, :5], atol=1e-5)
+    assert not torch.allclose(a.reconstruction[:, :, 5:], b.reconstruction[:, :, 5:])
+
+
+def test_dropped_positions_do_not_leak_into_tokens_but_reach_kept_ones():
+    m = _model(trained_like=True)
+    x = _video(b=1)
+    keep = torch.zeros(1, 2, 2, 3, dtype=torch.bool)
+    keep[0, :, 0, :] = True
+    with torch.no_grad():
+        out = m(x, keep)
+        assert (out.codes[~keep] == 0).all()
+        other = m(x, ~keep)
+    assert not torch.equal(out.codes[keep], other.codes[keep])  # the compressor sees the mask
+
+
+def test_batched_variable_budgets_and_round_trip():
+    m = _model(trained_like=True)
+    x = _video(b=3)
+    tokens = m.tokenize(x, [1.0, 0.5, 0.1])
+    n = [t.n_tokens for t in tokens]
+    assert len(set(n)) > 1 and n == sorted(n, reverse=True)
+    routing = m.route(x, [1.0, 0.5, 0.1])
+    assert routing.n_keep.tolist() == n
+    for tok, keep in zip(tokens, routing.keep):
+        assert tok.keep_mask().tolist() == keep.tolist()
+        assert tok.rate == pytest.approx(min(1.0, max(1 / 16, tok.beta * tok.info / 0.25)))
+    wire = [AdaptiveTokens.from_bytes(t.to_bytes()) for t in tokens]
+    batched = m.detokenize(wire)
+    assert batched.shape == x.shape and batched.abs().max() <= 1
+    for i, tok in enumerate(tokens):  # batching does not change any clip's reconstruction
+        assert torch.allclose(m.detokenize(tok)[0], batched[i], atol=1e-5)
+    with torch.no_grad():
+        direct = m(x, routing.keep, encoding=routing.encoding).reconstruction.clamp(-1, 1)
+    assert torch.allclose(direct, batched, atol=1e-4)
+
+
+def test_tokenize_validates_inputs():
+    m = _model()
+    x = _video(b=2)
+    for beta in (0.0, 1.5, float("nan"), -1.0):
+        with pytest.raises(ValueError, match="beta must be a finite number"):
+            m.tokenize(x, beta)
+    with pytest.raises(ValueError, match="got 3 betas for a batch of 2"):
+        m.tokenize(x, [0.5, 0.5, 0.5])
+    fresh = AdaptiveTokenizer(VideoTokenizer(PRESETS["tiny"]), ADAPTIVE_PRESETS["tiny"])
+    with pytest.raises(ValueError, match="E\\[I\\].*calibrate"):
+        fresh.tokenize(x, 0.5)
+    with pytest.raises(ValueError, match="frame count must be 1 \\+ 4k"):
+        m.tokenize(_video(t=4), 0.5)
+    a, b = m.tokenize(x, 0.5)[0], m.tokenize(_video(b=1, h=8), 0.5)[0]
+    with pytest.raises(ValueError, match="share a grid"):
+        m.detokenize([a, b])

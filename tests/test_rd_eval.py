@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from jobs.cli import main
+from tokenizer.adaptive import ADAPTIVE_PRESETS
+from tokenizer.adaptive_tokenizer import AdaptiveTokenizer
+from tokenizer.checkpoint import load_tokenizer, save_tokenizer
+from tokenizer.config import PRESETS
+from tokenizer.corpus import heldout_clips
+from tokenizer.model import VideoTokenizer
+from tokenizer.rate_distortion import RDConfig, bpp16, evaluate_rd, fewest_tokens_for_psnr, plot_rd, spearman
+
+
+def _model() -> AdaptiveTokenizer:
+    torch.manual_seed(0)
+    m = AdaptiveTokenizer(VideoTokenizer(PRESETS["tiny"]), ADAPTIVE_PRESETS["tiny"]).eval()
+    with torch.no_grad():
+        m.decompressor.net.out.weight.normal_(0, 0.05)
+    m.set_mean_info(0.3, 1)
+    return m
+
+
+def test_bpp16_and_spearman():
+    # DV4x8x8 at full rate: 16 * log2(64000) / 256 per pixel, up to the causal first frame
+    assert bpp16(5 * 4 * 4, 17, 32, 32, 64000) == pytest.approx(16 * 80 * math.log2(64000) / (17 * 32 * 32))
+    assert bpp16(10, 5, 8, 8, 64000, mask_bits=16) - bpp16(10, 5, 8, 8, 64000) == pytest.approx(16 * 16 / 320)
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 2, 2, 3], [1, 2, 2, 3]) == pytest.approx(1.0)
+    assert math.isnan(spearman([1, 1, 1], [1, 2, 3]))
+    with pytest.raises(ValueError, match="unknown methods \\['magic'\\]"):
+        RDConfig(methods=("magic",))
+    with pytest.raises(ValueError, match="beta must be"):
+        RDConfig(betas=(0.5, 0.0))
+
+
+def test_every_method_at_equal_total_tokens(tmp_path):
+    clips = [c for _, c in heldout_clips(5, 5, 32, 32)]
+    cfg = RDConfig(methods=("infotok", "fixed", "random", "raster", "jump", "elastic", "full"), betas=(1.0, 0.3),
+                   batch_size=2)
+    rows = evaluate_rd(_model(), clips, cfg)
+    assert len(rows) == 1 + 2 * 6
+    full = [r for r in rows if r.method == "full"][0]
+    assert full.mean_tokens == 2 * 4 * 4 and full.passes_per_clip == 1
+    for beta in (1.0, 0.3):
+        at = {r.method: r for r in rows if r.beta == beta and r.method != "full"}
+        tokens = {m: r.mean_tokens * r.clips for m, r in at.items()}
+        assert len(set(tokens.values())) == 1, tokens  # exactly equal totals
+        assert at["infotok"].passes_per_clip == 3 and at["raster"].passes_per_clip == 2
+        assert at["elastic"].passes_per_clip >= 1 + 2 * 5  # 32 positions: 5 probes of compressor + decoder
+        assert at["infotok"].bpp16_mask > at["infotok"].bpp16
+        for r in at.values():
+            assert 0 < r.psnr < 100 and r.clips_per_s > 0
+    lo = [r for r in rows if r.method == "infotok" and r.beta == 0.3][0]
+    hi = [r for r in rows if r.method == "infotok" and r.beta == 1.0][0]
+    assert lo.mean_tokens < hi.mean_tokens
+    png = plot_rd(rows, tmp_path / "rd.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fewest_tokens_search():
+    clips = [c for _, c in heldout_clips(3, 5, 16, 16)]
+    infos, counts = fewest_tokens_for_psnr(_model(), clips, target_psnr=0.0)
+    assert counts == [1, 1, 1] and all(i > 0 for i in infos)
+    _, counts = fewest_tokens_for_psnr(_model(), clips, target_psnr=200.0)
+    assert counts == [2 * 2 * 2] * 3
+
+
+def test_cli_eval_methods_and_calibrate(tmp_path):
+    path = tmp_path / "adaptive.safetensors"
+    save_tokenizer(_model(), path)
+    runner = CliRunner()
+    res = runner.invoke(main, ["eval", "procedural", "--checkpoint", str(path), "--resolution", "16", "--clip-frames",
+                               "5", "--num-procedural", "4", "--methods", "infotok,fixed,raster,elastic", "--betas",
+                               "1,0.5", "--plot", str(tmp_path / "rd.png"), "--spearman-psnr", "10", "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    assert {r["method"] for r in doc["rows"]} == {"infotok", "fixed", "raster", "elastic"}
+    assert len(doc["difficulty"]["fewest_tokens"]) == 4 and (tmp_path / "rd.png").exists()
+    res = runner.invoke(main, ["eval", "procedural", "--checkpoint", str(path), "--resolution", "16", "--clip-frames",
+                               "5", "--num-procedural", "2", "--methods", "infotok", "--betas", "0"])
+    assert res.exit_code != 0 and "beta must be" in res.output
+    fixed = tmp_path / "fixed.safetensors"
+    save_tokenizer(VideoTokenizer(PRESETS["tiny"]), fixed)
+    res = runner.invoke(main, ["eval", "procedural", "--checkpoint", str(fixed), "--resolution", "16",
+                               "--clip-frames", "5", "--num-procedural", "2", "--methods", "infotok"])
+    assert res.exit_code != 0 and "needs an adaptive" in res.output
+    out = tmp_path / "calib.json"
+    res = runner.invoke(main, ["calibrate", "procedural", "--checkpoint", str(path), "--resolution", "16",
+                               "--clip-frames", "5", "--num-procedural", "4", "--out", str(out), "--write-checkpoint",
+                               str(tmp_path / "calibrated.safetensors")])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(out.read_text())
+    assert doc["clips"] == 4 and doc["mean_info"] > 0
+    recal = load_tokenizer(tmp_path / "calibrated.safetensors")
+    assert float(recal.adaptive.mean_info) == doc["mean_info"]
+    assert recal.tokenizer_id == doc["written_tokenizer_id"] != doc["tokenizer_id"]
