@@ -1,0 +1,156 @@
+"""Wall time per clip of InfoTok (arXiv 2512.16975) vs the fixed-rate tokenizer vs an
+ElasticTok-style binary search, side by side on the same held-out clips, in one process.
+
+    python benchmarks/bench_adaptive.py --checkpoint CKPT [--clips 10] [--size 128]
+        [--frames 17] [--beta 0.5] [--reps 3] [--threads 1] [--json]
+
+Per method, `tokenize` is the work to produce the tokens and `round trip` adds the
+reconstruction:
+- fixed:   base encode (-> ids)                        | + base decode
+- infotok: encode + router decode + compressor        | + decompressor + decode
+- elastic: encode + per-clip binary search over the raster-prefix token count, each probe
+           one compressor + decoder pass, threshold = InfoTok's mean L1 error at --beta
+           (the tokens then come from one more compressor pass) | + decompressor + decode
+Methods run interleaved clip batch by clip batch, each repeated --reps times (median), so
+background load hits them alike. Ratios: infotok / fixed (target <= 2.2) and
+elastic / infotok (target >= 4); passes per clip count base encoder + decoder passes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from tokenizer.adaptive_tokenizer import AdaptiveTokenizer
+from tokenizer.baselines import elastic_search, position_mask
+from tokenizer.checkpoint import load_tokenizer
+from tokenizer.corpus import heldout_clips
+from tokenizer.video import frames_to_tensor
+
+
+def _timed(fn: Callable[[], object], reps: int) -> float:
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def run(model: AdaptiveTokenizer, clips: list[np.ndarray], beta: float, batch: int, reps: int) -> dict[str, object]:
+    model.eval()
+    base = model.base
+    xs = [frames_to_tensor(np.stack(clips[i : i + batch])) for i in range(0, len(clips), batch)]
+    with torch.no_grad():  # elastic's threshold: InfoTok's mean L1 error at this beta
+        errs = []
+        for x in xs:
+            routing = model.route(x, beta)
+            y = model(x, routing.keep, encoding=routing.encoding).reconstruction.clamp(-1, 1)
+            errs.extend((y - x).abs().flatten(1).mean(1).tolist())
+    threshold = float(np.mean(errs))
+    probes: list[int] = []
+
+    @torch.no_grad()
+    def fixed_tok(x: torch.Tensor) -> object:
+        return base.encode(x).indices
+
+    @torch.no_grad()
+    def fixed_rt(x: torch.Tensor) -> object:
+        return base.decode_indices(base.encode(x).indices)
+
+    @torch.no_grad()
+    def info_tok(x: torch.Tensor) -> object:
+        return model.tokenize(x, beta)
+
+    @torch.no_grad()
+    def info_rt(x: torch.Tensor) -> object:
+        return model.detokenize(model.tokenize(x, beta))
+
+    @torch.no_grad()
+    def elastic_tok(x: torch.Tensor, record: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        enc = base.encode(x)
+        found = elastic_search(model, x, enc, threshold)
+        if record:
+            probes.extend(found.probes)
+        keep = position_mask("raster", found.n_keep, tuple(enc.indices.shape[1:]))
+        codes, _ = model.compress(enc.latent, keep)
+        return codes, keep
+
+    @torch.no_grad()
+    def elastic_rt(x: torch.Tensor) -> object:
+        codes, keep = elastic_tok(x)
+        return model.decode_masked(codes, keep).clamp(-1, 1)
+
+    methods: dict[str, Callable[[torch.Tensor], object]] = {
+        "fixed_tokenize": fixed_tok, "infotok_tokenize": info_tok, "elastic_tokenize": elastic_tok,
+        "fixed_round_trip": fixed_rt, "infotok_round_trip": info_rt, "elastic_round_trip": elastic_rt,
+    }
+    for x in xs[:1]:  # warm-up
+        for fn in methods.values():
+            fn(x)
+    seconds = {name: 0.0 for name in methods}
+    for x in xs:
+        elastic_tok(x, record=True)
+        for name, fn in methods.items():
+            seconds[name] += _timed(lambda: fn(x), reps)  # noqa: B023 - called immediately
+    per_clip = {name: s / len(clips) for name, s in seconds.items()}
+    mean_probes = float(np.mean(probes))
+    return {
+        "clips": len(clips), "shape": list(clips[0].shape), "beta": beta, "reps": reps,
+        "threads": torch.get_num_threads(), "elastic_threshold_l1": threshold,
+        "seconds_per_clip": per_clip,
+        "passes_per_clip": {"fixed": 1, "infotok": 2, "elastic": 1 + mean_probes},
+        "elastic_probes_per_clip": mean_probes,
+        "ratio_infotok_over_fixed": {
+            "tokenize": per_clip["infotok_tokenize"] / per_clip["fixed_tokenize"],
+            "round_trip": per_clip["infotok_round_trip"] / per_clip["fixed_round_trip"],
+        },
+        "ratio_elastic_over_infotok": {
+            "tokenize": per_clip["elastic_tokenize"] / per_clip["infotok_tokenize"],
+            "round_trip": per_clip["elastic_round_trip"] / per_clip["infotok_round_trip"],
+        },
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", required=True, help="adaptive (InfoTok) checkpoint")
+    p.add_argument("--clips", type=int, default=10)
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--frames", type=int, default=17)
+    p.add_argument("--beta", type=float, default=0.5)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    tok = load_tokenizer(args.checkpoint)
+    if tok.adaptive is None:
+        raise SystemExit(f"{args.checkpoint} is a fixed-rate checkpoint; bench_adaptive needs an adaptive one")
+    clips = [c for _, c in heldout_clips(args.clips, args.frames, args.size, args.size)]
+    res = run(tok.adaptive, clips, args.beta, args.batch, args.reps)
+    res["tokenizer_id"] = tok.tokenizer_id
+    if args.json:
+        print(json.dumps(res, indent=1))
+        return
+    print(f"{res['clips']} clips {res['shape']}, beta {args.beta}, {res['threads']} thread(s), "
+          f"median of {args.reps}; tokenizer {tok.tokenizer_id}")
+    print(f"{'method':<10} {'tokenize ms/clip':>17} {'round trip ms/clip':>19} {'passes/clip':>12}")
+    for m in ("fixed", "infotok", "elastic"):
+        s = res["seconds_per_clip"]
+        print(f"{m:<10} {1e3 * s[m + '_tokenize']:>17.1f} {1e3 * s[m + '_round_trip']:>19.1f} "
+              f"{res['passes_per_clip'][m]:>12.1f}")
+    r1, r2 = res["ratio_infotok_over_fixed"], res["ratio_elastic_over_infotok"]
+    print(f"infotok / fixed:   tokenize {r1['tokenize']:.2f}, round trip {r1['round_trip']:.2f} (target <= 2.2)")
+    print(f"elastic / infotok: tokenize {r2['tokenize']:.2f}, round trip {r2['round_trip']:.2f} (target >= 4)")
+
+
+if __name__ == "__main__":
+    main()
