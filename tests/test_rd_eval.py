@@ -101,3 +101,15 @@ def test_cli_eval_methods_and_calibrate(tmp_path):
     recal = load_tokenizer(tmp_path / "calibrated.safetensors")
     assert float(recal.adaptive.mean_info) == doc["mean_info"]
     assert recal.tokenizer_id == doc["written_tokenizer_id"] != doc["tokenizer_id"]
+
+
+def test_demo_reports_per_clip_budgets(tmp_path):
+    path = tmp_path / "adaptive.safetensors"
+    save_tokenizer(_model(), path)
+    res = CliRunner().invoke(main, ["demo", "--out", str(tmp_path / "demo"), "--checkpoint", str(path), "--size", "32",
+                                    "--frames", "5", "--beta", "0.5", "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output[res.output.index("{"):])
+    assert doc["adaptive"] and len(doc["videos"]) >= 3
+    kept = [v["kept"] for v in doc["videos"]]
+    assert all(0 < k <= 1 for k in kept) and len(set(kept)) > 1  # budgets differ with content
