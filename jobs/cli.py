@@ -17,6 +17,9 @@ _COMMANDS: dict[str, str] = {
     "eval": "jobs.eval_cmd:eval_cmd",
     "calibrate": "jobs.calibrate_cmd:calibrate",
     "demo": "jobs.demo_cmd:demo",
+    "tokenize": "jobs.tokenize_cmd:tokenize",
+    "status": "jobs.tokenize_cmd:status",
+    "submit": "jobs.submit_cmd:submit",
     "inspect": "jobs.dataset_cmds:inspect_cmd",
     "validate": "jobs.dataset_cmds:validate_cmd",
 }

@@ -75,3 +75,43 @@ def video_dir(tmp_path: Path) -> Path:
     d = tmp_path / "videos"
     d.mkdir()
     return d
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An untrained `tiny` tokenizer checkpoint (seeded): fast, deterministic tokens."""
+    import torch
+
+    from tokenizer.checkpoint import save_tokenizer
+    from tokenizer.config import preset
+    from tokenizer.model import VideoTokenizer
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny-random.safetensors"
+    save_tokenizer(VideoTokenizer(preset("tiny")), path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    """An in-process Ray for this module; token auth explicitly off (tests choose, see STACK-NOTES)."""
+    import shutil
+    import tempfile
+
+    import ray
+
+    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")}
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # AF_UNIX socket paths must stay < 108 bytes
+    ray.init(num_cpus=2, address="local", include_dashboard=False, log_to_driver=False, _temp_dir=temp)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -1,0 +1,113 @@
+"""Job configuration of the tokenize pipeline: one frozen dataclass per component."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.decode import DecodeConfig
+from pipeline.plan import PlanConfig
+from pipeline.storage import StorageConfig
+from pipeline.tokenize_step import TokenizeConfig
+
+JOB_FILE = "job.json"
+PLAN_FILE = "plan.json"
+
+# Settings that define the dataset's content: a rerun must match them exactly.
+CONTENT_KEYS = ("input", "decode", "tokenize", "plan", "extensions")
+
+
+@dataclass(frozen=True)
+class ExecConfig:
+    """How the job runs (may change between a run and its resume).
+
+    num_workers: tokenize actors (None: one per GPU, or 1 without GPUs).
+    decode_window: videos decoded ahead of the model per worker (bounds memory).
+    decode_timeout_s: a decode taking longer is cancelled and retried, then recorded.
+    decode_attempts: tries per video for crashed / hung decodes.
+    max_shard_attempts: tries per shard when its worker dies.
+    worker_cpus / decode_cpus: Ray CPU resources of a tokenize actor / a decode task. Fractions
+      keep small machines from deadlocking (actors holding every CPU while decodes wait).
+    """
+
+    num_workers: int | None = None
+    decode_window: int = 4
+    decode_timeout_s: float = 300.0
+    decode_attempts: int = 2
+    max_shard_attempts: int = 3
+    worker_cpus: float = 1.0
+    decode_cpus: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not (self.worker_cpus > 0 and self.decode_cpus > 0):
+            raise ValueError(f"worker_cpus and decode_cpus must be > 0, got {self.worker_cpus}, {self.decode_cpus}")
+        if self.num_workers is not None and self.num_workers < 1:
+            raise ValueError(f"num_workers must be >= 1, got {self.num_workers}")
+        if self.decode_window < 1 or self.decode_attempts < 1 or self.max_shard_attempts < 1:
+            raise ValueError(
+                f"decode_window, decode_attempts and max_shard_attempts must be >= 1, got "
+                f"{self.decode_window}, {self.decode_attempts}, {self.max_shard_attempts}"
+            )
+        if not self.decode_timeout_s > 0:
+            raise ValueError(f"decode_timeout_s must be > 0, got {self.decode_timeout_s}")
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """input: prefix or list file of videos; output: dataset root (folder or s3:// prefix)."""
+
+    input: str
+    output: str
+    decode: DecodeConfig = DecodeConfig()
+    tokenize: TokenizeConfig = TokenizeConfig()
+    plan: PlanConfig = PlanConfig()
+    storage: StorageConfig = StorageConfig()
+    execution: ExecConfig = ExecConfig()
+    extensions: tuple[str, ...] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "input": self.input,
+            "output": self.output,
+            "decode": self.decode.to_dict(),
+            "tokenize": dataclasses.asdict(self.tokenize),
+            "plan": self.plan.to_dict(),
+            "storage": self.storage.to_dict(),
+            "execution": dataclasses.asdict(self.execution),
+            "extensions": list(self.extensions) if self.extensions else None,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> JobConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown JobConfig keys: {sorted(unknown)}")
+        return cls(
+            input=d["input"],
+            output=d["output"],
+            decode=DecodeConfig.from_dict(dict(d.get("decode", {}), resolution=tuple(d.get("decode", {}).get("resolution", (256, 256))))),
+            tokenize=TokenizeConfig(**d.get("tokenize", {})),
+            plan=PlanConfig.from_dict(d.get("plan", {})),
+            storage=StorageConfig.from_dict(d.get("storage", {})),
+            execution=ExecConfig(**d.get("execution", {})),
+            extensions=tuple(d["extensions"]) if d.get("extensions") else None,
+        )
+
+    def content(self) -> dict[str, Any]:
+        """The settings that decide the dataset's rows (compared on resume)."""
+        full = self.to_dict()
+        return {k: full[k] for k in CONTENT_KEYS}
+
+
+def content_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Human-readable list of 'key: old -> new' for every differing leaf."""
+    out: list[str] = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += content_diff(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out

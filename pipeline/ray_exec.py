@@ -1,0 +1,222 @@
+"""The Ray execution of the tokenize job: the one module that wires steps into Ray.
+
+Driver: plan -> reconcile with the output -> hand shards to tokenize actors (one per GPU,
+or CPU actors) -> retry the shards of dead actors -> write the manifest last.
+Actor: for its shard, decode videos in Ray tasks (a crashed or hung native decoder kills
+only its task), a bounded window ahead of the model, in plan order; batch, tokenize, write.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.decode import DecodeConfig, DecodedVideo, DecodeStep
+from pipeline.failures import VideoFailure
+from pipeline.fetch import fetch_bytes
+from pipeline.inputs import ManifestEntry
+from pipeline.job import ExecConfig, JobConfig
+from pipeline.prepare import prepare_output
+from pipeline.storage import StorageConfig
+from pipeline.writer import write_manifest
+from schemas.tokens import TokenFileMeta
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobResult:
+    output: str
+    n_shards: int
+    shards_run: int
+    shards_skipped: int
+    videos: int
+    clips: int
+    tokens: int
+    errors: int
+    shard_retries: int
+    seconds: float
+    tokenizer_id: str
+
+
+def decode_video(uri: str, storage: dict[str, Any], decode: dict[str, Any]) -> DecodedVideo | VideoFailure:
+    """Fetch and decode one video (runs as a Ray task)."""
+    data = fetch_bytes(uri, StorageConfig.from_dict(storage))
+    if isinstance(data, VideoFailure):
+        return data
+    return DecodeStep(DecodeConfig.from_dict(dict(decode, resolution=tuple(decode["resolution"]))))(data, uri)
+
+
+def _ordered_decodes(entries: list[ManifestEntry], job: JobConfig) -> Iterator[DecodedVideo | VideoFailure]:
+    """Decode results in entry order, at most `decode_window` in flight (backpressure)."""
+    import ray
+    from ray.exceptions import GetTimeoutError, RayError
+
+    ex = job.execution
+    remote = ray.remote(decode_video).options(num_cpus=ex.decode_cpus, max_retries=ex.decode_attempts - 1)
+    storage, decode = job.storage.to_dict(), job.decode.to_dict()
+
+    def submit(entry: ManifestEntry) -> Any:
+        return remote.remote(entry.uri, storage, decode)
+
+    queue: deque[tuple[ManifestEntry, Any]] = deque()
+    upcoming = iter(entries)
+    for entry in upcoming:
+        queue.append((entry, submit(entry)))
+        if len(queue) >= ex.decode_window:
+            break
+    while queue:
+        entry, ref = queue.popleft()
+        result: DecodedVideo | VideoFailure | None = None
+        for attempt in range(1, ex.decode_attempts + 1):
+            try:
+                result = ray.get(ref, timeout=ex.decode_timeout_s)
+                break
+            except GetTimeoutError:
+                ray.cancel(ref, force=True)
+                logger.warning("decode of %s timed out after %.0fs (attempt %d/%d)", entry.uri,
+                               ex.decode_timeout_s, attempt, ex.decode_attempts)
+                result = VideoFailure(entry.uri, "decode", True, "DecoderTimeout",
+                                      f"{entry.uri}: decoder did not finish within {ex.decode_timeout_s:g}s "
+                                      f"in {attempt} attempts")
+            except RayError as exc:  # the decode process crashed on every retry Ray made
+                logger.warning("decode of %s crashed: %s", entry.uri, type(exc).__name__)
+                result = VideoFailure(entry.uri, "decode", True, "DecoderCrashed",
+                                      f"{entry.uri}: decoder process died ({type(exc).__name__}) "
+                                      f"in {ex.decode_attempts} attempts")
+                break
+            if attempt < ex.decode_attempts:
+                ref = submit(entry)
+        nxt = next(upcoming, None)
+        if nxt is not None:
+            queue.append((nxt, submit(nxt)))
+        assert result is not None
+        yield result
+
+
+class ShardWorker:
+    """Actor body: holds the tokenizer; tokenizes whole shards."""
+
+    def __init__(self, job: dict[str, Any]) -> None:
+        from pipeline.tokenize_step import TokenizeStep
+
+        self.job = JobConfig.from_dict(job)
+        if self.job.tokenize.device in ("auto", "cpu"):
+            import torch
+
+            if not torch.cuda.is_available():
+                torch.set_num_threads(max(1, int(self.job.execution.worker_cpus)))
+        self.step = TokenizeStep(self.job.tokenize)
+
+    def file_meta(self) -> dict[str, Any]:
+        return self.step.file_meta.to_dict()
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def run_shard(self, shard_id: int, entries: list[dict[str, Any]]) -> dict[str, Any]:
+        from pipeline.shard import process_shard
+
+        es = [ManifestEntry.from_dict(e) for e in entries]
+        commit = process_shard(shard_id, es, _ordered_decodes(es, self.job), self.step, self.job.output,
+                               self.job.storage)
+        return commit.to_dict()
+
+
+def init_ray(address: str | None) -> None:
+    """Join a cluster (address given, or RAY_ADDRESS set, e.g. inside a submitted job) or start a local one."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    if address is None and not os.environ.get("RAY_ADDRESS"):
+        ray.init(address="local", num_cpus=os.cpu_count() or 2, include_dashboard=False,
+                 logging_level=logging.WARNING, log_to_driver=False)
+    else:
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+
+
+def _make_worker(job: JobConfig, index: int, gpus: bool) -> Any:
+    import ray
+
+    ex: ExecConfig = job.execution
+    opts: dict[str, Any] = {"max_restarts": 0, "name": None, "num_cpus": ex.worker_cpus}
+    if gpus:
+        opts["num_gpus"] = 1
+    return ray.remote(ShardWorker).options(**opts).remote(job.to_dict())
+
+
+def run_job(job: JobConfig, address: str | None = None, overwrite: bool = False, progress: bool = True,
+            workers_out: list[Any] | None = None) -> JobResult:
+    """Run (or resume) the job to a finished dataset. `workers_out` receives the live actor
+    handles (for operational tooling and fault-injection tests)."""
+    import ray
+    from ray.exceptions import RayActorError, RayTaskError
+    from tqdm import tqdm
+
+    t0 = time.monotonic()
+    init_ray(address)
+    gpus = ray.cluster_resources().get("GPU", 0) >= 1 and job.tokenize.device != "cpu"
+    n_workers = job.execution.num_workers or (int(ray.cluster_resources().get("GPU", 0)) if gpus else 1)
+    workers = [_make_worker(job, i, gpus) for i in range(n_workers)]
+    if workers_out is not None:
+        workers_out[:] = workers
+    meta = TokenFileMeta.from_dict(ray.get(workers[0].file_meta.remote()))
+    prepared = prepare_output(job, meta, overwrite=overwrite)
+    plan = prepared.plan
+    todo: deque[tuple[int, int]] = deque((s, 1) for s in prepared.todo)
+    running: dict[Any, tuple[int, int, int]] = {}  # ref -> (shard, attempt, worker index)
+    videos = clips = tokens = errors = retries = 0
+    bar = tqdm(total=plan.n_shards, initial=len(prepared.done), desc="shards", unit="shard", disable=not progress)
+
+    def dispatch(w: int) -> None:
+        if todo:
+            shard, attempt = todo.popleft()
+            entries = [e.to_dict() for e in plan.shard(shard).entries]
+            running[workers[w].run_shard.remote(shard, entries)] = (shard, attempt, w)
+
+    for w in range(len(workers)):
+        dispatch(w)
+    while running:
+        ready, _ = ray.wait(list(running), num_returns=1)
+        ref = ready[0]
+        shard, attempt, w = running.pop(ref)
+        try:
+            commit = ray.get(ref)
+        except (RayActorError, RayTaskError) as exc:
+            if attempt >= job.execution.max_shard_attempts:
+                bar.close()
+                raise RuntimeError(f"shard {shard} failed {attempt} times, last: {exc}") from exc
+            logger.warning("shard %d failed on worker %d (attempt %d): %s; retrying", shard, w, attempt,
+                           type(exc).__name__)
+            if isinstance(exc, RayActorError):
+                workers[w] = _make_worker(job, w, gpus)
+                if workers_out is not None:
+                    workers_out[:] = workers
+            retries += 1
+            todo.appendleft((shard, attempt + 1))
+            dispatch(w)
+            continue
+        videos += commit["n_videos"]
+        clips += commit["n_rows"]
+        tokens += commit["n_tokens"]
+        errors += commit["n_errors"]
+        elapsed = max(time.monotonic() - t0, 1e-9)
+        bar.set_postfix(videos=videos, clips=clips, errors=errors, clips_s=f"{clips / elapsed:.2f}")
+        bar.update(1)
+        dispatch(w)
+    bar.close()
+    for worker in workers:
+        ray.kill(worker)
+    manifest = write_manifest(job.output, params=job.to_dict(), storage=job.storage,
+                              expected_shards=range(plan.n_shards))
+    return JobResult(output=job.output, n_shards=plan.n_shards, shards_run=len(prepared.todo),
+                     shards_skipped=len(prepared.done), videos=videos, clips=manifest.n_clips,
+                     tokens=manifest.n_tokens, errors=manifest.n_errors, shard_retries=retries, seconds=time.monotonic() - t0,
+                     tokenizer_id=meta.tokenizer_id)
