@@ -11,8 +11,12 @@ import json
 import logging
 import time
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from tokenizer.checkpoint import LoadedTokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +130,7 @@ def eval_cmd(input_uri: str, checkpoint: str | None, resolution: int, clip_frame
         click.echo(f"failed: {f['message']}")
 
 
-def _rate_distortion(tok, groups: list[tuple[str, list]], failures: list[dict], input_uri: str,  # noqa: ANN001
+def _rate_distortion(tok: LoadedTokenizer, groups: list[tuple[str, list]], failures: list[dict], input_uri: str,
                      resolution: int, clip_frames: int, batch_size: int, methods: str, betas: str,
                      plot_path: str | None, mean_info: float | None, spearman_psnr: float | None,
                      as_json: bool) -> None:
