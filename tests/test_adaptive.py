@@ -120,3 +120,15 @@ def test_tokenize_validates_inputs():
     a, b = m.tokenize(x, 0.5)[0], m.tokenize(_video(b=1, h=8), 0.5)[0]
     with pytest.raises(ValueError, match="share a grid"):
         m.detokenize([a, b])
+
+
+def test_chunked_attention_equals_block_causal_mask():
+    import torch.nn.functional as F
+
+    from tokenizer.adaptive import block_causal_attention
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 4 * 6, 8, generator=g) for _ in range(3))
+    mask = block_causal_mask((4, 2, 3), torch.device("cpu"))
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    assert torch.allclose(block_causal_attention(q, k, v, 6), ref, atol=1e-6)

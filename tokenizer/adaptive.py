@@ -116,6 +116,20 @@ def block_causal_mask(grid: tuple[int, int, int], device: torch.device) -> torch
     return frame[None, :] <= frame[:, None]
 
 
+def block_causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, frame_len: int) -> torch.Tensor:
+    """Attention where queries of latent frame i see keys of frames <= i (same result as
+    `block_causal_mask`). q, k, v: (B, heads, N, hd), N = t * frame_len, raster order.
+
+    One unmasked call per query frame: ~(t+1)/(2t) of the masked FLOPs and the fast kernels.
+    """
+    n = q.shape[2]
+    outs = [
+        F.scaled_dot_product_attention(q[:, :, s : s + frame_len], k[:, :, : s + frame_len], v[:, :, : s + frame_len])
+        for s in range(0, n, frame_len)
+    ]  # each (B, heads, frame_len, hd)
+    return torch.cat(outs, dim=2)
+
+
 class Block(nn.Module):
     """Pre-norm transformer block with 3-D RoPE attention and a GELU MLP."""
 
@@ -130,11 +144,11 @@ class Block(nn.Module):
             nn.Linear(cfg.dim, cfg.mlp_ratio * cfg.dim), nn.GELU(), nn.Linear(cfg.mlp_ratio * cfg.dim, cfg.dim)
         )
 
-    def forward(self, x: torch.Tensor, angles: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, angles: torch.Tensor, frame_len: int) -> torch.Tensor:
         b, n, d = x.shape
         q, k, v = self.qkv(self.norm1(x)).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         q, k = apply_rope(q, angles), apply_rope(k, angles)  # (B, heads, N, hd)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, heads, N, hd)
+        y = block_causal_attention(q, k, v, frame_len)  # (B, heads, N, hd)
         x = x + self.proj(y.transpose(1, 2).reshape(b, n, d))  # (B, N, d)
         return x + self.mlp(self.norm2(x))
 
@@ -160,9 +174,8 @@ class GridTransformer(nn.Module):
             tokens = torch.where(keep.reshape(b, -1, 1), tokens, content)
         tokens = tokens + self.keep_embed(keep.reshape(b, -1).long())  # (B, N, d)
         angles = rope_angles((t, h, w), self.cfg.dim // self.cfg.heads, self.cfg.rope_base, x.device)
-        mask = block_causal_mask((t, h, w), x.device)  # (N, N)
         for block in self.blocks:
-            tokens = block(tokens, angles, mask)  # (B, N, d)
+            tokens = block(tokens, angles, h * w)  # (B, N, d)
         return self.out(self.norm(tokens)).reshape(b, t, h, w, -1)  # (B, t, h, w, c_out)
 
 
