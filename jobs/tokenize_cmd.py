@@ -7,13 +7,17 @@ import logging
 
 import click
 
+from jobs.tune_cmd import BetaParam, target_options, tuning_request
+
 logger = logging.getLogger(__name__)
 
 
 def job_options(f):  # noqa: ANN001, ANN201 - click decorator plumbing
     """Options shared by `tokenize` and `submit` (they build the same JobConfig)."""
     opts = [
-        click.option("--beta", default=1.0, show_default=True, type=float, help="Compression knob in (0, 1]."),
+        click.option("--beta", default=1.0, show_default=True, type=BetaParam(),
+                     help="Compression knob in (0, 1], or 'auto': tune it first (needs a --target-* or --tuning)."),
+        click.option("--tuning", default=None, help="With --beta auto: take beta and E[I] from this tune-beta report."),
         click.option("--checkpoint", default=None, help="Tokenizer checkpoint (default: the shipped one)."),
         click.option("--resolution", default="256", show_default=True, help="Working size: N or HxW (multiples of 8)."),
         click.option("--clip-frames", default=17, show_default=True, type=int, help="Frames per clip (1 + 4k)."),
@@ -35,7 +39,7 @@ def job_options(f):  # noqa: ANN001, ANN201 - click decorator plumbing
     ]
     for opt in reversed(opts):
         f = opt(f)
-    return f
+    return target_options(f)
 
 
 def build_job(input_uri: str, output: str, **o) -> "JobConfig":  # noqa: ANN003, F821 - click options
@@ -45,6 +49,7 @@ def build_job(input_uri: str, output: str, **o) -> "JobConfig":  # noqa: ANN003,
     from pipeline.storage import StorageConfig
     from pipeline.tokenize_step import TokenizeConfig
 
+    tuning_request(o)  # validates --beta auto against the --target-* / --tuning options
     res = o["resolution"].lower().split("x")
     try:
         hw = (int(res[0]), int(res[-1]))
@@ -60,8 +65,8 @@ def build_job(input_uri: str, output: str, **o) -> "JobConfig":  # noqa: ANN003,
             decode=DecodeConfig(fps=o["fps"], resolution=hw, resize_mode=o["resize_mode"],
                                 clip_frames=o["clip_frames"], clip_stride=o["clip_stride"],
                                 max_clips=o["max_clips"], decoder=o["decoder"], short_policy=o["short_policy"]),
-            tokenize=TokenizeConfig(checkpoint=o["checkpoint"], beta=o["beta"], device=o["device"],
-                                    batch_size=o["batch_size"]),
+            tokenize=TokenizeConfig(checkpoint=o["checkpoint"], beta=1.0 if o["beta"] == "auto" else o["beta"],
+                                    device=o["device"], batch_size=o["batch_size"]),
             plan=PlanConfig(videos_per_shard=o["shard_size"]),
             storage=StorageConfig(endpoint_url=o["endpoint_url"], profile=o["profile"], anon=o["anon"]),
             execution=ExecConfig(num_workers=o["workers"]),
@@ -86,6 +91,14 @@ def tokenize(input_uri: str, output: str, address: str | None, overwrite: bool, 
     from pipeline.ray_exec import run_job
 
     job = build_job(input_uri, output, **o)
+    request = tuning_request(o)
+    if request is not None:  # --beta auto: tune now, or re-use the tuning recorded in OUTPUT/job.json
+        from pipeline.tune_job import resolve_auto_beta
+
+        try:
+            job = resolve_auto_beta(job, request, overwrite=overwrite)
+        except ValueError as exc:  # a changed request (OutputMismatchError), a target out of reach, a bad report
+            raise click.ClickException(str(exc)) from None
     try:
         result = run_job(job, address=address, overwrite=overwrite, progress=not as_json)
     except OutputMismatchError as exc:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.decode import Clip, SourceInfo
+from pipeline.tune_record import TuningRecord
 from schemas.tokens import ClipTokens, TokenFileMeta
 
 logger = logging.getLogger(__name__)
@@ -22,7 +23,9 @@ logger = logging.getLogger(__name__)
 class TokenizeConfig:
     """checkpoint: tokenizer file (None: the shipped default). beta: compression knob in (0, 1].
     expected_info: E[I] override (None: the checkpoint's). device: 'auto', 'cpu' or 'cuda[:n]'.
-    batch_size: clips per model call. autocast: bf16 autocast on CUDA."""
+    batch_size: clips per model call. autocast: bf16 autocast on CUDA.
+    tuning: how beta and expected_info were tuned (`--beta auto`), None when given directly;
+    part of the job's content, so a resume re-uses the tuned values instead of re-tuning."""
 
     checkpoint: str | None = None
     beta: float = 1.0
@@ -30,8 +33,14 @@ class TokenizeConfig:
     device: str = "auto"
     batch_size: int = 8
     autocast: bool = True
+    tuning: TuningRecord | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.tuning, dict):  # from job.json
+            object.__setattr__(self, "tuning", TuningRecord.from_dict(self.tuning))
+        if self.tuning is not None and (self.tuning.beta != self.beta or self.tuning.expected_info != self.expected_info):
+            raise ValueError(f"beta {self.beta!r} / expected_info {self.expected_info!r} differ from the tuning record's "
+                             f"{self.tuning.beta!r} / {self.tuning.expected_info!r}")
         if not (isinstance(self.beta, (int, float)) and math.isfinite(self.beta) and 0 < self.beta <= 1):
             raise ValueError(f"beta must be in (0, 1], got {self.beta!r}")
         if self.batch_size < 1:

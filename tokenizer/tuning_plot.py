@@ -19,7 +19,8 @@ def tuning_figure_png(result: TuningResult, title: str = "") -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
+    fig.subplots_adjust(wspace=0.35)
     curve = sorted(result.curve, key=lambda p: p.beta)
     betas = [p.beta for p in curve]
 
@@ -33,11 +34,12 @@ def tuning_figure_png(result: TuningResult, title: str = "") -> bytes:
         ax.axhline(result.target.value, color="r", ls=":", label=f"target rate {result.target.value:g}")
     lo, hi = result.rate_ci
     ax.errorbar([result.beta], [result.rate], yerr=[[result.rate - lo], [hi - result.rate]], color="k", capsize=3)
-    twin = ax.twinx()
-    twin.plot(betas, [p.bpp16 for p in curve], color="tab:orange", alpha=0.6)
-    twin.set_ylabel("BPP16", color="tab:orange")
-    if result.target.kind == "bpp16":
-        twin.axhline(result.target.value, color="tab:orange", ls=":")
+    factor = result.bpp16 / result.rate if result.rate > 0 else 0.0  # one clip shape: BPP16 is rate x const
+    if factor > 0:
+        sec = ax.secondary_yaxis("right", functions=(lambda r: r * factor, lambda b: b / factor))
+        sec.set_ylabel("BPP16")
+    if result.target.kind == "bpp16" and factor > 0:
+        ax.axhline(result.target.value / factor, color="r", ls=":", label=f"target BPP16 {result.target.value:g}")
     ax.set_title(f"budget vs beta (E[I] {result.mean_info:.4g}, {result.mean_info_source})", fontsize=9)
     ax.legend(fontsize=7, loc="upper left")
     ax.grid(alpha=0.3)
