@@ -100,7 +100,7 @@ def test_rate_target_out_of_reach_states_the_range(cache, target):
                                                r"from 0\.0625 .* to ") as info:
         solve_budget(lambda b: budget_at(cache, b, m)[0].rate, target, "rate")
     assert info.value.reachable == (pytest.approx(0.0625), pytest.approx(hi))
-    assert f"{hi:.4g}" in str(info.value)
+    assert f"{hi:.4f}" in str(info.value)
 
 
 def test_rate_target_with_checkpoint_mean_info(model, clips):

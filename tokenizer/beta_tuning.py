@@ -255,7 +255,7 @@ def solve_budget(metric: Callable[[float], float], target: float, name: str, uni
     if target < lo_val or target > hi_val:
         raise TargetOutOfReach(
             f"target {name} {target:g}{unit} is out of reach: beta in (0, 1] gives a mean {name} from "
-            f"{lo_val:.4g}{unit} (every clip at the 1/16 floor) to {hi_val:.4g}{unit} (beta = 1) on this sample",
+            f"{lo_val:.4f}{unit} (every clip at the 1/16 floor) to {hi_val:.4f}{unit} (beta = 1) on this sample",
             (lo_val, hi_val),
         )
     if hi_val <= target:
