@@ -25,6 +25,7 @@ import numpy as np
 
 from pipeline import decoders, frames
 from pipeline.failures import VideoFailure, clean_message
+from schemas.strict import check_keys
 
 logger = logging.getLogger(__name__)
 
@@ -93,10 +94,7 @@ class DecodeConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DecodeConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown DecodeConfig keys: {sorted(unknown)}")
+        check_keys(cls, d)
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:

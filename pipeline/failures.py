@@ -12,6 +12,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from schemas.strict import check_keys
+
 STAGES = ("read", "decode")
 
 # Decoder messages can embed the raw input (decord prints the bytes it failed to read):
@@ -53,10 +55,7 @@ class VideoFailure:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> VideoFailure:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown VideoFailure keys: {sorted(unknown)}")
+        check_keys(cls, d)
         return cls(**d)
 
     @classmethod

@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pipeline.storage import StorageConfig, filesystem, protocol_of, with_retries
+from schemas.strict import check_keys
 
 logger = logging.getLogger(__name__)
 
@@ -75,10 +76,7 @@ class InputConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> InputConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown InputConfig keys: {sorted(unknown)}")
+        check_keys(cls, d)
         d = dict(d)
         if "extensions" in d:
             d["extensions"] = tuple(d["extensions"])

@@ -19,7 +19,6 @@ One `IsolatedDecoder` serves one caller thread at a time.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import multiprocessing
 import signal
@@ -30,6 +29,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from pipeline.failures import VideoFailure
+from schemas.strict import check_keys
 
 logger = logging.getLogger(__name__)
 
@@ -51,10 +51,7 @@ class IsolationConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> IsolationConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown IsolationConfig keys: {sorted(unknown)}")
+        check_keys(cls, d)
         return cls(**d)
 
 

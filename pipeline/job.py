@@ -10,6 +10,7 @@ from pipeline.decode import DecodeConfig
 from pipeline.plan import PlanConfig
 from pipeline.storage import StorageConfig
 from pipeline.tokenize_step import TokenizeConfig
+from schemas.strict import check_keys
 
 JOB_FILE = "job.json"
 PLAN_FILE = "plan.json"
@@ -80,10 +81,7 @@ class JobConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> JobConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown JobConfig keys: {sorted(unknown)}")
+        check_keys(cls, d)
         return cls(
             input=d["input"],
             output=d["output"],

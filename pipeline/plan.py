@@ -27,6 +27,7 @@ from typing import Any
 
 from pipeline.inputs import InputConfig, ManifestEntry, list_inputs
 from pipeline.storage import StorageConfig, filesystem, with_retries
+from schemas.strict import check_keys
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +47,7 @@ class PlanConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PlanConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown PlanConfig keys: {sorted(unknown)}")
+        check_keys(cls, d)
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:

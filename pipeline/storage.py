@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 
 import fsspec
 
+from schemas.strict import check_keys
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -37,10 +39,7 @@ class StorageConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StorageConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown StorageConfig keys: {sorted(unknown)}")
+        check_keys(cls, d)
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:

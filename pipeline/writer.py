@@ -12,7 +12,6 @@ re-running the shard; keep shards to a few hundred MB.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import io
 import logging
@@ -30,6 +29,7 @@ from pipeline.layout import commit_path, error_part_path, manifest_path, shard_o
 from pipeline.storage import StorageConfig, filesystem, join, protocol_of, with_retries
 from schemas.errors import ERRORS_SCHEMA, ErrorRow, errors_to_table
 from schemas.manifest import DatasetManifest, ShardCommit
+from schemas.strict import check_keys
 from schemas.tokens import SCHEMA_VERSION, ClipTokens, TokenFileMeta, clips_to_table
 
 logger = logging.getLogger(__name__)
@@ -57,10 +57,7 @@ class WriterConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> WriterConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown WriterConfig keys: {sorted(unknown)}")
+        check_keys(cls, d)
         return cls(**d)
 
 

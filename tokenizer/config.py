@@ -13,6 +13,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from schemas.strict import check_keys
+
 FSQ_LEVELS: tuple[int, ...] = (8, 8, 8, 5, 5, 5)
 TEMPORAL_COMPRESSION = 4
 SPATIAL_COMPRESSION = 8
@@ -72,10 +74,7 @@ class TokenizerConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TokenizerConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown TokenizerConfig keys: {sorted(unknown)}")
+        check_keys(cls, d)
         d = dict(d)
         for key in ("channel_mult", "levels"):
             if key in d:
