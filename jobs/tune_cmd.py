@@ -36,14 +36,14 @@ class BetaParam(click.ParamType):
         return beta
 
 
-def target_options(f):  # noqa: ANN001, ANN201 - click decorator plumbing
+def target_options(f, sample_flags: tuple[str, ...] = ("--tune-sample",)):  # noqa: ANN001, ANN201 - click plumbing
     """--target-rate / --target-bpp16 / --target-psnr and the sample options (tune-beta and tokenize)."""
     opts = [
         click.option("--target-rate", type=float, default=None,
                      help="Mean kept fraction of the token grid to stay within (a budget in [1/16, 1])."),
         click.option("--target-bpp16", type=float, default=None, help="BPP16 budget (16 x bits per pixel)."),
         click.option("--target-psnr", type=float, default=None, help="Mean PSNR floor in dB."),
-        click.option("--tune-sample", "--sample", "tune_sample", type=int, default=64, show_default=True,
+        click.option(*sample_flags, "tune_sample", type=int, default=64, show_default=True,
                      help="Clips in the tuning sample."),
         click.option("--tune-seed", type=int, default=0, show_default=True, help="Seed of the tuning sample."),
         click.option("--tune-clips-per-video", type=int, default=2, show_default=True,
@@ -98,9 +98,13 @@ def tuning_request(o: dict[str, Any]) -> Any:
     return TuneRequest(target_kind=target[0], target_value=float(target[1]), sample=sample, tune=tune)
 
 
+def _tune_beta_target_options(f):  # noqa: ANN001, ANN201 - click decorator plumbing
+    return target_options(f, ("--sample", "--tune-sample"))
+
+
 @click.command("tune-beta")
 @click.argument("input_uri", metavar="INPUT")
-@target_options
+@_tune_beta_target_options
 @click.option("--checkpoint", default=None, help="Adaptive tokenizer checkpoint (default: the shipped one).")
 @click.option("--resolution", default="256", show_default=True, help="Working size: N or HxW (as tokenize).")
 @click.option("--clip-frames", default=17, show_default=True, type=int, help="Frames per clip (1 + 4k).")

@@ -195,3 +195,12 @@ def test_cluster_ci_and_probe_indices():
     _, lo4, hi4 = cluster_ci([1.0, 1.0, 4.0, 4.0], ["a", "b", "c", "d"])
     assert hi2 - lo2 > hi4 - lo4
     assert probe_indices(10, 3) == [0, 4, 9] and probe_indices(4, None) == [0, 1, 2, 3] and probe_indices(5, 0) == []
+
+
+def test_rate_between_beta_one_and_full_explains_the_recalibrated_mean(model, clips):
+    groups = [str(i) for i in range(10)]
+    top = tune_beta(model, clips, groups, TuningTarget("rate", 0.2), TuneConfig(psnr_clips=0)).reachable_rate[1]
+    assert top < 1.0
+    with pytest.raises(TargetOutOfReach, match=r"beta = 1 keeps every token only for clips with I\(x\) >= E\[I\] "
+                                               r"\(\d+% of the sample\)"):
+        tune_beta(model, clips, groups, TuningTarget("rate", (top + 1) / 2), TuneConfig(psnr_clips=0))

@@ -20,6 +20,7 @@ import numpy as np
 from tokenizer.adaptive_tokenizer import AdaptiveTokenizer
 from tokenizer.beta_quality import QualityPoint, QualityProbe, solve_psnr
 from tokenizer.beta_tuning import (
+    TargetOutOfReach,
     TuneConfig,
     TuningTarget,
     beta_grid,
@@ -122,12 +123,20 @@ def tune_beta(model: AdaptiveTokenizer, clips: Sequence[np.ndarray], groups: Seq
     grid = beta_grid(cache, mean_info, cfg.grid_size)
     budgets = {b: budget_at(cache, b, mean_info)[0] for b in grid}
     lo_b, hi_b = budget_at(cache, 1e-6, mean_info)[0], budget_at(cache, 1.0, mean_info)[0]
-    if target.kind == "rate":
-        beta = solve_budget(lambda b: budget_at(cache, b, mean_info)[0].rate, target.value, "rate")
-    elif target.kind == "bpp16":
-        beta = solve_budget(lambda b: budget_at(cache, b, mean_info)[0].bpp16, target.value, "BPP16")
-    else:
-        beta = float("nan")
+    try:
+        if target.kind == "rate":
+            beta = solve_budget(lambda b: budget_at(cache, b, mean_info)[0].rate, target.value, "rate")
+        elif target.kind == "bpp16":
+            beta = solve_budget(lambda b: budget_at(cache, b, mean_info)[0].bpp16, target.value, "BPP16")
+        else:
+            beta = float("nan")
+    except TargetOutOfReach as exc:
+        if target.value <= exc.reachable[1]:
+            raise
+        full = float((cache.info.double() >= mean_info).double().mean())
+        raise TargetOutOfReach(
+            f"{exc}; with E[I] = {mean_info:.4g} ({cfg.mean_info}), beta = 1 keeps every token only for clips "
+            f"with I(x) >= E[I] ({full:.0%} of the sample)", exc.reachable) from None
     sweep_s = time.perf_counter() - t0
     probe = QualityProbe(model, cache, mean_info, cfg.batch_size, cfg.autocast)
     quality: dict[float, QualityPoint] = {b: probe.at(b) for b in grid} if len(probe) else {}
