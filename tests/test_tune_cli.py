@@ -163,6 +163,14 @@ def test_tokenize_beta_auto_records_tuning_and_resume_keeps_it(corpora, adaptive
     assert code == 1 and "was tuned with another request" in text and "target_value: 0.3 -> 0.4" in text
     code, text = _tokenize(corpora["busy"], out, adaptive_checkpoint, "--beta", str(tuning["beta"]))
     assert code == 1 and "other settings" in text and "tokenize.tuning" in text
+    # --overwrite starts over and tunes for the new request
+    monkeypatch.undo()
+    code, text = _tokenize(corpora["busy"], out, adaptive_checkpoint, "--beta", "auto", "--target-rate", "0.4",
+                           "--tune-sample", "6", "--psnr-clips", "0", "--overwrite")
+    assert code == 0, text
+    retuned = json.loads((out / "dataset.json").read_text())["params"]["tokenize"]["tuning"]
+    assert retuned["target_value"] == 0.4 and retuned["rate"] <= 0.4 and retuned["psnr"] is None
+    assert json.loads((out / "tuning.json").read_text())["result"]["beta"] == retuned["beta"]
 
 
 def test_tokenize_with_a_tuning_report(corpora, adaptive_checkpoint, tiny_checkpoint, local_ray, tmp_path):
