@@ -12,7 +12,10 @@ Output modes (`LoaderConfig.mode`):
   of each id decoded from the mask, `grid` (3,), and the clip's metadata columns.
 - "packed": fixed-length sequences (see `pipeline.loader_pack`): `input_ids` (L,) int64 with
   BOS/EOS/PAD from `schemas.tokens`, `document_ids` (L,) int32 (-1 = PAD), `position_ids` (L,)
-  int32 index within the clip (-1 = PAD), `grid_positions` (L, 3) int16 (-1 for specials).
+  int32 index within the clip (-1 = PAD), `grid_positions` (L, 3) int16 (-1 for specials; left
+  out with `LoaderConfig(grid_positions=False)`, which skips decoding masks).
+Tensors may be views of a window's buffers (no copy per sample): a caller that keeps a sample
+keeps that window's buffers alive; collating into batches copies them.
 Each sample also carries `cursor` (4,) int64, the resume point after it; `TokenDataLoader`
 (pipeline.loader_dl) consumes it to make `state_dict()` exact with worker processes.
 
@@ -56,6 +59,8 @@ class LoaderConfig:
 
     window_row_groups: row groups whose clips are shuffled together (the shuffle buffer: with
     ~1,000 clips per row group, 4 groups hold ~4,000 clips in memory per worker).
+    grid_positions: packed mode returns `grid_positions`; False (an LM with 1-D positions only
+    needs `position_ids`) skips decoding the masks. Clips mode always returns positions.
     """
 
     mode: str = "packed"
@@ -64,6 +69,7 @@ class LoaderConfig:
     shuffle: bool = True
     seed: int = 0
     window_row_groups: int = 4
+    grid_positions: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -174,7 +180,8 @@ class TokenDataset(IterableDataset):
         worker_role = (worker + self._next_worker) % self._n_local
         cursor = self._cursors.get(worker_role, (0, 0, 0))
         for sample, nxt in self._role_samples(worker_role, cursor):
-            sample["cursor"] = torch.tensor([worker_role, *nxt], dtype=torch.int64)
+            # from_numpy(np.array) costs less than torch.tensor, paid once per sample.
+            sample["cursor"] = torch.from_numpy(np.array((worker_role, *nxt), dtype=np.int64))
             self._cursors[worker_role] = nxt
             yield sample
         if info is None:
@@ -194,23 +201,29 @@ class TokenDataset(IterableDataset):
 
         end = (len(windows), 0, 0)
         if c.mode == "packed":
-            streams = ((w, build_stream(Columns.from_table(t, f"{self.root} window {w}"), p)) for w, t, p in tables())
-            for seq, nxt in pack(streams, cursor, c.seq_len, c.pack_policy, end):
+            streams = ((w, build_stream(Columns.from_table(t, f"{self.root} window {w}"), p, c.grid_positions))
+                       for w, t, p in tables())
+            for seq, nxt in pack(streams, cursor, c.seq_len, c.pack_policy, end, c.grid_positions):
                 yield {k: torch.from_numpy(v) for k, v in seq.items()}, nxt
             return
         for w, table, perm in tables():
             cols = Columns.from_table(table, f"{self.root} window {w}")
-            pos = cols.positions()
+            # Whole-window arrays, cut into per-clip views (torch.split: no per-clip numpy calls).
+            bounds = np.diff(cols.tok_offsets).tolist()
+            tokens = torch.from_numpy(cols.tokens.astype(np.int64)).split(bounds)
+            positions = torch.from_numpy(cols.positions()).split(bounds)
+            grids = torch.from_numpy(cols.grids).unbind(0)
             meta = table.drop_columns(["tokens", "mask"]).to_pydict()
+            names, values = list(meta), list(zip(*meta.values()))
             first = cursor[1] if w == cursor[0] else 0
-            for i in range(first, len(perm)):
-                r = int(perm[i])
-                a, b = int(cols.tok_offsets[r]), int(cols.tok_offsets[r + 1])
-                sample: dict[str, Any] = {k: v[r] for k, v in meta.items()}
-                sample["tokens"] = torch.from_numpy(cols.tokens[a:b].astype(np.int64))
-                sample["positions"] = torch.from_numpy(pos[a:b])
-                sample["grid"] = torch.from_numpy(cols.grids[r].copy())
-                nxt = (w, i + 1, 0) if i + 1 < len(perm) else (w + 1, 0, 0)
+            rows = perm.tolist()
+            for i in range(first, len(rows)):
+                r = rows[i]
+                sample: dict[str, Any] = dict(zip(names, values[r]))
+                sample["tokens"] = tokens[r]
+                sample["positions"] = positions[r]
+                sample["grid"] = grids[r]
+                nxt = (w, i + 1, 0) if i + 1 < len(rows) else (w + 1, 0, 0)
                 yield sample, nxt
 
     # ---- resume state ---------------------------------------------------------------------

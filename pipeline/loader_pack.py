@@ -11,10 +11,21 @@ Packing policies (sequence length L):
   only a clip longer than L is cut, into consecutive sequences.
 Document ids number the clips of one sequence 0, 1, ... (a continued clip is document 0),
 PAD is -1: attention can be masked per clip with document_ids[i] == document_ids[j].
+
+Speed (benchmarks/bench_loader.py): a window is decoded with whole-window numpy passes, no
+per-token Python and no per-clip loop except for joining shuffled rows. Positions come from
+one table per distinct grid ((t*h*w, 3) int16, cached): every kept bit's offset, shifted per
+clip onto its grid's table, is a row index, so decoding is unpackbits, flatnonzero (on a bool
+view: numpy's bool path, far faster than uint8's) and one `take`, in blocks of rows so that the temporaries stay
+small. Sequences that lie inside one window's stream (in "concat", all but those spanning two
+windows) are views of the stream made a block at a time, not copies: a caller that keeps
+such a sample keeps its window's stream alive.
 """
 
 from __future__ import annotations
 
+import bisect
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -26,11 +37,41 @@ from schemas.tokens import BOS_ID, EOS_ID, PAD_ID
 
 Cursor = tuple[int, int, int]  # (window, row in the window's shuffled order, element offset in that clip)
 POLICIES = ("concat", "whole")
+# Positions are decoded in blocks of about this many elements: the temporaries (a few MiB) are
+# reused from malloc's free lists, where window-sized ones come back as fresh pages each window
+# (page faults cost more than the numpy passes, see benchmarks/bench_loader.py).
+_DECODE_BLOCK = 1 << 18
+
+
+@functools.lru_cache(maxsize=64)
+def grid_cells(t: int, h: int, w: int) -> np.ndarray:
+    """(t*h*w, 3) int16 (t, h, w) of every cell of a grid in raster order; read-only, cached."""
+    if max(t, h, w) > np.iinfo(np.int16).max:
+        raise ValueError(f"grid {(t, h, w)} does not fit int16 positions")
+    cells = np.stack(np.unravel_index(np.arange(t * h * w), (t, h, w)), axis=1).astype(np.int16)
+    cells.flags.writeable = False
+    return cells
+
+
+def cell_table(grids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions table of a window and each row's offset into it.
+
+    grids: (R, 3) int64. Returns table (1 + sum of t*h*w over distinct grids, 3) int16 whose
+    row 0 is (-1, -1, -1) (BOS/EOS) followed by grid_cells() of each distinct grid, and
+    base (R,) int64, the table row of cell 0 of each row's grid.
+    """
+    uniq, inverse = np.unique(grids, axis=0, return_inverse=True)
+    sizes = np.prod(uniq, axis=1)
+    starts = np.ones(len(uniq), dtype=np.int64)
+    np.cumsum(sizes[:-1], out=starts[1:])
+    starts[1:] += 1
+    table = np.concatenate([np.full((1, 3), -1, np.int16)] + [grid_cells(*(int(x) for x in g)) for g in uniq])
+    return table, starts[inverse.reshape(-1)]
 
 
 @dataclass(frozen=True)
 class Columns:
-    """The loader's view of a window table, rows in file order. Offsets are int64, (R+1,)."""
+    """The loader's view of a window table. Offsets are int64, (R+1,), starting at 0."""
 
     tok_offsets: np.ndarray
     tokens: np.ndarray  # (N,) uint16
@@ -60,6 +101,7 @@ class Columns:
         return cols
 
     def check(self, where: str) -> None:
+        """Each row's mask keeps as many cells as it has ids, and none past its grid."""
         n = np.diff(self.tok_offsets)
         kept = np.add.reduceat(np.bitwise_count(self.mask_data), self.mask_offsets[:-1]) if self.mask_data.size else 0
         kept = np.where(np.diff(self.mask_offsets) > 0, kept, 0)
@@ -67,22 +109,75 @@ class Columns:
         if bad.size:
             r = int(bad[0])
             raise ValueError(f"{where}: row {r} has {int(n[r])} tokens but its mask keeps {int(kept[r])}")
+        # Positions are rows of a shared table (cell_table): a bit past a row's grid would index
+        # the next grid's cells, so it is refused here. Such bits can only lie in the last byte
+        # a grid needs (its padding bits) or in bytes past it.
+        cells = np.prod(self.grids, axis=1)
+        need = (cells + 7) // 8
+        nbytes = np.diff(self.mask_offsets)
+        full = np.flatnonzero((nbytes >= need) & (cells % 8 != 0))
+        pad = self.mask_data[self.mask_offsets[full] + need[full] - 1] >> (cells[full] % 8).astype(np.uint8)
+        past = full[pad != 0].tolist()
+        for r in np.flatnonzero(nbytes > need).tolist():  # longer than the grid needs: rare, checked row by row
+            if self.mask_data[self.mask_offsets[r] + need[r] : self.mask_offsets[r + 1]].any():
+                past.append(r)
+        if past:
+            r = min(past)
+            raise ValueError(f"{where}: row {r}: mask has set bits past its t*h*w grid {tuple(self.grids[r].tolist())} "
+                             "(padding bits must be zero)")
 
-    def positions(self) -> np.ndarray:
-        """(N, 3) int16 (t, h, w) of every token, rows in file order (vectorized over the window)."""
+    def take(self, order: np.ndarray) -> Columns:
+        """The rows in `order` (R,), with contiguous buffers; self when order is the identity."""
+        if np.array_equal(order, np.arange(self.n_rows)):
+            return self
+        to, mo = self.tok_offsets.tolist(), self.mask_offsets.tolist()
+        rows = order.tolist()
+        # Slices joined by one concatenate: no per-token index array to build and gather through.
+        tokens = np.concatenate([self.tokens[to[r] : to[r + 1]] for r in rows] or [self.tokens[:0]])
+        masks = np.concatenate([self.mask_data[mo[r] : mo[r + 1]] for r in rows] or [self.mask_data[:0]])
+        tok_off = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(np.diff(self.tok_offsets)[order], out=tok_off[1:])
+        mask_off = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(np.diff(self.mask_offsets)[order], out=mask_off[1:])
+        return Columns(tok_off, tokens, mask_off, masks, self.grids[order])
+
+    def positions(self, specials: bool = False) -> np.ndarray:
+        """(N, 3) int16 (t, h, w) of every token, in row order (vectorized over blocks of rows).
+
+        specials: the stream layout instead, (N + 2R, 3) with a (-1, -1, -1) row (BOS, EOS)
+        before and after each row's tokens.
+        """
+        table, base = cell_table(self.grids)
         n = np.diff(self.tok_offsets)
-        idx = np.flatnonzero(np.unpackbits(self.mask_data, bitorder=BIT_ORDER))
-        # int32 arithmetic: a clip grid has far fewer than 2^31 cells, and it is ~2x faster than int64.
-        local = (idx - np.repeat(8 * self.mask_offsets[:-1], n)).astype(np.int32)
-        g = self.grids.astype(np.int32)
-        w = np.repeat(g[:, 2], n)
-        hw = np.repeat(g[:, 1] * g[:, 2], n)
-        out = np.empty((local.size, 3), dtype=np.int16)
-        t, rem = np.divmod(local, hw)
-        if t.size and (t >= np.repeat(g[:, 0], n)).any():
-            raise ValueError("mask has set bits past its t*h*w grid (padding bits must be zero)")
-        out[:, 0] = t
-        out[:, 1], out[:, 2] = np.divmod(rem, w)
+        counts = n + 2 if specials else n
+        ends = np.cumsum(counts)
+        out = np.empty((int(ends[-1]) if ends.size else 0, 3), dtype=np.int16)
+        # Table row of a token = its kept bit's offset in mask_data - shift of its row.
+        shift = 8 * self.mask_offsets[:-1] - base
+        r0 = e0 = 0
+        while r0 < self.n_rows:
+            r1 = max(r0 + 1, int(np.searchsorted(ends, e0 + _DECODE_BLOCK, side="right")))
+            e1 = int(ends[r1 - 1])
+            bit0 = 8 * int(self.mask_offsets[r0])
+            kept = np.flatnonzero(np.unpackbits(self.mask_data[bit0 // 8 : self.mask_offsets[r1]], bitorder=BIT_ORDER)
+                                  .view(bool))
+            sh = shift[r0:r1] - bit0
+            if specials:  # BOS/EOS get their row's shift, so that the subtraction brings them to row 0
+                bos = ends[r0:r1] - counts[r0:r1] - e0
+                eos = bos + counts[r0:r1] - 1
+                rows = np.empty(e1 - e0, dtype=np.int64)
+                is_tok = np.ones(e1 - e0, dtype=bool)
+                is_tok[bos] = False
+                is_tok[eos] = False
+                rows[is_tok] = kept
+                rows[bos] = sh
+                rows[eos] = sh
+            else:
+                rows = kept
+            rows -= np.repeat(sh, counts[r0:r1])
+            # check() keeps rows in range; mode="clip" writes into `out` unbuffered ("raise" buffers).
+            table.take(rows, axis=0, out=out[e0:e1], mode="clip")
+            r0, e0 = r1, e1
         return out
 
 
@@ -91,71 +186,124 @@ class WindowStream:
     """Elements of a window in shuffled clip order; clip r spans [starts[r], starts[r+1])."""
 
     ids: np.ndarray  # (E,) int64
-    pos: np.ndarray  # (E, 3) int16, -1 for BOS/EOS
+    pos: np.ndarray | None  # (E, 3) int16, -1 for BOS/EOS; None when positions were not asked for
     pid: np.ndarray  # (E,) int32, index within the clip (BOS = 0)
+    clip: np.ndarray  # (E,) int32, index of the element's clip in the stream (document ids derive from it)
     starts: np.ndarray  # (R+1,) int64
+
+    @functools.cached_property
+    def start_list(self) -> list[int]:  # bisect on a list: cheaper than a numpy call per sequence
+        return self.starts.tolist()
 
     @property
     def n_elements(self) -> int:
-        return int(self.starts[-1])
+        return self.start_list[-1]
+
+    def clip_at(self, e: int) -> int:
+        """Index of the clip holding element e (0 <= e < n_elements)."""
+        return bisect.bisect_right(self.start_list, e) - 1
 
     def cursor_at(self, window: int, e: int) -> Cursor:
         """Cursor of element e; the end of the window is (window + 1, 0, 0)."""
         if e >= self.n_elements:
             return (window + 1, 0, 0)
-        r = int(np.searchsorted(self.starts, e, side="right") - 1)
-        return (window, r, e - int(self.starts[r]))
+        r = self.clip_at(e)
+        return (window, r, e - self.start_list[r])
 
 
-def build_stream(cols: Columns, perm: np.ndarray) -> WindowStream:
-    n = np.diff(cols.tok_offsets)
-    n_perm = n[perm]
-    elen = n_perm + 2
-    starts = np.zeros(len(perm) + 1, dtype=np.int64)
+def build_stream(cols: Columns, perm: np.ndarray, positions: bool = True) -> WindowStream:
+    """The element stream of cols' rows in order `perm` (R,); see the module docstring."""
+    c = cols.take(perm)
+    n = np.diff(c.tok_offsets)
+    elen = n + 2
+    starts = np.zeros(c.n_rows + 1, dtype=np.int64)
     np.cumsum(elen, out=starts[1:])
     total = int(starts[-1])
-    ids = np.empty(total, dtype=np.int64)
-    pos = np.full((total, 3), -1, dtype=np.int16)
+    if total >= 2**31:
+        raise ValueError(f"a window of {total} elements overflows int32 position ids: lower window_row_groups")
+    bos, eos = starts[:-1], starts[1:] - 1
+    # Scatter through a bool mask: its False entries (BOS/EOS) are rare, so its branches predict well.
     is_tok = np.ones(total, dtype=bool)
-    is_tok[starts[:-1]] = False
-    is_tok[starts[1:] - 1] = False
-    dest = np.flatnonzero(is_tok)
-    excl = np.zeros(len(perm), dtype=np.int64)
-    np.cumsum(n_perm[:-1], out=excl[1:])
-    src = np.repeat(cols.tok_offsets[:-1][perm] - excl, n_perm) + np.arange(int(n_perm.sum()))
-    ids[dest] = cols.tokens[src]
-    ids[starts[:-1]] = BOS_ID
-    ids[starts[1:] - 1] = EOS_ID
-    # Gather (t, h, w) rows as single 6-byte items: much faster than 2-D fancy indexing.
-    row = np.dtype((np.void, 6))
-    pos.view(row).reshape(-1)[dest] = cols.positions().view(row).reshape(-1)[src]
-    pid = (np.arange(total) - np.repeat(starts[:-1], elen)).astype(np.int32)
-    return WindowStream(ids, pos, pid, starts)
+    is_tok[bos] = False
+    is_tok[eos] = False
+    ids = np.empty(total, dtype=np.int64)
+    ids[is_tok] = c.tokens
+    ids[bos] = BOS_ID
+    ids[eos] = EOS_ID
+    pos = c.positions(specials=True) if positions else None
+    pid = np.arange(total, dtype=np.int32)
+    pid -= np.repeat(bos.astype(np.int32), elen)
+    clip = np.repeat(np.arange(c.n_rows, dtype=np.int32), elen)
+    return WindowStream(ids, pos, pid, clip, starts)
 
 
-def _assemble(pieces: list[tuple[WindowStream, int, int]], seq_len: int) -> dict[str, np.ndarray]:
+def _assemble(pieces: list[tuple[WindowStream, int, int]], seq_len: int, positions: bool) -> dict[str, np.ndarray]:
+    if len(pieces) == 1 and pieces[0][2] - pieces[0][1] == seq_len:  # inside one stream: views, no copy
+        s, a, b = pieces[0]
+        out = {"input_ids": s.ids[a:b], "document_ids": s.clip[a:b] - s.clip[a], "position_ids": s.pid[a:b]}
+        if positions:
+            assert s.pos is not None
+            out["grid_positions"] = s.pos[a:b]
+        return out
     ids = np.full(seq_len, PAD_ID, dtype=np.int64)
-    pos = np.full((seq_len, 3), -1, dtype=np.int16)
+    doc = np.full(seq_len, -1, dtype=np.int32)
     pid = np.full(seq_len, -1, dtype=np.int32)
+    pos = np.full((seq_len, 3), -1, dtype=np.int16) if positions else None
     at = 0
+    next_doc = 0
     for s, a, b in pieces:
-        ids[at : at + b - a] = s.ids[a:b]
-        pos[at : at + b - a] = s.pos[a:b]
-        pid[at : at + b - a] = s.pid[a:b]
-        at += b - a
-    doc = np.cumsum(pid == 0, dtype=np.int32)
-    doc -= doc[0]
-    doc[at:] = -1
-    return {"input_ids": ids, "document_ids": doc, "position_ids": pid, "grid_positions": pos}
+        k = b - a
+        ids[at : at + k] = s.ids[a:b]
+        pid[at : at + k] = s.pid[a:b]
+        # The first piece is document 0 even mid-clip; a later piece starts a new document at its BOS.
+        first = next_doc if s.pid[a] == 0 or at == 0 else next_doc - 1
+        np.subtract(s.clip[a:b], s.clip[a] - first, out=doc[at : at + k])
+        next_doc = int(doc[at + k - 1]) + 1
+        if pos is not None:
+            assert s.pos is not None
+            pos[at : at + k] = s.pos[a:b]
+        at += k
+    out = {"input_ids": ids, "document_ids": doc, "position_ids": pid}
+    if pos is not None:
+        out["grid_positions"] = pos
+    return out
+
+
+def _full_sequences(
+    s: WindowStream, window: int, e: int, k: int, seq_len: int, positions: bool
+) -> Iterator[tuple[dict[str, np.ndarray], Cursor]]:
+    """The k sequences of s from element e on, as views, made with whole-block numpy calls.
+
+    Same result as _assemble of one piece each; per sequence it leaves only row indexing,
+    which matters: per-sequence Python costs as much as several thousand tokens of numpy.
+    """
+    stop = e + k * seq_len
+    ids = s.ids[e:stop].reshape(k, seq_len)
+    pid = s.pid[e:stop].reshape(k, seq_len)
+    clip = s.clip[e:stop].reshape(k, seq_len)
+    doc = clip - clip[:, :1]
+    pos = s.pos[e:stop].reshape(k, seq_len, 3) if positions and s.pos is not None else None
+    ends = np.arange(e + seq_len, stop + 1, seq_len)
+    rows = np.searchsorted(s.starts, ends, side="right") - 1
+    offs = (ends - s.starts[np.minimum(rows, len(s.starts) - 1)]).tolist()
+    rows_l, ends_l = rows.tolist(), ends.tolist()
+    total = s.n_elements
+    for i in range(k):
+        seq = {"input_ids": ids[i], "document_ids": doc[i], "position_ids": pid[i]}
+        if pos is not None:
+            seq["grid_positions"] = pos[i]
+        yield seq, ((window + 1, 0, 0) if ends_l[i] >= total else (window, rows_l[i], offs[i]))
 
 
 def pack(
-    windows: Iterator[tuple[int, WindowStream]], start: Cursor, seq_len: int, policy: str, end: Cursor
+    windows: Iterator[tuple[int, WindowStream]], start: Cursor, seq_len: int, policy: str, end: Cursor,
+    positions: bool = True,
 ) -> Iterator[tuple[dict[str, np.ndarray], Cursor]]:
     """Sequences of seq_len elements and, with each, the cursor where the next one starts.
 
     windows yields (window index, stream) from start[0] on; `end` is the cursor after the
     last window. The first sequence starts at element start[2] of clip start[1].
+    positions: include "grid_positions" (the streams must carry them).
     """
     if policy not in POLICIES:
         raise ValueError(f"pack policy must be one of {POLICIES}, got {policy!r}")
@@ -168,25 +316,34 @@ def pack(
         e = int(s.starts[start[1]]) + start[2] if first else 0
         first = False
         total = s.n_elements
+        r = s.clip_at(e) if e < total else 0  # clip of element e ("whole" only)
         while e < total:
+            if policy == "concat" and filled == 0 and total - e >= seq_len:
+                k = (total - e) // seq_len
+                yield from _full_sequences(s, w, e, k, seq_len, positions)
+                e += k * seq_len
+                continue
             if policy == "concat":
                 take = min(seq_len - filled, total - e)
             else:
-                r = int(np.searchsorted(s.starts, e, side="right") - 1)
-                clip_left = int(s.starts[r + 1]) - e
+                clip_left = s.start_list[r + 1] - e
                 if clip_left <= seq_len - filled:
                     take = clip_left
+                    r += 1
                 elif filled > 0:  # does not fit: close this sequence, the clip starts the next one
-                    yield _assemble(pieces, seq_len), s.cursor_at(w, e)
+                    yield _assemble(pieces, seq_len, positions), s.cursor_at(w, e)
                     pieces, filled = [], 0
                     continue
                 else:  # longer than a whole sequence: cut it
                     take = seq_len
-            pieces.append((s, e, e + take))
+            if pieces and pieces[-1][0] is s and pieces[-1][2] == e:  # adjacent: one piece, one copy
+                pieces[-1] = (s, pieces[-1][1], e + take)
+            else:
+                pieces.append((s, e, e + take))
             filled += take
             e += take
             if filled == seq_len:
-                yield _assemble(pieces, seq_len), s.cursor_at(w, e)
+                yield _assemble(pieces, seq_len, positions), s.cursor_at(w, e)
                 pieces, filled = [], 0
     if filled:
-        yield _assemble(pieces, seq_len), end
+        yield _assemble(pieces, seq_len, positions), end

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 from pathlib import Path
@@ -190,3 +191,45 @@ def test_reads_from_s3(s3_endpoint: str, s3_bucket: str) -> None:
     assert set(got) == set(truth)
     for k, t in got.items():
         assert t.tolist() == truth[k][0].tolist()
+
+
+@pytest.mark.parametrize("block", [1, 7, 1 << 18])
+def test_positions_decoded_in_blocks_match_the_masks(dataset: tuple[str, dict], monkeypatch: pytest.MonkeyPatch,
+                                                     block: int) -> None:
+    """Positions are decoded in blocks of rows (loader_pack._DECODE_BLOCK): any block size gives the same."""
+    root, truth = dataset
+    monkeypatch.setattr("pipeline.loader_pack._DECODE_BLOCK", block)
+    for s in TokenDataset(root, LoaderConfig(mode="clips", seed=2)):
+        assert np.array_equal(s["positions"].numpy(), truth[(s["video_id"], s["clip_index"])][1])
+    by_tokens = {tuple(t.tolist()): p for t, p in truth.values()}
+    seqs = list(TokenDataset(root, LoaderConfig(mode="packed", seq_len=23, seed=2, window_row_groups=1)))
+    ids = torch.cat([s["input_ids"] for s in seqs])
+    pos = torch.cat([s["grid_positions"] for s in seqs])
+    assert torch.equal(pos[ids >= BOS_ID], torch.full((int((ids >= BOS_ID).sum()), 3), -1, dtype=torch.int16))
+    starts = torch.nonzero(ids == BOS_ID).flatten().tolist()
+    ends = torch.nonzero(ids == EOS_ID).flatten().tolist()
+    assert len(starts) == len(ends) == len(truth)
+    for a, b in zip(starts, ends):
+        assert np.array_equal(pos[a + 1 : b].numpy(), by_tokens[tuple(ids[a + 1 : b].tolist())])
+
+
+@pytest.mark.parametrize("policy", ["concat", "whole"])
+def test_without_grid_positions_the_rest_is_unchanged(dataset: tuple[str, dict], policy: str) -> None:
+    root, _ = dataset
+    cfg = LoaderConfig(mode="packed", seq_len=31, pack_policy=policy, seed=4, window_row_groups=2)
+    full = list(TokenDataset(root, cfg))
+    lean = list(TokenDataset(root, dataclasses.replace(cfg, grid_positions=False)))
+    assert len(full) == len(lean)
+    for f, s in zip(full, lean):
+        assert set(f) - set(s) == {"grid_positions"}
+        assert all(torch.equal(f[k], s[k]) for k in s)
+
+
+def test_refuses_mask_bits_past_the_grid(tmp_path: Path) -> None:
+    clip = make_clips(1, 1, seed=3)[0]
+    clip = dataclasses.replace(clip, grid=(1, 1, 3), frame_count=1, height=8, width=24,
+                               tokens=np.array([1, 2], np.uint16), mask=bytes([0b1001]), rate=2 / 3)  # bit 3 > 2
+    write_shard(str(tmp_path), 0, [clip], [], META)
+    write_manifest(str(tmp_path), {})
+    with pytest.raises(ValueError, match=r"row 0: mask has set bits past its t\*h\*w grid \(1, 1, 3\)"):
+        list(TokenDataset(str(tmp_path), LoaderConfig(mode="clips")))
