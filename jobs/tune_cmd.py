@@ -46,7 +46,7 @@ def target_options(f, sample_flags: tuple[str, ...] = ("--tune-sample",)):  # no
         click.option(*sample_flags, "tune_sample", type=int, default=64, show_default=True,
                      help="Clips in the tuning sample."),
         click.option("--tune-seed", type=int, default=0, show_default=True, help="Seed of the tuning sample."),
-        click.option("--tune-clips-per-video", type=int, default=2, show_default=True,
+        click.option("--tune-clips-per-video", type=int, default=1, show_default=True,
                      help="Clips drawn per sampled video."),
         click.option("--psnr-clips", type=int, default=None,
                      help=f"Sample clips decoded for PSNR (default: {DEFAULT_PSNR_CLIPS} for a rate / BPP16 "

@@ -36,13 +36,16 @@ REPORT_VERSION = "1"
 
 @dataclass(frozen=True)
 class SampleConfig:
-    """clips: sample size; clips_per_video: clips drawn per sampled video; seed: of the draw;
-    decode_clips: clips decoded per sampled video to draw from; workers: parallel decodes."""
+    """clips: sample size; clips_per_video: clips drawn per sampled video (clips of one video are
+    alike, so one each from more videos estimates the corpus better for the same model cost);
+    seed: of the draw; decode_clips: clips decoded per sampled video to draw from (the first
+    ones: bounds decoding, at the price of favouring the start of long videos);
+    workers: parallel decodes."""
 
     clips: int = 64
-    clips_per_video: int = 2
+    clips_per_video: int = 1
     seed: int = 0
-    decode_clips: int = 16
+    decode_clips: int = 8
     workers: int = 2
 
     def __post_init__(self) -> None:

@@ -204,3 +204,16 @@ def test_rate_between_beta_one_and_full_explains_the_recalibrated_mean(model, cl
     with pytest.raises(TargetOutOfReach, match=r"beta = 1 keeps every token only for clips with I\(x\) >= E\[I\] "
                                                r"\(\d+% of the sample\)"):
         tune_beta(model, clips, groups, TuningTarget("rate", (top + 1) / 2), TuneConfig(psnr_clips=0))
+
+
+def test_ssim_depthwise_blur_equals_the_plain_convolution():
+    import torch.nn.functional as F
+
+    from tokenizer.metrics import _blur, _gaussian_kernel, ssim
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 1, 20, 24, generator=g)
+    k = _gaussian_kernel(11)[None, None]
+    assert torch.allclose(_blur(x, k), F.conv2d(x, k), atol=1e-6)
+    a = torch.rand(2, 3, 5, 16, 16, generator=g) * 2 - 1
+    assert torch.allclose(ssim(a, a), torch.ones(2)) and (ssim(a, (a + 0.3).clamp(-1, 1)) < 1).all()

@@ -59,7 +59,7 @@ def _invoke(args: list[str]) -> tuple[int, str]:
 
 def _tune(folder: Path, ckpt: str, *extra: str) -> dict:
     code, out = _invoke(["tune-beta", str(folder), "--checkpoint", ckpt, *DECODE_ARGS, "--sample", "6",
-                         "--psnr-clips", "2", "--json", *extra])
+                         "--tune-clips-per-video", "2", "--psnr-clips", "2", "--json", *extra])
     assert code == 0, out
     return json.loads(out)
 
@@ -132,7 +132,8 @@ def _tokenize(folder: Path, out: Path, ckpt: str, *extra: str) -> tuple[int, str
 def test_tokenize_beta_auto_records_tuning_and_resume_keeps_it(corpora, adaptive_checkpoint, local_ray, tmp_path,
                                                                  monkeypatch):
     out = tmp_path / "ds"
-    auto = ["--beta", "auto", "--target-rate", "0.3", "--tune-sample", "6", "--psnr-clips", "2"]
+    auto = ["--beta", "auto", "--target-rate", "0.3", "--tune-sample", "6", "--tune-clips-per-video", "2",
+            "--psnr-clips", "2"]
     code, text = _tokenize(corpora["busy"], out, adaptive_checkpoint, *auto)
     assert code == 0, text
     report = json.loads((out / "tuning.json").read_text())
