@@ -115,3 +115,22 @@ def local_ray() -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def adaptive_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An untrained InfoTok (adaptive) `tiny` checkpoint with a fixed E[I]."""
+    import torch
+
+    from tokenizer.adaptive import ADAPTIVE_PRESETS
+    from tokenizer.adaptive_tokenizer import AdaptiveTokenizer
+    from tokenizer.checkpoint import save_tokenizer
+    from tokenizer.config import preset
+    from tokenizer.model import VideoTokenizer
+
+    torch.manual_seed(0)
+    model = AdaptiveTokenizer(VideoTokenizer(preset("tiny")), ADAPTIVE_PRESETS["tiny"])
+    model.set_mean_info(0.3, 1)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny-adaptive-random.safetensors"
+    save_tokenizer(model, path)
+    return str(path)

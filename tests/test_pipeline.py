@@ -151,3 +151,20 @@ def test_bad_inputs_become_error_rows(tiny_checkpoint, local_ray, tmp_path):
         assert e["kind"] == "permanent" and e["stage"] in ("read", "decode") and e["error_type"]
     assert result.errors == len(bad)
     assert validate_dataset(str(out)).ok
+
+
+def test_adaptive_checkpoint_gives_per_clip_budgets(corpus, adaptive_checkpoint, local_ray, tmp_path):
+    from schemas.mask import popcount
+
+    folder, expected = corpus
+    out = tmp_path / "ds"
+    result = run_job(small_job(str(folder), str(out), adaptive_checkpoint, beta=0.5), progress=False)
+    rows = read_rows(str(out))
+    assert len(rows) == sum(expected.values()) == result.clips
+    cells = [r["grid_t"] * r["grid_h"] * r["grid_w"] for r in rows]
+    n = [r["n_tokens"] for r in rows]
+    assert all(len(r["tokens"]) == r["n_tokens"] == popcount(r["mask"]) for r in rows)
+    assert all(c / 16 - 1 <= k < c for k, c in zip(n, cells))  # the budget drops tokens, never below 1/16
+    assert len(set(n)) > 1  # budgets differ with content
+    assert all(r["beta"] == 0.5 for r in rows)
+    assert validate_dataset(str(out)).ok

@@ -8,6 +8,7 @@ router's information estimate (mean L1 reconstruction error pooled on the token 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,8 +16,10 @@ import numpy as np
 import torch
 
 from schemas.mask import pack_mask
+from tokenizer.adaptive_tokenizer import AdaptiveTokenizer
 from tokenizer.checkpoint import load_tokenizer
 from tokenizer.model import VideoTokenizer
+from tokenizer.router import token_scores
 
 
 @dataclass(frozen=True)
@@ -42,16 +45,7 @@ class FixedRateClipTokenizer:
     @torch.no_grad()
     def tokenize(self, video: torch.Tensor, beta: float, expected_info: float | None = None) -> list[ClipTokenization]:
         enc = self.model.encode(video)
-        err = (self.model.decode(enc.codes).float().clamp(-1, 1) - video.float()).abs()  # (B, 3, T, H, W)
-        # causal pooling: latent frame 0 <- pixel frame 0; latent frame j <- pixel frames 4(j-1)+1..4j
-        first, rest = err[:, :, :1], err[:, :, 1:]
-        b, c, t_rest, h, w = rest.shape
-        pooled = [first.mean(dim=(1, 2))]
-        if t_rest:
-            pooled_rest = rest.reshape(b, c, t_rest // 4, 4, h, w).mean(dim=(1, 3))
-            pooled.append(pooled_rest)
-        per_frame = torch.cat([p if p.ndim == 4 else p.unsqueeze(1) for p in pooled], dim=1)  # (B, t, H, W)
-        scores = torch.nn.functional.avg_pool2d(per_frame, 8)  # (B, t, h, w)
+        scores = token_scores(self.model.decode(enc.codes), video)  # (B, t, h, w)
         out = []
         ids = enc.indices.cpu().numpy()
         for i in range(video.shape[0]):
@@ -62,7 +56,30 @@ class FixedRateClipTokenizer:
         return out
 
 
-def load_clip_tokenizer(checkpoint: str | Path | None, device: torch.device | str = "cpu") -> FixedRateClipTokenizer:
-    """Load a checkpoint (None: the shipped default) onto device, ready to tokenize."""
+class AdaptiveClipTokenizer:
+    """InfoTok: the router picks each clip's budget from beta and E[I]. video: (B, 3, T, H, W) in [-1, 1]."""
+
+    def __init__(self, model: AdaptiveTokenizer, tokenizer_id: str) -> None:
+        self.model = model
+        self.tokenizer_id = tokenizer_id
+        mean = float(model.mean_info)
+        self.expected_info = mean if math.isfinite(mean) and mean > 0 else 1.0
+
+    @torch.no_grad()
+    def tokenize(self, video: torch.Tensor, beta: float, expected_info: float | None = None) -> list[ClipTokenization]:
+        out = self.model.tokenize(video, beta, mean_info=expected_info or self.expected_info)
+        return [ClipTokenization(tokens=t.ids, mask=t.mask, grid=tuple(int(v) for v in t.grid), rate=float(t.rate),
+                                 info=float(t.info)) for t in out]
+
+
+ClipTokenizer = FixedRateClipTokenizer | AdaptiveClipTokenizer
+
+
+def load_clip_tokenizer(checkpoint: str | Path | None, device: torch.device | str = "cpu") -> ClipTokenizer:
+    """Load a checkpoint (None: the shipped default) onto device, ready to tokenize.
+
+    An adaptive (InfoTok) checkpoint gives per-clip budgets; a fixed-rate one keeps every token."""
     loaded = load_tokenizer(checkpoint, device=device)
+    if loaded.adaptive is not None:
+        return AdaptiveClipTokenizer(loaded.adaptive, loaded.tokenizer_id)
     return FixedRateClipTokenizer(loaded.model, loaded.tokenizer_id)
