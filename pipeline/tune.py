@@ -27,6 +27,7 @@ from pipeline.failures import VideoFailure
 from pipeline.fetch import fetch_bytes
 from pipeline.inputs import InputConfig, ManifestEntry, list_inputs
 from pipeline.storage import StorageConfig, filesystem, join, with_retries
+from schemas.strict import check_keys
 
 logger = logging.getLogger(__name__)
 
@@ -58,9 +59,7 @@ class SampleConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SampleConfig:
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown SampleConfig keys: {sorted(unknown)}")
+        check_keys(cls, d)
         return cls(**d)
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from schemas.strict import check_keys
 from tokenizer.adaptive_tokenizer import AdaptiveTokenizer
 from tokenizer.model import Encoding
 from tokenizer.router import MIN_RATE, budget_rate, budget_tokens, check_mean_info, clip_information
@@ -68,9 +69,7 @@ class TuningTarget:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TuningTarget:
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown TuningTarget keys: {sorted(unknown)}")
+        check_keys(cls, d)
         return cls(**d)
 
 
@@ -109,9 +108,7 @@ class TuneConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TuneConfig:
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown TuneConfig keys: {sorted(unknown)}")
+        check_keys(cls, d)
         return cls(**d)
 
 
