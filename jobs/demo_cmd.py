@@ -1,13 +1,16 @@
 """`infotok demo`: the whole product on its embedded defaults, on one machine.
 
-Generates sample videos, tokenizes them with the shipped checkpoint, reconstructs them
-(mp4 + side-by-side PNG) and prints a table of clip, tokens and PSNR.
+Generates sample videos of clearly different complexity, runs the real tokenize job on them
+(local Ray, the shipped checkpoint, a Parquet token dataset), then reads the dataset back,
+rebuilds every clip from its stored tokens and keep-mask, and writes reconstructions (mp4 and
+a side-by-side PNG) with a table of clip, tokens and PSNR.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections import defaultdict
 from pathlib import Path
 
 import click
@@ -34,65 +37,94 @@ def side_by_side(original: np.ndarray, reconstruction: np.ndarray, path: Path, n
 @click.option("--size", default=128, show_default=True, type=int, help="Sample video size (square, multiple of 8).")
 @click.option("--frames", default=17, show_default=True, type=int, help="Frames per clip (1 + 4k).")
 @click.option("--beta", default=0.5, show_default=True, type=float,
-              help="InfoTok compression knob in (0, 1] (adaptive checkpoints only).")
+              help="InfoTok compression knob in (0, 1] (adaptive checkpoints keep fewer tokens as it drops).")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 def demo(out_dir: str, checkpoint: str | None, size: int, frames: int, beta: float, as_json: bool) -> None:
-    """Tokenize and reconstruct generated sample videos with the shipped tokenizer."""
-    from tqdm import tqdm
-
-    from pipeline.decode import DecodeConfig, DecodeStep
-    from pipeline.failures import VideoFailure
-    from pipeline.video_write import write_video
-    from tokenizer.checkpoint import load_tokenizer
-    from tokenizer.reconstruct import adaptive_round_trip, round_trip
+    """Tokenize generated sample videos into a dataset with the Ray pipeline, then rebuild them from it."""
+    import torch
 
     from jobs.samples import write_samples
+    from pipeline.decode import DecodeConfig, DecodeStep
+    from pipeline.failures import VideoFailure
+    from pipeline.job import ExecConfig, JobConfig
+    from pipeline.plan import PlanConfig
+    from pipeline.ray_exec import run_job
+    from pipeline.tokenize_step import TokenizeConfig
+    from pipeline.video_write import write_video
+    from schemas.validate import validate_dataset
+    from tokenizer.adaptive_tokens import AdaptiveTokens
+    from tokenizer.checkpoint import load_tokenizer
+    from tokenizer.metrics import psnr, ssim
+    from tokenizer.video import frames_to_tensor, tensor_to_frames
 
     out = Path(out_dir)
-    tok = load_tokenizer(checkpoint)
     videos = write_samples(out / "videos", size=size, frames=2 * frames)
-    step = DecodeStep(DecodeConfig(resolution=(size, size), clip_frames=frames))
-    rows = []
-    for path in tqdm(videos, desc="demo", unit="video", disable=as_json):
+    decode = DecodeConfig(resolution=(size, size), clip_frames=frames)
+    try:
+        job = JobConfig(input=str(out / "videos"), output=str(out / "dataset"), decode=decode,
+                        tokenize=TokenizeConfig(checkpoint=checkpoint, beta=beta),
+                        plan=PlanConfig(videos_per_shard=2), execution=ExecConfig(decode_cpus=0.5))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    result = run_job(job, overwrite=True, progress=not as_json)
+    report = validate_dataset(job.output)
+    if not report.ok:
+        raise click.ClickException(f"the demo dataset failed validation: {report.violations[0]}")
+
+    import pyarrow.parquet as pq
+
+    rows_by_uri: dict[str, list[dict]] = defaultdict(list)
+    for part in sorted((out / "dataset" / "tokens").glob("part-*.parquet")):
+        for row in pq.read_table(part).to_pylist():
+            rows_by_uri[row["source_uri"]].append(row)
+    tok = load_tokenizer(checkpoint)
+    step = DecodeStep(decode)
+    table = []
+    for path in videos:
         decoded = step(path.read_bytes(), str(path))
         if isinstance(decoded, VideoFailure):
             raise click.ClickException(f"sample video failed to decode: {decoded.message}")
-        clips = [c.frames for c in decoded.clips]
-        if tok.adaptive is not None:  # InfoTok: each clip gets its own token budget
-            try:
-                results = adaptive_round_trip(tok.adaptive, clips, beta)
-            except ValueError as exc:
-                raise click.ClickException(str(exc)) from exc
-            n_tokens = sum(r.tokens.n_tokens for r in results)
-            n_positions = sum(r.tokens.n_positions for r in results)
-            info = float(np.mean([r.tokens.info for r in results]))
-        else:
-            results = round_trip(tok.model, clips)
-            n_tokens = n_positions = sum(r.indices.size for r in results)
-            info = float("nan")
-        recon = np.concatenate([r.reconstruction for r in results])
-        original = np.concatenate(clips)
-        rec_path = write_video(out / "reconstructions" / path.name, recon, fps=decoded.source.fps)
-        png = side_by_side(original, recon, out / "compare" / f"{path.stem}.png")
-        rows.append({
+        rows = sorted(rows_by_uri[str(path)], key=lambda r: r["clip_index"])
+        recon_clips = []
+        for row in rows:  # rebuild each clip from what the dataset stores: ids + packed mask
+            grid = (row["grid_t"], row["grid_h"], row["grid_w"])
+            ids = np.asarray(row["tokens"], dtype=np.uint16)
+            with torch.no_grad():
+                if tok.adaptive is not None:
+                    stored = AdaptiveTokens(ids=ids, mask=row["mask"], grid=grid, info=row["info"],
+                                            rate=row["rate"], beta=row["beta"])
+                    video = tok.adaptive.detokenize(stored)
+                else:
+                    video = tok.model.decode_indices(torch.from_numpy(ids.astype(np.int64)).reshape(1, *grid))
+            recon_clips.append(video)
+        original = torch.cat([frames_to_tensor(c.frames) for c in decoded.clips])
+        recon = torch.cat(recon_clips)
+        n_tokens = sum(r["n_tokens"] for r in rows)
+        n_positions = sum(r["grid_t"] * r["grid_h"] * r["grid_w"] for r in rows)
+        recon_frames = np.concatenate(list(tensor_to_frames(recon)))
+        orig_frames = np.concatenate([c.frames for c in decoded.clips])
+        table.append({
             "clip": path.stem,
-            "clips": len(clips),
+            "clips": len(rows),
             "tokens": int(n_tokens),
-            "positions": int(n_positions),
             "kept": n_tokens / n_positions,
-            "info": info,
-            "psnr": float(np.mean([r.psnr for r in results])),
-            "ssim": float(np.mean([r.ssim for r in results])),
-            "reconstruction": str(rec_path),
-            "compare_png": str(png),
+            "info": float(np.mean([r["info"] for r in rows])),
+            "psnr": float(psnr(recon, original).mean()),
+            "ssim": float(ssim(recon, original).mean()),
+            "reconstruction": str(write_video(out / "reconstructions" / path.name, recon_frames,
+                                              fps=decoded.source.fps)),
+            "compare_png": str(side_by_side(orig_frames, recon_frames, out / "compare" / f"{path.stem}.png")),
         })
     if as_json:
         click.echo(json.dumps({"tokenizer_id": tok.tokenizer_id, "adaptive": tok.is_adaptive,
-                               "beta": beta if tok.is_adaptive else None, "out": str(out), "videos": rows}, indent=1))
+                               "beta": beta if tok.is_adaptive else None, "dataset": job.output,
+                               "dataset_clips": result.clips, "dataset_tokens": result.tokens,
+                               "videos": table}, indent=1))
         return
     mode = f"InfoTok, beta {beta:g}" if tok.is_adaptive else "fixed rate"
-    click.echo(f"tokenizer {tok.tokenizer_id} ({mode}); outputs in {out}/")
+    click.echo(f"tokenizer {tok.tokenizer_id} ({mode}); dataset {job.output} ({result.clips} clips, "
+               f"{result.tokens} tokens); reconstructions in {out}/compare and {out}/reconstructions")
     click.echo(f"{'clip':<18} {'clips':>5} {'tokens':>7} {'kept':>6} {'I(x)':>7} {'PSNR dB':>8} {'SSIM':>6}")
-    for r in rows:
+    for r in table:
         click.echo(f"{r['clip']:<18} {r['clips']:>5} {r['tokens']:>7} {r['kept']:>6.1%} {r['info']:>7.4f} "
                    f"{r['psnr']:>8.2f} {r['ssim']:>6.3f}")

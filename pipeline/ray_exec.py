@@ -128,18 +128,20 @@ class ShardWorker:
         return commit.to_dict()
 
 
-def init_ray(address: str | None) -> None:
-    """Join a cluster (address given, or RAY_ADDRESS set, e.g. inside a submitted job) or start a local one."""
+def init_ray(address: str | None) -> bool:
+    """Join a cluster (address given, or RAY_ADDRESS set, e.g. inside a submitted job) or start a local
+    one. Returns False when Ray was already initialised by the caller (then it is left running)."""
     import ray
 
     if ray.is_initialized():
-        return
+        return False
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     if address is None and not os.environ.get("RAY_ADDRESS"):
         ray.init(address="local", num_cpus=os.cpu_count() or 2, include_dashboard=False,
                  logging_level=logging.WARNING, log_to_driver=False)
     else:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+    return True
 
 
 def _make_worker(job: JobConfig, index: int, gpus: bool) -> Any:
@@ -157,11 +159,21 @@ def run_job(job: JobConfig, address: str | None = None, overwrite: bool = False,
     """Run (or resume) the job to a finished dataset. `workers_out` receives the live actor
     handles (for operational tooling and fault-injection tests)."""
     import ray
+
+    t0 = time.monotonic()
+    started = init_ray(address)
+    try:
+        return _run(job, overwrite, progress, workers_out, t0)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _run(job: JobConfig, overwrite: bool, progress: bool, workers_out: list[Any] | None, t0: float) -> JobResult:
+    import ray
     from ray.exceptions import RayActorError, RayTaskError
     from tqdm import tqdm
 
-    t0 = time.monotonic()
-    init_ray(address)
     gpus = ray.cluster_resources().get("GPU", 0) >= 1 and job.tokenize.device != "cpu"
     n_workers = job.execution.num_workers or (int(ray.cluster_resources().get("GPU", 0)) if gpus else 1)
     workers = [_make_worker(job, i, gpus) for i in range(n_workers)]
