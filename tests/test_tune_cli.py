@@ -147,6 +147,13 @@ def test_tokenize_beta_auto_records_tuning_and_resume_keeps_it(corpora, adaptive
     rows = read_rows(str(out))
     assert len(rows) == 10 and all(r["beta"] == pytest.approx(tuning["beta"], rel=1e-6) for r in rows)  # float32
     if any(r["rate"] < 1 for r in rows):  # the pipeline's tokenizer is adaptive: its budgets follow the tuning
+        import torch
+
+        from tokenizer.router import budget_rate, budget_tokens
+
+        info = torch.tensor([r["info"] for r in rows], dtype=torch.float32)
+        n = budget_tokens(budget_rate(info, tuning["beta"], tuning["expected_info"]), 2 * 4 * 4)
+        assert [r["n_tokens"] for r in rows] == n.tolist()  # the tuned beta and E[I], exactly
         assert abs(sum(r["rate"] for r in rows) / len(rows) - 0.3) <= 0.05
 
     # a resume re-uses the recorded tuning: tuning again would fail here
