@@ -44,8 +44,25 @@ class JobResult:
     tokenizer_id: str
 
 
+# Fault drills: "crash=NEEDLE,hang=NEEDLE" makes the decode task of every uri containing NEEDLE
+# abort its process or hang, as a native decoder can; used to test (and rehearse) recovery.
+FAULT_ENV = "INFOTOK_FAULT_INJECT"
+
+
+def _inject_fault(uri: str) -> None:
+    for item in os.environ.get(FAULT_ENV, "").split(","):
+        kind, _, needle = item.partition("=")
+        if needle and needle in uri:
+            logger.warning("%s: injecting decoder %s for %s", FAULT_ENV, kind, uri)
+            if kind == "crash":
+                os.abort()
+            if kind == "hang":
+                time.sleep(24 * 3600)
+
+
 def decode_video(uri: str, storage: dict[str, Any], decode: dict[str, Any]) -> DecodedVideo | VideoFailure:
     """Fetch and decode one video (runs as a Ray task)."""
+    _inject_fault(uri)
     data = fetch_bytes(uri, StorageConfig.from_dict(storage))
     if isinstance(data, VideoFailure):
         return data
