@@ -48,19 +48,9 @@ def _pan_frames(n: int, h: int, w: int) -> np.ndarray:
 
 
 def write_h264(path: Path, frames: np.ndarray, fps: int = 30) -> Path:
-    import av
+    from pipeline.video_write import write_video
 
-    with av.open(str(path), mode="w") as c:
-        s = c.add_stream("libx264", rate=fps)
-        s.height, s.width = frames.shape[1:3]
-        s.pix_fmt = "yuv420p"
-        s.options = {"crf": "23", "preset": "veryfast"}
-        for f in frames:
-            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return path
+    return write_video(path, frames, fps=fps, crf=23)
 
 
 def _median_time(fn: Callable[[], object], reps: int) -> float:

@@ -8,30 +8,13 @@ import numpy as np
 
 
 def write_video(path: str | Path, frames: np.ndarray, fps: int = 24, codec: str = "libx264") -> Path:
-    """Encode frames (T, H, W, 3) uint8 RGB into a video file.
+    """Encode frames (T, H, W, 3) uint8 RGB into a video file (near-lossless x264, crf 12).
 
-    Odd sizes are allowed: libx264 with yuv444p accepts them, yuv420p does not.
+    Odd sizes are allowed: they are written as yuv444p, which libx264 accepts.
     """
-    import av
+    from pipeline.video_write import write_video as write
 
-    path = Path(path)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
-    _, h, w, _ = frames.shape
-    pix_fmt = "yuv420p" if (h % 2 == 0 and w % 2 == 0) else "yuv444p"
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream(codec, rate=fps)
-        stream.width = w
-        stream.height = h
-        stream.pix_fmt = pix_fmt
-        if codec == "libx264":
-            stream.options = {"crf": "12", "preset": "veryfast"}
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return write(path, frames, fps=fps, codec=codec, crf=12)
 
 
 def moving_square_frames(n: int, h: int = 64, w: int = 64, seed: int = 0) -> np.ndarray:

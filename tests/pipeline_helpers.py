@@ -40,27 +40,25 @@ def small_job(input_uri: str, output: str, checkpoint: str, shard_size: int = 2,
     )
 
 
-def read_rows(root: str, storage: StorageConfig = StorageConfig()) -> list[dict]:
-    """Every token row of every part, in part order, as plain Python (for exact comparisons)."""
+def _read_parts(root: str, folder: str, storage: StorageConfig) -> list[dict]:
     from pipeline.storage import filesystem, join
 
-    fs, path = filesystem(join(root, "tokens"), storage)
+    fs, path = filesystem(join(root, folder), storage)
     rows = []
     for name in sorted(fs.ls(path, detail=False)):
         with fs.open(name, "rb") as f:
             rows += pq.read_table(f).to_pylist()
     return rows
+
+
+def read_rows(root: str, storage: StorageConfig = StorageConfig()) -> list[dict]:
+    """Every token row of every part, in part order, as plain Python (for exact comparisons)."""
+    return _read_parts(root, "tokens", storage)
 
 
 def read_errors(root: str, storage: StorageConfig = StorageConfig()) -> list[dict]:
-    from pipeline.storage import filesystem, join
-
-    fs, path = filesystem(join(root, "errors"), storage)
-    rows = []
-    for name in sorted(fs.ls(path, detail=False)):
-        with fs.open(name, "rb") as f:
-            rows += pq.read_table(f).to_pylist()
-    return rows
+    """Every error row, in part order."""
+    return _read_parts(root, "errors", storage)
 
 
 def clip_keys(rows: list[dict]) -> list[tuple[str, int]]:
