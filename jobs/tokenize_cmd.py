@@ -71,7 +71,7 @@ def build_job(input_uri: str, output: str, **o) -> "JobConfig":  # noqa: ANN003,
                                     device=o["device"], batch_size=o["batch_size"]),
             plan=PlanConfig(videos_per_shard=o["shard_size"]),
             storage=StorageConfig(endpoint_url=o["endpoint_url"], profile=o["profile"], anon=o["anon"]),
-            execution=ExecConfig(num_workers=o["workers"], decode_timeout_s=o["decode_timeout"]),
+            execution=ExecConfig(num_workers=o["workers"], decode_timeout_s=o.get("decode_timeout", 300.0)),
             extensions=tuple(e.strip() for e in o["extensions"].split(",")) if o["extensions"] else None,
         )
     except ValueError as exc:

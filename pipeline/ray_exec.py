@@ -196,7 +196,19 @@ def _run(job: JobConfig, overwrite: bool, progress: bool, workers_out: list[Any]
     workers = [_make_worker(job, i, gpus) for i in range(n_workers)]
     if workers_out is not None:
         workers_out[:] = workers
-    meta = TokenFileMeta.from_dict(ray.get(workers[0].file_meta.remote()))
+    meta = None
+    for attempt in range(1, job.execution.max_shard_attempts + 1):
+        try:
+            meta = TokenFileMeta.from_dict(ray.get(workers[0].file_meta.remote()))
+            break
+        except RayActorError as exc:  # the actor died while starting (node lost, model failed to load, ...)
+            if attempt == job.execution.max_shard_attempts:
+                raise RuntimeError(f"tokenize worker failed to start {attempt} times: {exc}") from exc
+            logger.warning("tokenize worker died while starting (attempt %d): %s", attempt, type(exc).__name__)
+            workers[0] = _make_worker(job, 0, gpus)
+    assert meta is not None
+    if workers_out is not None:
+        workers_out[:] = workers
     prepared = prepare_output(job, meta, overwrite=overwrite)
     plan = prepared.plan
     todo: deque[tuple[int, int]] = deque((s, 1) for s in prepared.todo)
