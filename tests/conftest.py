@@ -12,6 +12,12 @@ from pathlib import Path
 
 import pytest
 
+# Tests choose Ray's auth mode explicitly (STACK-NOTES): every in-process test cluster runs
+# without token auth, so that one started by a CLI test and one started by a fixture in the same
+# process agree; the job-submission test turns token auth on for its own head.
+os.environ["RAY_AUTH_MODE"] = "disabled"
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+
 
 def _free_port() -> int:
     with socket.socket() as s:
