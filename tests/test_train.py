@@ -32,6 +32,8 @@ def test_corpus_deterministic_and_heldout_differs():
     for kind in KINDS:
         clip = make_clip(np.random.default_rng(0), 5, 24, 40, kind)
         assert clip.shape == (5, 24, 40, 3)
+    for seed in range(40):  # every photograph, also when it is smaller than the clip
+        assert make_clip(np.random.default_rng(seed), 2, 320, 480, "photo").shape == (2, 320, 480, 3)
     kinds = [k for k, _ in heldout_clips(10, 5, 32, 32)]
     assert set(kinds) == set(KINDS)
 

@@ -108,7 +108,9 @@ def _photo_clip(rng: np.random.Generator, t: int, h: int, w: int, names: tuple[s
     src = torch.from_numpy(img).permute(2, 0, 1)[None]  # (1, 3, ih, iw)
     if rng.random() < 0.3:  # random tint, mostly for grayscale photographs
         src = src * torch.from_numpy(rng.uniform(0.6, 1.2, 3).astype(np.float32))[None, :, None, None]
-    zoom0 = rng.uniform(1.0, min(ih / h, iw / w, 6.0))  # source pixels per output pixel
+    # source pixels per output pixel; a photograph smaller than the clip is magnified (zoom < 1)
+    zoom_max = min(ih / h, iw / w, 6.0)
+    zoom0 = rng.uniform(min(1.0, zoom_max), max(1.0, zoom_max))
     zoom1 = zoom0 * rng.uniform(0.85, 1.15)
     cy, cx = rng.uniform(0.3, 0.7) * ih, rng.uniform(0.3, 0.7) * iw
     vy, vx = rng.uniform(-4, 4, 2) * zoom0
