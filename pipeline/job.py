@@ -30,6 +30,7 @@ class ExecConfig:
     max_shard_attempts: tries per shard when its worker dies.
     worker_cpus / decode_cpus: Ray CPU resources of a tokenize actor / a decode task. Fractions
       keep small machines from deadlocking (actors holding every CPU while decodes wait).
+    torch_threads: threads of a CPU tokenize actor (0: the node's cores / num_workers).
     """
 
     num_workers: int | None = None
@@ -39,10 +40,13 @@ class ExecConfig:
     max_shard_attempts: int = 3
     worker_cpus: float = 1.0
     decode_cpus: float = 0.5
+    torch_threads: int = 0
 
     def __post_init__(self) -> None:
         if not (self.worker_cpus > 0 and self.decode_cpus > 0):
             raise ValueError(f"worker_cpus and decode_cpus must be > 0, got {self.worker_cpus}, {self.decode_cpus}")
+        if self.torch_threads < 0:
+            raise ValueError(f"torch_threads must be >= 0, got {self.torch_threads}")
         if self.num_workers is not None and self.num_workers < 1:
             raise ValueError(f"num_workers must be >= 1, got {self.num_workers}")
         if self.decode_window < 1 or self.decode_attempts < 1 or self.max_shard_attempts < 1:

@@ -116,6 +116,15 @@ def _ordered_decodes(entries: list[ManifestEntry], job: JobConfig) -> Iterator[D
         yield result
 
 
+def cpu_threads(ex: ExecConfig, node_cpus: int) -> int:
+    """torch threads of a CPU tokenize actor: `torch_threads`, or (0) the node's cores shared by its
+    actors. Decoding is ~20x cheaper than the model per clip, so the model gets every core; the
+    decode tasks interleave with it."""
+    if ex.torch_threads > 0:
+        return ex.torch_threads
+    return max(1, node_cpus // (ex.num_workers or 1))
+
+
 class ShardWorker:
     """Actor body: holds the tokenizer; tokenizes whole shards."""
 
@@ -127,7 +136,7 @@ class ShardWorker:
             import torch
 
             if not torch.cuda.is_available():
-                torch.set_num_threads(max(1, int(self.job.execution.worker_cpus)))
+                torch.set_num_threads(cpu_threads(self.job.execution, os.cpu_count() or 1))
         self.step = TokenizeStep(self.job.tokenize)
 
     def file_meta(self) -> dict[str, Any]:
