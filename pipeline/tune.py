@@ -43,7 +43,7 @@ class SampleConfig:
     ones: bounds decoding, at the price of favouring the start of long videos);
     workers: parallel decodes."""
 
-    clips: int = 64
+    clips: int = 160
     clips_per_video: int = 1
     seed: int = 0
     decode_clips: int = 8
