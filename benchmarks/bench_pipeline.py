@@ -98,7 +98,7 @@ def _decode(args: tuple[str, dict]):  # noqa: ANN202 - DecodedVideo
     from pipeline.decode import DecodeConfig, DecodeStep
 
     path, cfg = args
-    return DecodeStep(DecodeConfig.from_dict(dict(cfg, resolution=tuple(cfg["resolution"]))))(Path(path).read_bytes(), path)
+    return DecodeStep(DecodeConfig.from_dict(cfg))(Path(path).read_bytes(), path)
 
 
 if __name__ == "__main__":

@@ -80,8 +80,8 @@ def submit(input_uri: str, output: str, address: str, overwrite: bool, follow: b
         click.echo(f"submitted job {job_id}; following its logs")
     shown = 0
     while True:
-        status = str(client.get_job_status(job_id).value if hasattr(client.get_job_status(job_id), "value")
-                     else client.get_job_status(job_id))
+        job_status = client.get_job_status(job_id)
+        status = str(getattr(job_status, "value", job_status))
         logs = client.get_job_logs(job_id)
         if not as_json and len(logs) > shown:
             sys.stdout.write(logs[shown:])

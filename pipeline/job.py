@@ -89,7 +89,7 @@ class JobConfig:
         return cls(
             input=d["input"],
             output=d["output"],
-            decode=DecodeConfig.from_dict(dict(d.get("decode", {}), resolution=tuple(d.get("decode", {}).get("resolution", (256, 256))))),
+            decode=DecodeConfig.from_dict(d.get("decode", {})),
             tokenize=TokenizeConfig(**d.get("tokenize", {})),
             plan=PlanConfig.from_dict(d.get("plan", {})),
             storage=StorageConfig.from_dict(d.get("storage", {})),

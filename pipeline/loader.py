@@ -25,7 +25,6 @@ per-worker cursors; `load_state_dict()` refuses a state whose identity fields di
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 from collections.abc import Iterator
@@ -42,6 +41,7 @@ from pipeline.layout import read_manifest, token_part_path
 from pipeline.loader_pack import POLICIES, Columns, Cursor, build_stream, pack
 from pipeline.loader_plan import Unit, role_windows, window_permutation
 from pipeline.storage import StorageConfig, filesystem, protocol_of
+from schemas.strict import check_keys
 from schemas.tokens import META_VERSION, SCHEMA_VERSION
 
 logger = logging.getLogger(__name__)
@@ -83,10 +83,7 @@ class LoaderConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LoaderConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown LoaderConfig keys: {sorted(unknown)}")
+        check_keys(cls, d)
         return cls(**d)
 
 

@@ -66,7 +66,7 @@ def decode_video(uri: str, storage: dict[str, Any], decode: dict[str, Any]) -> D
     data = fetch_bytes(uri, StorageConfig.from_dict(storage))
     if isinstance(data, VideoFailure):
         return data
-    return DecodeStep(DecodeConfig.from_dict(dict(decode, resolution=tuple(decode["resolution"]))))(data, uri)
+    return DecodeStep(DecodeConfig.from_dict(decode))(data, uri)
 
 
 def _ordered_decodes(entries: list[ManifestEntry], job: JobConfig) -> Iterator[DecodedVideo | VideoFailure]:

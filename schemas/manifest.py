@@ -14,14 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.mask import BIT_ORDER, RASTER_ORDER
+from schemas.strict import check_keys
 from schemas.tokens import BOS_ID, EOS_ID, PAD_ID, SCHEMA_NAME, SCHEMA_VERSION, TokenFileMeta
 
 
 def _reject_unknown(cls: type, d: dict[str, Any]) -> None:
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(d) - known
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
+    check_keys(cls, d)
     missing = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING
                and f.default_factory is dataclasses.MISSING} - set(d)
     if missing:

@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from schemas.mask import BIT_ORDER, RASTER_ORDER, mask_nbytes, popcount
+from schemas.strict import check_keys
 
 SCHEMA_NAME = "infotok.tokens"
 SCHEMA_VERSION = 1
@@ -118,10 +119,7 @@ class TokenFileMeta:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TokenFileMeta:
-        known = {"tokenizer_id", "beta", "expected_info", "fsq_levels", "temporal_factor", "spatial_factor"}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown TokenFileMeta keys: {sorted(unknown)}")
+        check_keys(cls, d)
         d = dict(d)
         if "fsq_levels" in d:
             d["fsq_levels"] = tuple(int(x) for x in d["fsq_levels"])

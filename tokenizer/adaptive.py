@@ -25,6 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from schemas.strict import check_keys
 
 
 @dataclass(frozen=True)
@@ -61,10 +62,7 @@ class AdaptiveConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AdaptiveConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown AdaptiveConfig keys: {sorted(unknown)}")
+        check_keys(cls, d)
         return cls(**d)
 
 

@@ -11,7 +11,6 @@ reconstruction (one decompressor + decoder pass, the same for all) is not counte
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import time
@@ -27,6 +26,7 @@ from tokenizer.baselines import POSITION_METHODS, apportion, elastic_search, equ
 from tokenizer.metrics import psnr, ssim
 from tokenizer.router import check_beta, top_n_mask
 from tokenizer.video import frames_to_tensor
+from schemas.strict import check_keys
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +55,7 @@ class RDConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RDConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown RDConfig keys: {sorted(unknown)}")
+        check_keys(cls, d)
         d = dict(d)
         for key in ("methods", "betas"):
             if key in d:

@@ -30,6 +30,7 @@ from tokenizer.config import preset
 from tokenizer.metrics import psnr, ssim
 from tokenizer.model import VideoTokenizer
 from tokenizer.video import frames_to_tensor
+from schemas.strict import check_keys
 
 logger = logging.getLogger(__name__)
 
@@ -98,10 +99,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown TrainConfig keys: {sorted(unknown)}")
+        check_keys(cls, d)
         d = dict(d)
         if "betas" in d:
             d["betas"] = tuple(float(b) for b in d["betas"])
