@@ -168,11 +168,11 @@ def _rate_distortion(tok: LoadedTokenizer, groups: list[tuple[str, list]], failu
     if as_json:
         click.echo(json.dumps(summary, indent=1))
         return
-    click.echo(f"{'method':<8} {'beta':>5} {'tokens':>8} {'BPP16':>7} {'+mask':>7} {'PSNR':>7} {'SSIM':>6} "
+    click.echo(f"{'method':<8} {'beta':>5} {'tokens':>8} {'BPP16':>7} {'+mask':>7} {'PSNR':>7} {'pooled':>7} {'SSIM':>6} "
                f"{'passes':>7} {'clips/s':>8}")
     for r in rows:
         click.echo(f"{r.method:<8} {r.beta:>5.2f} {r.mean_tokens:>8.1f} {r.bpp16:>7.3f} {r.bpp16_mask:>7.3f} "
-                   f"{r.psnr:>7.2f} {r.ssim:>6.3f} {r.passes_per_clip:>7.1f} {r.clips_per_s:>8.2f}")
+                   f"{r.psnr:>7.2f} {r.psnr_pooled:>7.2f} {r.ssim:>6.3f} {r.passes_per_clip:>7.1f} {r.clips_per_s:>8.2f}")
     click.echo(f"{len(clips)} clips, tokenizer {tok.tokenizer_id}, E[I] {summary['mean_info']:.4f}, "
                f"adaptive layer {100 * summary['param_overhead']:.1f}% of base params")
     if "difficulty" in summary:

@@ -33,6 +33,10 @@ def job_options(f):  # noqa: ANN001, ANN201 - click decorator plumbing
         click.option("--workers", default=None, type=int, help="Tokenize actors (default: one per GPU, or 1)."),
         click.option("--decode-timeout", default=300.0, show_default=True, type=float,
                      help="Seconds before a hung decode is cancelled (then retried once, then recorded)."),
+        click.option("--decode-overlap", default="auto", show_default=True,
+                     type=click.Choice(["auto", "overlap", "alternate"]),
+                     help="Decode while the model runs (overlap), or between its batches (alternate); auto: "
+                          "overlap when the model is on a GPU."),
         click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda."),
         click.option("--extensions", default=None, help="Comma-separated video extensions when listing a prefix."),
         click.option("--endpoint-url", default=None, help="S3-compatible endpoint URL."),
@@ -71,7 +75,8 @@ def build_job(input_uri: str, output: str, **o) -> "JobConfig":  # noqa: ANN003,
                                     device=o["device"], batch_size=o["batch_size"]),
             plan=PlanConfig(videos_per_shard=o["shard_size"]),
             storage=StorageConfig(endpoint_url=o["endpoint_url"], profile=o["profile"], anon=o["anon"]),
-            execution=ExecConfig(num_workers=o["workers"], decode_timeout_s=o.get("decode_timeout", 300.0)),
+            execution=ExecConfig(num_workers=o["workers"], decode_timeout_s=o.get("decode_timeout", 300.0),
+                                 decode_overlap=o.get("decode_overlap", "auto")),
             extensions=tuple(e.strip() for e in o["extensions"].split(",")) if o["extensions"] else None,
         )
     except ValueError as exc:

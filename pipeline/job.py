@@ -19,6 +19,9 @@ PLAN_FILE = "plan.json"
 CONTENT_KEYS = ("input", "decode", "tokenize", "plan", "extensions")
 
 
+DECODE_OVERLAP: tuple[str, ...] = ("auto", "overlap", "alternate")
+
+
 @dataclass(frozen=True)
 class ExecConfig:
     """How the job runs (may change between a run and its resume).
@@ -31,6 +34,11 @@ class ExecConfig:
     worker_cpus / decode_cpus: Ray CPU resources of a tokenize actor / a decode task. Fractions
       keep small machines from deadlocking (actors holding every CPU while decodes wait).
     torch_threads: threads of a CPU tokenize actor (0: the node's cores / num_workers).
+    decode_overlap: 'auto' (overlap when the model runs on a GPU, alternate on CPU), 'overlap'
+      (decode a sliding window ahead while the model runs) or 'alternate' (decode a window, then
+      run the model with nothing else in flight). On a CPU-only node the model and the decoders
+      share the cores: overlapping them slowed the model by ~17% while decoding used ~3% of the
+      CPU (threads of one op stall on each preempted peer), so alternating is faster there.
     """
 
     num_workers: int | None = None
@@ -41,8 +49,11 @@ class ExecConfig:
     worker_cpus: float = 1.0
     decode_cpus: float = 0.5
     torch_threads: int = 0
+    decode_overlap: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.decode_overlap not in DECODE_OVERLAP:
+            raise ValueError(f"decode_overlap must be one of {DECODE_OVERLAP}, got {self.decode_overlap!r}")
         if not (self.worker_cpus > 0 and self.decode_cpus > 0):
             raise ValueError(f"worker_cpus and decode_cpus must be > 0, got {self.worker_cpus}, {self.decode_cpus}")
         if self.torch_threads < 0:

@@ -59,6 +59,28 @@ def test_rerun_skips_committed_shards(corpus, reference, tiny_checkpoint):
     assert read_rows(out) == rows
 
 
+def test_decode_modes_give_the_same_dataset(corpus, reference, tiny_checkpoint, tmp_path):
+    """'overlap' (a sliding window decoding while the model runs) and 'alternate' (what 'auto'
+    picks on CPU) differ only in timing: the dataset is the same, row for row."""
+    import dataclasses
+
+    from pipeline.job import ExecConfig
+    from pipeline.ray_exec import decode_overlaps
+
+    folder, _ = corpus
+    _, ref_rows = reference
+    job = small_job(str(folder), str(tmp_path / "ds"), tiny_checkpoint)
+    job = dataclasses.replace(job, execution=dataclasses.replace(job.execution, decode_overlap="overlap",
+                                                                 decode_window=1))
+    run_job(job, progress=False)
+    assert read_rows(str(tmp_path / "ds")) == ref_rows
+    assert decode_overlaps(ExecConfig(), model_on_gpu=True) and not decode_overlaps(ExecConfig(), model_on_gpu=False)
+    assert decode_overlaps(ExecConfig(decode_overlap="overlap"), model_on_gpu=False)
+    assert not decode_overlaps(ExecConfig(decode_overlap="alternate"), model_on_gpu=True)
+    with pytest.raises(ValueError, match="decode_overlap must be one of .* got 'sometimes'"):
+        ExecConfig(decode_overlap="sometimes")
+
+
 def test_rerun_with_other_settings_refused_then_overwrite(corpus, reference, tiny_checkpoint, tmp_path):
     folder, _ = corpus
     out, _ = reference

@@ -14,7 +14,7 @@ from tokenizer.checkpoint import load_tokenizer, save_tokenizer
 from tokenizer.config import PRESETS
 from tokenizer.corpus import heldout_clips
 from tokenizer.model import VideoTokenizer
-from tokenizer.rate_distortion import RDConfig, bpp16, evaluate_rd, fewest_tokens_for_psnr, plot_rd, spearman
+from tokenizer.rate_distortion import RDConfig, bpp16, evaluate_rd, fewest_tokens_for_psnr, plot_rd, pooled_psnr, spearman
 
 
 def _model() -> AdaptiveTokenizer:
@@ -34,6 +34,9 @@ def test_bpp16_and_spearman():
     assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     assert spearman([1, 2, 2, 3], [1, 2, 2, 3]) == pytest.approx(1.0)
     assert math.isnan(spearman([1, 1, 1], [1, 2, 3]))
+    # MSEs 1e-2 and 1e-4: mean 5.05e-3 -> 22.97 dB pooled, while the mean of PSNRs is 30 dB
+    assert pooled_psnr([20.0, 40.0]) == pytest.approx(-10 * math.log10(5.05e-3))
+    assert pooled_psnr([25.0, 25.0]) == pytest.approx(25.0)
     with pytest.raises(ValueError, match="unknown methods \\['magic'\\]"):
         RDConfig(methods=("magic",))
     with pytest.raises(ValueError, match="beta must be"):
@@ -57,6 +60,7 @@ def test_every_method_at_equal_total_tokens(tmp_path):
         assert at["infotok"].bpp16_mask > at["infotok"].bpp16
         for r in at.values():
             assert 0 < r.psnr < 100 and r.clips_per_s > 0
+            assert r.psnr_pooled <= r.psnr + 1e-9  # Jensen: the log of a mean >= the mean of logs
     lo = [r for r in rows if r.method == "infotok" and r.beta == 0.3][0]
     hi = [r for r in rows if r.method == "infotok" and r.beta == 1.0][0]
     assert lo.mean_tokens < hi.mean_tokens

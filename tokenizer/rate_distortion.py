@@ -65,7 +65,9 @@ class RDConfig:
 
 @dataclass(frozen=True)
 class RDRow:
-    """One method at one beta over all clips (means are per clip)."""
+    """One method at one beta over all clips (means are per clip). psnr is the mean of per-clip
+    PSNRs; psnr_pooled is the PSNR of the mean squared error over all clips (what a budget that
+    minimises total error, as ELBO-proportional allocation does, optimises)."""
 
     method: str
     beta: float
@@ -75,6 +77,7 @@ class RDRow:
     bpp16: float
     bpp16_mask: float
     psnr: float
+    psnr_pooled: float
     ssim: float
     encoder_passes: float
     decoder_passes: float
@@ -88,6 +91,12 @@ def bpp16(tokens_per_clip: float, frames: int, height: int, width: int, codebook
           mask_bits: int = 0) -> float:
     """16 * (tokens * log2(codebook) + mask_bits) / (frames * height * width)."""
     return 16.0 * (tokens_per_clip * math.log2(codebook) + mask_bits) / (frames * height * width)
+
+
+def pooled_psnr(psnrs: list[float]) -> float:
+    """PSNR of the mean MSE of clips with the given PSNRs (equal-size clips)."""
+    mse = np.power(10.0, -np.asarray(psnrs, dtype=np.float64) / 10.0)
+    return float(-10.0 * np.log10(mse.mean()))
 
 
 def spearman(a: list[float], b: list[float]) -> float:
@@ -123,7 +132,7 @@ def _row(method: str, beta: float, n_tokens: list[int], ps: list[float], ss: lis
     return RDRow(method=method, beta=beta, clips=len(n_tokens), mean_tokens=mean_tokens, positions=grid_n,
                  bpp16=bpp16(mean_tokens, frames, h, w, codebook),
                  bpp16_mask=bpp16(mean_tokens, frames, h, w, codebook, mask_bits=grid_n),
-                 psnr=float(np.mean(ps)), ssim=float(np.mean(ss)), encoder_passes=enc, decoder_passes=dec,
+                 psnr=float(np.mean(ps)), psnr_pooled=pooled_psnr(ps), ssim=float(np.mean(ss)), encoder_passes=enc, decoder_passes=dec,
                  compressor_passes=comp, passes_per_clip=enc + dec + comp,
                  clips_per_s=len(n_tokens) / max(seconds, 1e-9), extra=extra or {})
 
