@@ -58,12 +58,7 @@ def process_shard(
         for clip in result.clips:
             pending.append(PendingClip(video_id=entry.video_id, uri=entry.uri, source=result.source, clip=clip))
         while len(pending) >= bs:
-            import time as _t, os as _os
-            a, c = _t.perf_counter(), _t.process_time()
             rows += step(pending[:bs])
-            if _os.environ.get("XTIME"):
-                with open(_os.environ["XTIME"], "a") as f:
-                    f.write(f"{_t.perf_counter()-a:.4f} {_t.process_time()-c:.4f}\n")
             pending = pending[bs:]
     if n_results != len(entries):
         raise RuntimeError(f"shard {shard_id}: {n_results} decode results for {len(entries)} videos")
