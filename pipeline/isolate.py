@@ -144,7 +144,8 @@ class IsolatedDecoder:
                 return result
             if attempt < self.config.attempts:
                 logger.warning("%s: %s (attempt %d/%d, transient, retrying)", uri, reason, attempt, self.config.attempts)
-        msg = f"{uri}: {reason}; gave up after {self.config.attempts} attempt(s) on {len(data)} bytes"
+        n = self.config.attempts
+        msg = f"{uri}: {reason}; gave up after {n} attempt{'s' if n > 1 else ''} on {len(data)} bytes"
         logger.error("permanent decode failure: %s", msg)
         return VideoFailure(uri=uri, stage="decode", permanent=True, error_type=error_type, message=msg)
 

@@ -35,10 +35,10 @@ class ExecConfig:
       keep small machines from deadlocking (actors holding every CPU while decodes wait).
     torch_threads: threads of a CPU tokenize actor (0: the node's cores / num_workers).
     decode_overlap: 'auto' (overlap when the model runs on a GPU, alternate on CPU), 'overlap'
-      (decode a sliding window ahead while the model runs) or 'alternate' (decode a window, then
-      run the model with nothing else in flight). On a CPU-only node the model and the decoders
-      share the cores: overlapping them slowed the model by ~17% while decoding used ~3% of the
-      CPU (threads of one op stall on each preempted peer), so alternating is faster there.
+      (Ray decode tasks a sliding window ahead while the model runs) or 'alternate' (the actor
+      decodes a window in its own crash-isolating child processes, then runs the model with
+      nothing else in flight). On a CPU-only node the model and the decoders share the cores, and
+      alternating was 10-16% faster end to end on 2 cores (benchmarks/bench_pipeline.py).
     """
 
     num_workers: int | None = None

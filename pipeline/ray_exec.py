@@ -2,8 +2,10 @@
 
 Driver: plan -> reconcile with the output -> hand shards to tokenize actors (one per GPU,
 or CPU actors) -> retry the shards of dead actors -> write the manifest last.
-Actor: for its shard, decode videos in Ray tasks (a crashed or hung native decoder kills
-only its task), a bounded window ahead of the model, in plan order; batch, tokenize, write.
+Actor: for its shard, decode videos in plan order, a bounded window at a time, isolated so a
+crashed or hung native decoder kills only a task or child process: with a GPU model, in Ray
+tasks running ahead of the model; on CPU, in the actor's own child processes between model
+batches. Then batch, tokenize, write.
 """
 
 from __future__ import annotations
@@ -69,13 +71,9 @@ def decode_video(uri: str, storage: dict[str, Any], decode: dict[str, Any]) -> D
     return DecodeStep(DecodeConfig.from_dict(decode))(data, uri)
 
 
-def _ordered_decodes(entries: list[ManifestEntry], job: JobConfig, overlap: bool
-                     ) -> Iterator[DecodedVideo | VideoFailure]:
-    """Decode results in entry order, at most `decode_window` in flight (backpressure).
-
-    overlap: keep a sliding window of decodes running while the consumer runs the model (a GPU
-    model); otherwise decode a window, hand it over whole, and decode nothing while the consumer
-    works on it (a CPU model that needs every core)."""
+def _ordered_decodes(entries: list[ManifestEntry], job: JobConfig) -> Iterator[DecodedVideo | VideoFailure]:
+    """Overlap mode: Ray decode tasks a sliding window of `decode_window` videos ahead of the
+    consumer, which runs the model meanwhile (on a GPU); results in entry order (backpressure)."""
     import ray
     from ray.exceptions import GetTimeoutError, RayError
 
@@ -108,11 +106,6 @@ def _ordered_decodes(entries: list[ManifestEntry], job: JobConfig, overlap: bool
         assert result is not None
         return result
 
-    if not overlap:
-        for i in range(0, len(entries), ex.decode_window):
-            window = [(entry, submit(entry)) for entry in entries[i : i + ex.decode_window]]
-            yield from [resolve(entry, ref) for entry, ref in window]
-        return
     queue: deque[tuple[ManifestEntry, Any]] = deque()
     upcoming = iter(entries)
     for entry in upcoming:
@@ -126,6 +119,61 @@ def _ordered_decodes(entries: list[ManifestEntry], job: JobConfig, overlap: bool
         if nxt is not None:
             queue.append((nxt, submit(nxt)))
         yield result
+
+
+class FaultableDecode:
+    """DecodeStep plus the FAULT_ENV drill, for the actor's isolated decoder processes (picklable)."""
+
+    def __init__(self, decode: dict[str, Any]) -> None:
+        self.step = DecodeStep(DecodeConfig.from_dict(decode))
+
+    def __call__(self, data: bytes, uri: str) -> DecodedVideo | VideoFailure:
+        _inject_fault(uri)
+        return self.step(data, uri)
+
+
+class LocalDecoders:
+    """Alternate mode: the actor decodes a window of videos in its own crash-isolating child
+    processes (one per core it may use), then hands the window to the model. Measured on 2 cores
+    (384 clips): 8.2-8.7 clips/s end to end vs 7.4-7.5 with one Ray task per video, whose dispatch,
+    object transfer and extra processes cost more than the decoding itself here."""
+
+    def __init__(self, job: JobConfig, slots: int) -> None:
+        import queue
+
+        from pipeline.isolate import IsolatedDecoder, IsolationConfig
+
+        ex = job.execution
+        iso = IsolationConfig(timeout_s=ex.decode_timeout_s, attempts=ex.decode_attempts)
+        self.job = job
+        self.slots = max(1, slots)
+        self.idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        for _ in range(self.slots):
+            self.idle.put(IsolatedDecoder(FaultableDecode(job.decode.to_dict()), iso))
+
+    def _one(self, entry: ManifestEntry) -> DecodedVideo | VideoFailure:
+        data = fetch_bytes(entry.uri, self.job.storage)
+        if isinstance(data, VideoFailure):
+            return data
+        decoder = self.idle.get()
+        try:
+            return decoder(data, entry.uri)
+        finally:
+            self.idle.put(decoder)
+
+    def decodes(self, entries: list[ManifestEntry]) -> Iterator[DecodedVideo | VideoFailure]:
+        """Results in entry order; a window of `decode_window` videos at a time, nothing in flight
+        while the consumer works on a window."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        window = self.job.execution.decode_window
+        with ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="infotok-decode") as pool:
+            for i in range(0, len(entries), window):
+                yield from list(pool.map(self._one, entries[i : i + window]))
+
+    def close(self) -> None:
+        while not self.idle.empty():
+            self.idle.get().close()
 
 
 def decode_overlaps(ex: ExecConfig, model_on_gpu: bool) -> bool:
@@ -167,6 +215,7 @@ class ShardWorker:
 
             torch.set_num_threads(threads)
         self.step = TokenizeStep(self.job.tokenize)
+        self.local: LocalDecoders | None = None
 
     def file_meta(self) -> dict[str, Any]:
         return self.step.file_meta.to_dict()
@@ -178,9 +227,13 @@ class ShardWorker:
         from pipeline.shard import process_shard
 
         es = [ManifestEntry.from_dict(e) for e in entries]
-        overlap = decode_overlaps(self.job.execution, self.step.device.type == "cuda")
-        commit = process_shard(shard_id, es, _ordered_decodes(es, self.job, overlap), self.step, self.job.output,
-                               self.job.storage)
+        if decode_overlaps(self.job.execution, self.step.device.type == "cuda"):
+            results = _ordered_decodes(es, self.job)
+        else:
+            if self.local is None:
+                self.local = LocalDecoders(self.job, cpu_threads(self.job.execution, os.cpu_count() or 1))
+            results = self.local.decodes(es)
+        commit = process_shard(shard_id, es, results, self.step, self.job.output, self.job.storage)
         return commit.to_dict()
 
 
