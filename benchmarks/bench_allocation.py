@@ -23,10 +23,13 @@ from collections import defaultdict
 import numpy as np
 import torch
 
+from tokenizer.adaptive_tokenizer import AdaptiveTokenizer
+from tokenizer.rate_distortion import pooled_psnr
+
 RATES: tuple[float, ...] = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 3 / 4, 1.0)
 
 
-def curves(model: object, clips: list[tuple[str, np.ndarray]]) -> list[dict[str, object]]:
+def curves(model: AdaptiveTokenizer, clips: list[tuple[str, np.ndarray]]) -> list[dict[str, object]]:
     from tokenizer.metrics import psnr
     from tokenizer.router import top_n_mask
     from tokenizer.video import frames_to_tensor
@@ -78,7 +81,7 @@ def compare(rows: list[dict[str, object]], mean_info: float, betas: tuple[float,
             by_kind: dict[str, list[tuple[float, float]]] = defaultdict(list)
             for k, ri, pi in zip(kinds, r, ps):
                 by_kind[k].append((float(ri), float(pi)))
-            res[name] = {"psnr": float(ps.mean()), "psnr_pooled": float(-10 * np.log10(np.mean(10 ** (-ps / 10)))),
+            res[name] = {"psnr": float(ps.mean()), "psnr_pooled": pooled_psnr(ps.tolist()),
                          "by_kind": {k: {"rate": float(np.mean([v[0] for v in vs])),
                                          "psnr": float(np.mean([v[1] for v in vs]))} for k, vs in by_kind.items()}}
         results.append(res)

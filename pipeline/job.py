@@ -38,7 +38,7 @@ class ExecConfig:
       (Ray decode tasks a sliding window ahead while the model runs) or 'alternate' (the actor
       decodes a window in its own crash-isolating child processes, then runs the model with
       nothing else in flight). On a CPU-only node the model and the decoders share the cores, and
-      alternating was 10-16% faster end to end on 2 cores (benchmarks/bench_pipeline.py).
+      alternating was ~10% faster end to end on 2 cores (benchmarks/bench_pipeline.py).
     """
 
     num_workers: int | None = None

@@ -62,13 +62,24 @@ def _inject_fault(uri: str) -> None:
                 time.sleep(24 * 3600)
 
 
+class FaultableDecode:
+    """DecodeStep plus the FAULT_ENV drill: what runs in a Ray decode task or an isolated
+    decoder process (picklable)."""
+
+    def __init__(self, decode: dict[str, Any]) -> None:
+        self.step = DecodeStep(DecodeConfig.from_dict(decode))
+
+    def __call__(self, data: bytes, uri: str) -> DecodedVideo | VideoFailure:
+        _inject_fault(uri)
+        return self.step(data, uri)
+
+
 def decode_video(uri: str, storage: dict[str, Any], decode: dict[str, Any]) -> DecodedVideo | VideoFailure:
     """Fetch and decode one video (runs as a Ray task)."""
-    _inject_fault(uri)
     data = fetch_bytes(uri, StorageConfig.from_dict(storage))
     if isinstance(data, VideoFailure):
         return data
-    return DecodeStep(DecodeConfig.from_dict(decode))(data, uri)
+    return FaultableDecode(decode)(data, uri)
 
 
 def _ordered_decodes(entries: list[ManifestEntry], job: JobConfig) -> Iterator[DecodedVideo | VideoFailure]:
@@ -121,22 +132,12 @@ def _ordered_decodes(entries: list[ManifestEntry], job: JobConfig) -> Iterator[D
         yield result
 
 
-class FaultableDecode:
-    """DecodeStep plus the FAULT_ENV drill, for the actor's isolated decoder processes (picklable)."""
-
-    def __init__(self, decode: dict[str, Any]) -> None:
-        self.step = DecodeStep(DecodeConfig.from_dict(decode))
-
-    def __call__(self, data: bytes, uri: str) -> DecodedVideo | VideoFailure:
-        _inject_fault(uri)
-        return self.step(data, uri)
-
-
 class LocalDecoders:
     """Alternate mode: the actor decodes a window of videos in its own crash-isolating child
-    processes (one per core it may use), then hands the window to the model. Measured on 2 cores
-    (384 clips): 8.2-8.7 clips/s end to end vs 7.4-7.5 with one Ray task per video, whose dispatch,
-    object transfer and extra processes cost more than the decoding itself here."""
+    processes (one per core it may use), then hands the window to the model. On 2 cores this ran
+    8.14 clips/s end to end vs 7.41 with one Ray task per video (medians, benchmarks/bench_pipeline.py):
+    Ray's per-task dispatch and object transfer cost more than the decoding itself there. The
+    children live as long as the actor and exit when its end of their pipe closes."""
 
     def __init__(self, job: JobConfig, slots: int) -> None:
         import queue
@@ -171,10 +172,6 @@ class LocalDecoders:
             for i in range(0, len(entries), window):
                 yield from list(pool.map(self._one, entries[i : i + window]))
 
-    def close(self) -> None:
-        while not self.idle.empty():
-            self.idle.get().close()
-
 
 def decode_overlaps(ex: ExecConfig, model_on_gpu: bool) -> bool:
     """Whether decoding runs alongside the model (see ExecConfig.decode_overlap)."""
@@ -184,9 +181,9 @@ def decode_overlaps(ex: ExecConfig, model_on_gpu: bool) -> bool:
 
 
 def cpu_threads(ex: ExecConfig, node_cpus: int) -> int:
-    """torch threads of a CPU tokenize actor: `torch_threads`, or (0) the node's cores shared by its
-    actors. Decoding is ~20x cheaper than the model per clip, so the model gets every core; the
-    decode tasks interleave with it."""
+    """torch threads (and decoder processes) of a CPU tokenize actor: `torch_threads`, or (0) the
+    node's cores shared by its actors. Decoding is ~20x cheaper than the model per clip and
+    alternates with it, so both get every core."""
     if ex.torch_threads > 0:
         return ex.torch_threads
     return max(1, node_cpus // (ex.num_workers or 1))
@@ -205,15 +202,14 @@ class ShardWorker:
         from pipeline.tokenize_step import TokenizeStep
 
         self.job = JobConfig.from_dict(job)
+        self.threads = cpu_threads(self.job.execution, os.cpu_count() or 1)
         if self.job.tokenize.device == "cpu" or (self.job.tokenize.device == "auto" and not _assigned_gpus()):
-            threads = cpu_threads(self.job.execution, os.cpu_count() or 1)
-            # Ray starts workers with OMP_NUM_THREADS=1; raising torch's threads over that setting
-            # measured ~12% slower per batch than starting OpenMP with the right count, so set it
-            # before torch (and its OpenMP runtime) loads in this process.
-            os.environ["OMP_NUM_THREADS"] = str(threads)
+            # Ray starts workers with OMP_NUM_THREADS=1; start OpenMP with the actor's thread count
+            # (set before torch and its OpenMP runtime load here) rather than raising it afterwards.
+            os.environ["OMP_NUM_THREADS"] = str(self.threads)
             import torch
 
-            torch.set_num_threads(threads)
+            torch.set_num_threads(self.threads)
         self.step = TokenizeStep(self.job.tokenize)
         self.local: LocalDecoders | None = None
 
@@ -231,7 +227,7 @@ class ShardWorker:
             results = _ordered_decodes(es, self.job)
         else:
             if self.local is None:
-                self.local = LocalDecoders(self.job, cpu_threads(self.job.execution, os.cpu_count() or 1))
+                self.local = LocalDecoders(self.job, self.threads)
             results = self.local.decodes(es)
         commit = process_shard(shard_id, es, results, self.step, self.job.output, self.job.storage)
         return commit.to_dict()
