@@ -11,7 +11,12 @@ Mean PSNR (mean of per-clip dB) and pooled PSNR (of the mean MSE) are both repor
 infotok's and fixed's rate and PSNR per clip kind, to show which clips gain or lose.
 
     python benchmarks/bench_allocation.py --checkpoint tokenizer/checkpoints/tiny.safetensors \
-        [--clips 20] [--size 128] [--frames 17] [--threads 1] [--json]
+        [--clips 20] [--size 128] [--frames 17] [--threads 1] [--json] \
+        [--drop-kinds texture,noise] [--mean-info-from clips]
+
+--drop-kinds leaves clip kinds out of the splits (e.g. content the base tokenizer cannot
+reconstruct at any rate); --mean-info-from clips replaces the checkpoint's E[I] by the mean
+I(x) of the clips that remain, so that a beta gives about the same mean rate.
 """
 
 from __future__ import annotations
@@ -97,24 +102,36 @@ def main() -> None:
     ap.add_argument("--betas", default="1,0.75,0.5,0.25")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--drop-kinds", default="", help="comma list of clip kinds to leave out of the splits")
+    ap.add_argument("--mean-info-from", choices=("checkpoint", "clips"), default="checkpoint",
+                    help="E[I] of the budget rule: the checkpoint's, or the mean I(x) of the clips used")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
     from tokenizer.checkpoint import load_tokenizer
-    from tokenizer.corpus import heldout_clips
+    from tokenizer.corpus import KINDS, heldout_clips
 
+    drop = {k for k in args.drop_kinds.split(",") if k}
+    unknown = drop - set(KINDS)
+    if unknown:
+        raise SystemExit(f"--drop-kinds: unknown kind(s) {sorted(unknown)}; choose from {list(KINDS)}")
     tok = load_tokenizer(args.checkpoint)
     if tok.adaptive is None:
         raise SystemExit(f"{args.checkpoint} is a fixed-rate checkpoint; bench_allocation needs an adaptive one")
     model = tok.adaptive.eval()
-    rows = curves(model, heldout_clips(args.clips, args.frames, args.size, args.size))
+    clips = [(k, c) for k, c in heldout_clips(args.clips, args.frames, args.size, args.size) if k not in drop]
+    if not clips:
+        raise SystemExit(f"--drop-kinds {args.drop_kinds!r} leaves no clips")
+    rows = curves(model, clips)
     betas = tuple(float(b) for b in args.betas.split(","))
-    results = compare(rows, float(model.mean_info), betas)
+    mean_info = float(model.mean_info) if args.mean_info_from == "checkpoint" else float(np.mean([r["info"] for r in rows]))
+    results = compare(rows, mean_info, betas)
     if args.json:
-        print(json.dumps({"tokenizer_id": tok.tokenizer_id, "rates": RATES, "clips": rows, "splits": results}, indent=1))
+        print(json.dumps({"tokenizer_id": tok.tokenizer_id, "mean_info": mean_info, "rates": RATES, "clips": rows,
+                          "splits": results}, indent=1))
         return
     print(f"{len(rows)} clips {args.frames}x{args.size}x{args.size}, tokenizer {tok.tokenizer_id}, "
-          f"E[I] {float(model.mean_info):.4f}")
+          f"E[I] {mean_info:.4f} ({args.mean_info_from})" + (f", without {sorted(drop)}" if drop else ""))
     print(f"{'kind':<8} {'I(x)':>6}  PSNR at rates " + " ".join(f"{r:>6.3f}" for r in RATES))
     for r in rows:
         print(f"{r['kind']:<8} {r['info']:>6.3f}  {'':13}" + " ".join(f"{p:>6.2f}" for p in r["psnr"]))
