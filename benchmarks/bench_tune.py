@@ -45,6 +45,7 @@ from tokenizer.beta_quality import QualityProbe
 from tokenizer.beta_tuning import TuneConfig, TuningTarget, beta_grid, budget_at, collect_scores, solve_budget
 from tokenizer.checkpoint import load_tokenizer
 from tokenizer.corpus import make_clip
+from tokenizer.device import resolve_device
 from tokenizer.metrics import psnr
 from tokenizer.tune import tune_beta
 from tokenizer.video import frames_to_tensor
@@ -168,7 +169,7 @@ def main() -> int:
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    device = resolve_device(args.device)
     tok = load_tokenizer(args.checkpoint, device=device)
     if tok.adaptive is None:
         raise SystemExit(f"{args.checkpoint} is not an adaptive checkpoint")

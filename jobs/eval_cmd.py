@@ -63,6 +63,7 @@ def _floats(text: str, name: str) -> tuple[float, ...]:
 @click.option("--num-procedural", default=20, show_default=True, type=int, help="Clips when INPUT is 'procedural'.")
 @click.option("--batch-size", default=4, show_default=True, type=int)
 @click.option("--endpoint-url", default=None, help="S3 endpoint for s3:// inputs.")
+@click.option("--device", default="auto", show_default=True, help="auto (the first GPU if any), cpu, cuda or cuda:N.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 @click.option("--methods", default=None,
               help="Rate-distortion mode: comma list of infotok,fixed,random,raster,jump,elastic,full.")
@@ -75,17 +76,22 @@ def _floats(text: str, name: str) -> tuple[float, ...]:
 def eval_cmd(input_uri: str, checkpoint: str | None, resolution: int, clip_frames: int, max_videos: int | None,
              max_clips: int, num_procedural: int, batch_size: int, endpoint_url: str | None, as_json: bool,
              methods: str | None, betas: str, plot_path: str | None, mean_info: float | None,
-             spearman_psnr: float | None) -> None:
+             spearman_psnr: float | None, device: str) -> None:
     """PSNR / SSIM of reconstructions over INPUT: a folder, s3:// prefix, list file, or 'procedural'
     (held-out procedural clips whose photographs are never used in training)."""
     from tqdm import tqdm
 
     from tokenizer.checkpoint import load_tokenizer
+    from tokenizer.device import resolve_device
     from tokenizer.reconstruct import round_trip
 
     if resolution % 8:
         raise click.BadParameter(f"must be a multiple of 8, got {resolution}", param_hint="--resolution")
-    tok = load_tokenizer(checkpoint)
+    try:
+        dev = resolve_device(device)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--device") from exc
+    tok = load_tokenizer(checkpoint, device=dev)
     groups, failures = collect_clips(input_uri, resolution, clip_frames, max_videos, max_clips, num_procedural,
                                      endpoint_url)
     if not groups:

@@ -39,6 +39,10 @@ def _parse_betas(text: str) -> tuple[float, ...]:
 @click.option("--train-decoder", is_flag=True, help="Stage 2: also fine-tune the base decoder.")
 @click.option("--checkpoint-every", default=200, show_default=True, type=int)
 @click.option("--eval-every", default=0, show_default=True, type=int, help="Held-out PSNR every N steps (0: never).")
+@click.option("--device", default="auto", show_default=True,
+              help="auto (the first GPU if any), cpu, cuda or cuda:N.")
+@click.option("--autocast/--no-autocast", default=True, show_default=True,
+              help="bfloat16 mixed precision on CUDA (no effect on the CPU).")
 @click.option("--threads", default=0, show_default=True, type=int, help="torch threads (0: torch default).")
 @click.option("--save-dtype", default="float32", show_default=True, type=click.Choice(["float32", "float16", "bfloat16"]))
 @click.option("--time-limit", default=None, type=float, help="Stop (with a checkpoint) after this many seconds.")
@@ -47,10 +51,12 @@ def _parse_betas(text: str) -> tuple[float, ...]:
 def train(out_dir: str, data: str, preset: str, steps: int, batch_size: int, frames: int, crop: int, lr: float,
           warmup_steps: int, ssim_weight: float, seed: int, init: str | None, checkpoint_every: int,
           eval_every: int, threads: int, save_dtype: str, time_limit: float | None, endpoint_url: str | None,
-          as_json: bool, stage: str, adaptive_preset: str, betas: str, info_ema: float, train_decoder: bool) -> None:
+          as_json: bool, stage: str, adaptive_preset: str, betas: str, info_ema: float, train_decoder: bool,
+          device: str, autocast: bool) -> None:
     """Train the fixed-rate tokenizer (or, with --stage adaptive, the InfoTok adaptive layer)
     on procedural clips or on a corpus of videos."""
     from tokenizer.corpus import heldout_clips, training_batch
+    from tokenizer.device import resolve_device
     from tokenizer.train import TrainConfig
     from tokenizer.train import train as run_train
 
@@ -59,7 +65,9 @@ def train(out_dir: str, data: str, preset: str, steps: int, batch_size: int, fra
                       lr=lr, warmup_steps=warmup_steps, ssim_weight=ssim_weight, seed=seed, init=init,
                       checkpoint_every=checkpoint_every, eval_every=eval_every, threads=threads,
                       save_dtype=save_dtype, stage=stage, adaptive_preset=adaptive_preset,
-                      betas=_parse_betas(betas), info_ema=info_ema, train_decoder=train_decoder)
+                      betas=_parse_betas(betas), info_ema=info_ema, train_decoder=train_decoder,
+                      device=device, autocast=autocast)
+        resolve_device(device)  # refuse an unusable device before any work
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     if data == "procedural":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,6 +48,8 @@ class TokenizeConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.expected_info is not None and not self.expected_info > 0:
             raise ValueError(f"expected_info must be > 0, got {self.expected_info}")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(self.device)):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
 
 @dataclass(frozen=True)
@@ -66,16 +69,13 @@ class TokenizeStep:
         import torch
 
         from tokenizer.api import load_clip_tokenizer
+        from tokenizer.device import resolve_device
 
         self.config = config
-        if config.device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        else:
-            device = config.device
-        self.device = torch.device(device)
+        self.device = resolve_device(config.device)
         self.tokenizer = load_clip_tokenizer(config.checkpoint, device=self.device)
         self.expected_info = config.expected_info or self.tokenizer.expected_info
-        if device.startswith("cuda"):
+        if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = False
             torch.backends.cudnn.deterministic = True
 
@@ -87,6 +87,7 @@ class TokenizeStep:
     def __call__(self, pending: list[PendingClip]) -> list[ClipTokens]:
         import torch
 
+        from tokenizer.device import mixed_precision
         from tokenizer.video import frames_to_tensor
 
         rows: list[ClipTokens] = []
@@ -97,8 +98,7 @@ class TokenizeStep:
             if len(shapes) != 1:
                 raise ValueError(f"clips of one batch must share a shape, got {sorted(shapes)}")
             video = frames_to_tensor(np.stack([p.clip.frames for p in part])).to(self.device)
-            use_amp = self.config.autocast and self.device.type == "cuda"
-            with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+            with torch.no_grad(), mixed_precision(self.device, self.config.autocast):
                 out = self.tokenizer.tokenize(video, beta=self.config.beta, expected_info=self.expected_info)
             for p, tok in zip(part, out):
                 c, s = p.clip, p.source

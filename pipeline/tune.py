@@ -171,13 +171,11 @@ class TuningReport:
 def run_tuning(source: InputConfig, decode: DecodeConfig, storage: StorageConfig, checkpoint: str | None,
                device: str, target: Any, sample_cfg: SampleConfig, tune_cfg: Any) -> TuningReport:
     """Sample the corpus, load the adaptive tokenizer, tune. target: TuningTarget; tune_cfg: TuneConfig."""
-    import torch
-
     from tokenizer.checkpoint import load_tokenizer
+    from tokenizer.device import resolve_device
     from tokenizer.tune import tune_beta
 
-    dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-    tok = load_tokenizer(checkpoint, device=dev)
+    tok = load_tokenizer(checkpoint, device=resolve_device(device))
     if tok.adaptive is None:
         raise ValueError(f"beta tuning needs an adaptive (InfoTok) checkpoint; {tok.path} is fixed-rate "
                          f"({tok.tokenizer_id})")

@@ -86,3 +86,37 @@ def test_schedule_and_validation():
     with pytest.raises(ValueError, match="unknown TrainConfig keys"):
         TrainConfig.from_dict({"stepz": 3})
     torch.set_num_threads(2)
+
+
+def test_resume_on_another_device_and_from_a_run_without_device_fields(tmp_path):
+    def killed_at_4(step: int):
+        if step == 4:
+            raise KeyboardInterrupt  # dies after the step-3 checkpoint
+        return _batches(step)
+
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(device="cpu"), tmp_path / "run", killed_at_4, progress=False)
+    state = tmp_path / "run" / "train_state.json"
+    doc = json.loads(state.read_text())
+    assert doc["config"]["device"] == "cpu" and doc["config"]["autocast"] is True
+    for key in ("device", "autocast"):  # a run saved before these fields existed
+        del doc["config"][key]
+    state.write_text(json.dumps(doc))
+    resumed = train(_cfg(device="auto", autocast=False), tmp_path / "run", _batches, progress=False)
+    assert resumed.steps_done == 6
+    whole = train(_cfg(), tmp_path / "whole", _batches, progress=False)
+    assert resumed.tokenizer_id == whole.tokenizer_id  # the same CPU either way: resume stays exact
+
+
+def test_cli_train_and_eval_refuse_an_unusable_device(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from jobs.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    runner = CliRunner()
+    res = runner.invoke(main, ["train", "--out", str(tmp_path / "run"), "--steps", "1", "--device", "cuda"])
+    assert res.exit_code == 2 and "device 'cuda' asks for CUDA" in res.output
+    assert not (tmp_path / "run").exists()
+    res = runner.invoke(main, ["eval", "procedural", "--device", "npu", "--num-procedural", "1"])
+    assert res.exit_code == 2 and "device must be auto, cpu, cuda or cuda:N, got 'npu'" in res.output

@@ -119,8 +119,8 @@ def spearman(a: list[float], b: list[float]) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def _batches(clips: list[np.ndarray], size: int) -> list[tuple[int, torch.Tensor]]:
-    return [(i, frames_to_tensor(np.stack(clips[i : i + size]))) for i in range(0, len(clips), size)]
+def _batches(clips: list[np.ndarray], size: int, device: torch.device) -> list[tuple[int, torch.Tensor]]:
+    return [(i, frames_to_tensor(np.stack(clips[i : i + size])).to(device)) for i in range(0, len(clips), size)]
 
 
 def _row(method: str, beta: float, n_tokens: list[int], ps: list[float], ss: list[float], passes: tuple[float, float, float],
@@ -139,11 +139,12 @@ def _row(method: str, beta: float, n_tokens: list[int], ps: list[float], ss: lis
 
 @torch.no_grad()
 def evaluate_rd(model: AdaptiveTokenizer, clips: list[np.ndarray], cfg: RDConfig) -> list[RDRow]:
-    """Run every method of cfg at every beta on uint8 clips (T, H, W, 3) of one shape."""
+    """Run every method of cfg at every beta on uint8 clips (T, H, W, 3) of one shape, on the
+    model's device (float32 passes: the figures do not depend on a mixed-precision choice)."""
     if not clips:
         raise ValueError("evaluate_rd needs at least one clip")
     model.eval()
-    batches = _batches(clips, cfg.batch_size)
+    batches = _batches(clips, cfg.batch_size, model.mean_info.device)
     shape = (clips[0].shape[0], clips[0].shape[1], clips[0].shape[2])
     codebook = model.base.fsq.codebook_size
     rows: list[RDRow] = []
@@ -234,7 +235,7 @@ def fewest_tokens_for_psnr(model: AdaptiveTokenizer, clips: list[np.ndarray], ta
     target_psnr (binary search; the full grid when even that misses). Returns (infos, counts)."""
     infos: list[float] = []
     counts: list[int] = []
-    for _, x in _batches(clips, batch_size):
+    for _, x in _batches(clips, batch_size, model.mean_info.device):
         enc, scores = model.information(x)
         infos.extend(scores.flatten(1).mean(1).tolist())
         n = scores[0].numel()

@@ -26,16 +26,18 @@ class RoundTrip:
 
 @torch.no_grad()
 def round_trip(model: VideoTokenizer, clips: list[np.ndarray], batch_size: int = 4) -> list[RoundTrip]:
-    """Tokenize and reconstruct uint8 clips (T, H, W, 3) of one shape; metrics vs the input."""
+    """Tokenize and reconstruct uint8 clips (T, H, W, 3) of one shape on the model's device;
+    metrics vs the input."""
+    device = next(model.parameters()).device
     out: list[RoundTrip] = []
     for i in range(0, len(clips), batch_size):
-        x = frames_to_tensor(np.stack(clips[i : i + batch_size]))
+        x = frames_to_tensor(np.stack(clips[i : i + batch_size])).to(device)
         enc = model.encode(x)
         y = model.decode_indices(enc.indices)
         ps, ss = psnr(y, x), ssim(y, x)
         frames = tensor_to_frames(y)
         for j in range(x.shape[0]):
-            out.append(RoundTrip(enc.indices[j].numpy(), frames[j], float(ps[j]), float(ss[j])))
+            out.append(RoundTrip(enc.indices[j].cpu().numpy(), frames[j], float(ps[j]), float(ss[j])))
     return out
 
 
@@ -53,10 +55,11 @@ class AdaptiveRoundTrip:
 @torch.no_grad()
 def adaptive_round_trip(model: AdaptiveTokenizer, clips: list[np.ndarray], beta: float,
                         batch_size: int = 4) -> list[AdaptiveRoundTrip]:
-    """Tokenize uint8 clips (T, H, W, 3) of one shape at beta, go through bytes, detokenize."""
+    """Tokenize uint8 clips (T, H, W, 3) of one shape at beta on the model's device, go through
+    bytes, detokenize."""
     out: list[AdaptiveRoundTrip] = []
     for i in range(0, len(clips), batch_size):
-        x = frames_to_tensor(np.stack(clips[i : i + batch_size]))
+        x = frames_to_tensor(np.stack(clips[i : i + batch_size])).to(model.mean_info.device)
         tokens = [AdaptiveTokens.from_bytes(t.to_bytes()) for t in model.tokenize(x, beta)]
         y = model.detokenize(tokens)
         ps, ss = psnr(y, x), ssim(y, x)

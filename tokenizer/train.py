@@ -27,6 +27,7 @@ import torch
 
 from tokenizer.checkpoint import load_tokenizer, save_tokenizer
 from tokenizer.config import preset
+from tokenizer.device import mixed_precision, resolve_device
 from tokenizer.metrics import psnr, ssim
 from tokenizer.model import VideoTokenizer
 from tokenizer.video import frames_to_tensor
@@ -40,12 +41,20 @@ STATE_TENSORS = "train_state.safetensors"
 WEIGHTS = "tokenizer.safetensors"
 
 # Fields that may change when a run is resumed (they do not change what was already trained).
-_RESUMABLE_CHANGES = {"steps", "checkpoint_every", "log_every", "eval_every", "threads", "save_dtype"}
+# A run resumed on another device (or with autocast switched) continues correctly, but its
+# later steps are not bit-identical to an uninterrupted run on the first device.
+_RESUMABLE_CHANGES = {"steps", "checkpoint_every", "log_every", "eval_every", "threads", "save_dtype",
+                      "device", "autocast"}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One training run. `data` is 'procedural' or a folder / s3:// prefix of videos."""
+    """One training run. `data` is 'procedural' or a folder / s3:// prefix of videos.
+
+    device: 'auto' (the first GPU if there is one), 'cpu', 'cuda' or 'cuda:N'.
+    autocast: bfloat16 mixed precision for the model passes on CUDA (weights, optimizer
+    state and checkpoints stay float32 until `save_dtype`); ignored on the CPU.
+    """
 
     preset: str = "tiny"
     data: str = "procedural"
@@ -71,6 +80,8 @@ class TrainConfig:
     betas: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25)
     info_ema: float = 0.99
     train_decoder: bool = False
+    device: str = "auto"
+    autocast: bool = True
 
     def __post_init__(self) -> None:
         if (self.frames - 1) % 4:
@@ -127,11 +138,11 @@ def _save_state(out: Path, cfg: TrainConfig, step: int, model: VideoTokenizer, o
                 history: list[dict[str, float]]) -> None:
     from safetensors.torch import save_file
 
-    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     osd = opt.state_dict()
     for pid, st in osd["state"].items():
         for key, val in st.items():
-            tensors[f"optim.{pid}.{key}"] = torch.as_tensor(val).contiguous()
+            tensors[f"optim.{pid}.{key}"] = torch.as_tensor(val).detach().cpu().contiguous()
     tmp = out / (STATE_TENSORS + ".tmp")
     save_file(tensors, str(tmp), metadata={"param_groups": json.dumps(osd["param_groups"])})
     os.replace(tmp, out / STATE_TENSORS)
@@ -175,20 +186,25 @@ def check_resume_compatible(out: Path, cfg: TrainConfig) -> None:
         )
 
 
-def evaluate(model: torch.nn.Module, clips: list[np.ndarray], batch: int = 4) -> dict[str, float]:
-    """Mean PSNR / SSIM of reconstructions of uint8 clips (T, H, W, 3), all of one shape."""
+def evaluate(model: torch.nn.Module, clips: list[np.ndarray], batch: int = 4, autocast: bool = True
+             ) -> dict[str, float]:
+    """Mean PSNR / SSIM of reconstructions of uint8 clips (T, H, W, 3), all of one shape,
+    on the model's device."""
     from tokenizer.adaptive_tokenizer import AdaptiveTokenizer
 
     if isinstance(model, AdaptiveTokenizer):
         from tokenizer.train_adaptive import evaluate_adaptive
 
-        return evaluate_adaptive(model, clips, batch)
+        return evaluate_adaptive(model, clips, batch, autocast)
+    device = next(model.parameters()).device
     model.eval()
     ps, ss = [], []
     with torch.no_grad():
         for i in range(0, len(clips), batch):
-            x = frames_to_tensor(np.stack(clips[i : i + batch]))
-            y = model(x).reconstruction.clamp(-1, 1)
+            x = frames_to_tensor(np.stack(clips[i : i + batch])).to(device)
+            with mixed_precision(device, autocast):
+                y = model(x).reconstruction
+            y = y.float().clamp(-1, 1)
             ps.append(psnr(y, x))
             ss.append(ssim(y, x))
     model.train()
@@ -211,9 +227,12 @@ def train(
     from tqdm import tqdm
 
     out = Path(out_dir)
+    device = resolve_device(cfg.device)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # every step has the same shapes
     torch.manual_seed(cfg.seed)
     adaptive = cfg.stage == "adaptive"
     if adaptive:
@@ -224,6 +243,7 @@ def train(
     else:
         model = VideoTokenizer(preset(cfg.preset))
         params = list(model.parameters())
+    model.to(device)  # before the optimizer and the resume, which then load onto this device
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
     step, history = 0, []
     if (out / STATE_JSON).exists():
@@ -239,6 +259,7 @@ def train(
         model.load_state_dict(init.model.state_dict())
         logger.info("initialised from %s (%s)", cfg.init, init.tokenizer_id)
     model.train()
+    logger.info("training on %s%s", device, " (bfloat16 autocast)" if cfg.autocast and device.type == "cuda" else "")
     start_step, t0, loss_val = step, time.monotonic(), float("nan")
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="train", unit="step")
     dtype = getattr(torch, cfg.save_dtype)
@@ -254,13 +275,15 @@ def train(
             break
         for group in opt.param_groups:
             group["lr"] = lr_at(cfg, step)
-        x = frames_to_tensor(batch_fn(step))  # (B, 3, T, H, W) in [-1, 1]
-        if adaptive:
-            betas = stage2.sample_betas(cfg.seed, step, x.shape[0], cfg.betas)
-            loss, y = stage2.adaptive_step(model, x, betas, cfg.info_ema)
-        else:
-            y = model(x).reconstruction
-            loss = (y - x).abs().mean()
+        x = frames_to_tensor(batch_fn(step)).to(device, non_blocking=True)  # (B, 3, T, H, W) in [-1, 1]
+        with mixed_precision(device, cfg.autocast):
+            if adaptive:
+                betas = stage2.sample_betas(cfg.seed, step, x.shape[0], cfg.betas)
+                y = stage2.adaptive_forward(model, x, betas, cfg.info_ema)
+            else:
+                y = model(x).reconstruction
+        y = y.float()  # the loss in float32 whatever the passes ran in
+        loss = (y - x).abs().mean()
         if cfg.ssim_weight > 0:
             loss = loss + cfg.ssim_weight * (1 - ssim(y, x).mean())
         opt.zero_grad(set_to_none=True)
@@ -279,7 +302,7 @@ def train(
             if adaptive:
                 rec["mean_info"] = float(model.mean_info)
             if cfg.eval_every and eval_clips and step % cfg.eval_every == 0:
-                rec.update({f"heldout_{k}": v for k, v in evaluate(model, eval_clips).items()})
+                rec.update({f"heldout_{k}": v for k, v in evaluate(model, eval_clips, autocast=cfg.autocast).items()})
             history.append(rec)
             bar.set_postfix(loss=f"{loss_val:.4f}", psnr=f"{p:.2f}")
             logger.info("step %d %s", step, rec)

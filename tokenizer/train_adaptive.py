@@ -3,8 +3,8 @@ on top of a trained, frozen fixed-rate tokenizer.
 
 Per step: one frozen base encode and one full-rate router decode (no grad) give the token
 scores; E[I] is updated as an EMA of the batch's I(x); each clip draws its beta from
-`TrainConfig.betas`; the keep mask is the router's top-N_x; the loss is the L1 error of the
-adaptive reconstruction. `tokenizer.train.train` runs the loop, checkpoints and resume.
+`TrainConfig.betas`; the keep mask is the router's top-N_x; the loss (taken by the loop) is
+the L1 error of the adaptive reconstruction. `tokenizer.train.train` runs the loop, checkpoints and resume.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import torch
 from tokenizer.adaptive import adaptive_preset
 from tokenizer.adaptive_tokenizer import AdaptiveTokenizer
 from tokenizer.config import preset
+from tokenizer.device import mixed_precision
 from tokenizer.metrics import psnr, ssim
 from tokenizer.model import VideoTokenizer
 from tokenizer.router import budget_rate, budget_tokens, clip_information, top_n_mask
@@ -63,30 +64,35 @@ def sample_betas(seed: int, step: int, batch: int, betas: tuple[float, ...]) -> 
     return torch.tensor(rng.choice(np.asarray(betas, dtype=np.float64), size=batch), dtype=torch.float32)
 
 
-def adaptive_step(model: AdaptiveTokenizer, x: torch.Tensor, betas: torch.Tensor, info_ema: float
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One stage-2 forward: x (B, 3, T, H, W) in [-1, 1], betas (B,) -> (L1 loss, reconstruction)."""
+def adaptive_forward(model: AdaptiveTokenizer, x: torch.Tensor, betas: torch.Tensor, info_ema: float
+                     ) -> torch.Tensor:
+    """One stage-2 forward: x (B, 3, T, H, W) in [-1, 1], betas (B,) -> adaptive reconstruction
+    (B, 3, T, H, W); the caller takes the L1 loss against x."""
     enc, scores = model.information(x)  # no grad: frozen encoder + router decode
     info = clip_information(scores)  # (B,)
     model.update_mean_info(info, info_ema)
-    rate = budget_rate(info, betas, float(model.mean_info))  # (B,)
+    rate = budget_rate(info, betas.to(info.device), float(model.mean_info))  # (B,)
     keep = top_n_mask(scores, budget_tokens(rate, scores[0].numel()))  # (B, t, h, w)
-    y = model(x, keep, encoding=enc).reconstruction  # (B, 3, T, H, W)
-    return (y - x).abs().mean(), y
+    return model(x, keep, encoding=enc).reconstruction
 
 
 @torch.no_grad()
-def evaluate_adaptive(model: AdaptiveTokenizer, clips: list[np.ndarray], batch: int = 4) -> dict[str, float]:
-    """Mean PSNR / SSIM at each of EVAL_BETAS on uint8 clips (T, H, W, 3), plus the mean rate."""
+def evaluate_adaptive(model: AdaptiveTokenizer, clips: list[np.ndarray], batch: int = 4, autocast: bool = True
+                      ) -> dict[str, float]:
+    """Mean PSNR / SSIM at each of EVAL_BETAS on uint8 clips (T, H, W, 3), plus the mean rate,
+    on the model's device."""
+    device = model.mean_info.device
     was_training = model.training
     model.eval()
     out: dict[str, float] = {}
     for beta in EVAL_BETAS:
         ps, ss, rs = [], [], []
         for i in range(0, len(clips), batch):
-            x = frames_to_tensor(np.stack(clips[i : i + batch]))
-            routing = model.route(x, beta)
-            y = model(x, routing.keep, encoding=routing.encoding).reconstruction.clamp(-1, 1)
+            x = frames_to_tensor(np.stack(clips[i : i + batch])).to(device)
+            with mixed_precision(device, autocast):
+                routing = model.route(x, beta)
+                y = model(x, routing.keep, encoding=routing.encoding).reconstruction
+            y = y.float().clamp(-1, 1)
             ps.append(psnr(y, x))
             ss.append(ssim(y, x))
             rs.append(routing.n_keep.double() / routing.scores[0].numel())
