@@ -2,7 +2,7 @@
 ElasticTok-style binary search, side by side on the same held-out clips, in one process.
 
     python benchmarks/bench_adaptive.py --checkpoint CKPT [--clips 10] [--size 128]
-        [--frames 17] [--beta 0.5] [--reps 3] [--threads 1] [--json]
+        [--frames 17] [--beta 0.5] [--reps 3] [--threads 1] [--device auto] [--autocast] [--json]
 
 Per method, `tokenize` is the work to produce the tokens and `round trip` adds the
 reconstruction:
@@ -31,23 +31,29 @@ from tokenizer.adaptive_tokenizer import AdaptiveTokenizer
 from tokenizer.baselines import elastic_search, position_mask
 from tokenizer.checkpoint import load_tokenizer
 from tokenizer.corpus import heldout_clips
+from tokenizer.device import mixed_precision, resolve_device
 from tokenizer.video import frames_to_tensor
 
 
-def _timed(fn: Callable[[], object], reps: int) -> float:
+def _timed(fn: Callable[[], object], reps: int, device: torch.device) -> float:
     times = []
     for _ in range(reps):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         t0 = time.perf_counter()
         fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
 
 def run(model: AdaptiveTokenizer, clips: list[np.ndarray], beta: float, batch: int, reps: int,
-        with_elastic: bool = True) -> dict[str, object]:
+        with_elastic: bool = True, autocast: bool = False) -> dict[str, object]:
     model.eval()
     base = model.base
-    xs = [frames_to_tensor(np.stack(clips[i : i + batch])) for i in range(0, len(clips), batch)]
+    device = model.mean_info.device
+    xs = [frames_to_tensor(np.stack(clips[i : i + batch])).to(device) for i in range(0, len(clips), batch)]
     with torch.no_grad():  # elastic's threshold: InfoTok's mean L1 error at this beta
         errs = []
         for x in xs:
@@ -79,7 +85,7 @@ def run(model: AdaptiveTokenizer, clips: list[np.ndarray], beta: float, batch: i
         found = elastic_search(model, x, enc, threshold)
         if record:
             probes.extend(found.probes)
-        keep = position_mask("raster", found.n_keep, tuple(enc.indices.shape[1:]))
+        keep = position_mask("raster", found.n_keep, tuple(enc.indices.shape[1:])).to(device)
         codes, _ = model.compress(enc.latent, keep)
         return codes, keep
 
@@ -94,20 +100,22 @@ def run(model: AdaptiveTokenizer, clips: list[np.ndarray], beta: float, batch: i
     }
     if not with_elastic:
         methods = {k: v for k, v in methods.items() if not k.startswith("elastic")}
-    for x in xs[:1]:  # warm-up
-        for fn in methods.values():
-            fn(x)
-    seconds = {name: 0.0 for name in methods}
-    for x in xs:
-        if with_elastic:
-            elastic_tok(x, record=True)
-        for name, fn in methods.items():
-            seconds[name] += _timed(lambda: fn(x), reps)  # noqa: B023 - called immediately
+    with mixed_precision(device, autocast):
+        for x in xs[:1]:  # warm-up
+            for fn in methods.values():
+                fn(x)
+        seconds = {name: 0.0 for name in methods}
+        for x in xs:
+            if with_elastic:
+                elastic_tok(x, record=True)
+            for name, fn in methods.items():
+                seconds[name] += _timed(lambda: fn(x), reps, device)  # noqa: B023 - called immediately
     per_clip = {name: s / len(clips) for name, s in seconds.items()}
     mean_probes = float(np.mean(probes)) if probes else float("nan")
     out: dict[str, object] = {
         "clips": len(clips), "shape": list(clips[0].shape), "beta": beta, "reps": reps,
-        "threads": torch.get_num_threads(), "elastic_threshold_l1": threshold,
+        "threads": torch.get_num_threads(), "device": str(device), "autocast": autocast and device.type == "cuda",
+        "elastic_threshold_l1": threshold,
         "seconds_per_clip": per_clip,
         "passes_per_clip": {"fixed": 1, "infotok": 2, "elastic": 1 + mean_probes},
         "elastic_probes_per_clip": mean_probes,
@@ -137,32 +145,36 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--autocast", action="store_true", help="bfloat16 autocast on CUDA")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
     if (args.checkpoint is None) == (args.untrained is None):
         raise SystemExit("give exactly one of --checkpoint and --untrained")
     if args.untrained:
         from tokenizer.train_adaptive import build_adaptive
 
         base_name, _, adaptive_name = args.untrained.partition(":")
-        model, name = build_adaptive(base_name, adaptive_name or "tiny"), f"untrained {args.untrained}"
+        model, name = build_adaptive(base_name, adaptive_name or "tiny").to(device), f"untrained {args.untrained}"
     else:
-        tok = load_tokenizer(args.checkpoint)
+        tok = load_tokenizer(args.checkpoint, device=device)
         if tok.adaptive is None:
             raise SystemExit(f"{args.checkpoint} is a fixed-rate checkpoint; bench_adaptive needs an adaptive one")
         model, name = tok.adaptive, tok.tokenizer_id
     clips = [c for _, c in heldout_clips(args.clips, args.frames, args.size, args.size)]
     if args.untrained:  # E[I] of the random model on these clips, so budgets are mid-range
         with torch.no_grad():
-            _, scores = model.eval().information(frames_to_tensor(np.stack(clips)))
+            _, scores = model.eval().information(frames_to_tensor(np.stack(clips)).to(device))
         model.set_mean_info(float(scores.mean()), len(clips))
-    res = run(model, clips, args.beta, args.batch, args.reps, with_elastic=args.untrained is None)
+    res = run(model, clips, args.beta, args.batch, args.reps, with_elastic=args.untrained is None,
+              autocast=args.autocast)
     res["tokenizer_id"] = name
     if args.json:
         print(json.dumps(res, indent=1))
         return
-    print(f"{res['clips']} clips {res['shape']}, beta {args.beta}, {res['threads']} thread(s), "
+    print(f"{res['clips']} clips {res['shape']}, beta {args.beta}, {res['device']}, {res['threads']} thread(s), "
           f"median of {args.reps}; tokenizer {name}")
     print(f"{'method':<10} {'tokenize ms/clip':>17} {'round trip ms/clip':>19} {'passes/clip':>12}")
     for m in ("fixed", "infotok", "elastic"):

@@ -12,7 +12,7 @@ infotok's and fixed's rate and PSNR per clip kind, to show which clips gain or l
 
     python benchmarks/bench_allocation.py --checkpoint tokenizer/checkpoints/tiny.safetensors \
         [--clips 20] [--size 128] [--frames 17] [--threads 1] [--json] \
-        [--drop-kinds texture,noise] [--mean-info-from clips]
+        [--drop-kinds texture,noise] [--mean-info-from clips] [--device auto]
 
 --drop-kinds leaves clip kinds out of the splits (e.g. content the base tokenizer cannot
 reconstruct at any rate); --mean-info-from clips replaces the checkpoint's E[I] by the mean
@@ -42,7 +42,7 @@ def curves(model: AdaptiveTokenizer, clips: list[tuple[str, np.ndarray]]) -> lis
     out = []
     with torch.no_grad():
         for kind, clip in clips:
-            x = frames_to_tensor(clip[None])
+            x = frames_to_tensor(clip[None]).to(model.mean_info.device)
             enc, scores = model.information(x)
             n = scores[0].numel()
             ps = []
@@ -102,6 +102,7 @@ def main() -> None:
     ap.add_argument("--betas", default="1,0.75,0.5,0.25")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu); float32 passes")
     ap.add_argument("--drop-kinds", default="", help="comma list of clip kinds to leave out of the splits")
     ap.add_argument("--mean-info-from", choices=("checkpoint", "clips"), default="checkpoint",
                     help="E[I] of the budget rule: the checkpoint's, or the mean I(x) of the clips used")
@@ -110,12 +111,13 @@ def main() -> None:
 
     from tokenizer.checkpoint import load_tokenizer
     from tokenizer.corpus import KINDS, heldout_clips
+    from tokenizer.device import resolve_device
 
     drop = {k for k in args.drop_kinds.split(",") if k}
     unknown = drop - set(KINDS)
     if unknown:
         raise SystemExit(f"--drop-kinds: unknown kind(s) {sorted(unknown)}; choose from {list(KINDS)}")
-    tok = load_tokenizer(args.checkpoint)
+    tok = load_tokenizer(args.checkpoint, device=resolve_device(args.device))
     if tok.adaptive is None:
         raise SystemExit(f"{args.checkpoint} is a fixed-rate checkpoint; bench_allocation needs an adaptive one")
     model = tok.adaptive.eval()

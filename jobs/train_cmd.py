@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 
 import click
 
@@ -43,6 +44,9 @@ def _parse_betas(text: str) -> tuple[float, ...]:
               help="auto (the first GPU if any), cpu, cuda or cuda:N.")
 @click.option("--autocast/--no-autocast", default=True, show_default=True,
               help="bfloat16 mixed precision on CUDA (no effect on the CPU).")
+@click.option("--data-workers", default=None, type=click.IntRange(min=0),
+              help="Threads computing batches ahead of the model (same batches) [default: 0 on the CPU, "
+                   "up to 8 on a GPU].")
 @click.option("--threads", default=0, show_default=True, type=int, help="torch threads (0: torch default).")
 @click.option("--save-dtype", default="float32", show_default=True, type=click.Choice(["float32", "float16", "bfloat16"]))
 @click.option("--time-limit", default=None, type=float, help="Stop (with a checkpoint) after this many seconds.")
@@ -52,7 +56,7 @@ def train(out_dir: str, data: str, preset: str, steps: int, batch_size: int, fra
           warmup_steps: int, ssim_weight: float, seed: int, init: str | None, checkpoint_every: int,
           eval_every: int, threads: int, save_dtype: str, time_limit: float | None, endpoint_url: str | None,
           as_json: bool, stage: str, adaptive_preset: str, betas: str, info_ema: float, train_decoder: bool,
-          device: str, autocast: bool) -> None:
+          device: str, autocast: bool, data_workers: int | None) -> None:
     """Train the fixed-rate tokenizer (or, with --stage adaptive, the InfoTok adaptive layer)
     on procedural clips or on a corpus of videos."""
     from tokenizer.corpus import heldout_clips, training_batch
@@ -67,7 +71,7 @@ def train(out_dir: str, data: str, preset: str, steps: int, batch_size: int, fra
                       save_dtype=save_dtype, stage=stage, adaptive_preset=adaptive_preset,
                       betas=_parse_betas(betas), info_ema=info_ema, train_decoder=train_decoder,
                       device=device, autocast=autocast)
-        resolve_device(device)  # refuse an unusable device before any work
+        dev = resolve_device(device)  # refuse an unusable device before any work
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     if data == "procedural":
@@ -80,7 +84,10 @@ def train(out_dir: str, data: str, preset: str, steps: int, batch_size: int, fra
         sampler = VideoClipSampler(data, StorageConfig(endpoint_url=endpoint_url), frames=frames, crop=crop, seed=seed)
         batch_fn = sampler.batch_fn(batch_size)
     eval_clips = [c for _, c in heldout_clips(10, frames, crop, crop)] if eval_every else None
-    result = run_train(cfg, out_dir, batch_fn, eval_clips=eval_clips, progress=not as_json, time_limit_s=time_limit)
+    if data_workers is None:  # the CPU trains with every core; a GPU needs its batches made ahead
+        data_workers = 0 if dev.type == "cpu" else max(1, min(8, (os.cpu_count() or 2) - 2))
+    result = run_train(cfg, out_dir, batch_fn, eval_clips=eval_clips, progress=not as_json, time_limit_s=time_limit,
+                       data_workers=data_workers)
     if as_json:
         click.echo(json.dumps(result.__dict__))
     else:

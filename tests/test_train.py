@@ -120,3 +120,33 @@ def test_cli_train_and_eval_refuse_an_unusable_device(tmp_path, monkeypatch):
     assert not (tmp_path / "run").exists()
     res = runner.invoke(main, ["eval", "procedural", "--device", "npu", "--num-procedural", "1"])
     assert res.exit_code == 2 and "device must be auto, cpu, cuda or cuda:N, got 'npu'" in res.output
+
+
+def test_prefetched_batches_train_the_same_model(tmp_path):
+    from tokenizer.prefetch import BatchPrefetcher
+
+    seen: list[int] = []
+
+    def fn(step: int):
+        seen.append(step)
+        return _batches(step)
+
+    with BatchPrefetcher(fn, workers=2, last=5, depth=3) as pf:
+        for step in (2, 3, 4):  # a resumed run starts anywhere
+            assert np.array_equal(pf.get(step), _batches(step))
+    assert sorted(seen) == [2, 3, 4]  # read-ahead stops at `last`
+    assert np.array_equal(BatchPrefetcher(_batches, workers=0, last=9).get(7), _batches(7))
+    with pytest.raises(ValueError, match="workers must be >= 0, got -1"):
+        BatchPrefetcher(_batches, workers=-1, last=9)
+    inline = train(_cfg(), tmp_path / "inline", _batches, progress=False)
+    ahead = train(_cfg(), tmp_path / "ahead", _batches, progress=False, data_workers=3)
+    assert ahead.tokenizer_id == inline.tokenizer_id
+
+    def broken(step: int):
+        if step == 2:
+            raise OSError("bucket went away")
+        return _batches(step)
+
+    with pytest.raises(OSError, match="bucket went away"):
+        train(_cfg(), tmp_path / "broken", broken, progress=False, data_workers=2)
+    assert not (tmp_path / "broken" / "train_state.json").exists()  # failed before its first checkpoint

@@ -30,6 +30,7 @@ from tokenizer.config import preset
 from tokenizer.device import mixed_precision, resolve_device
 from tokenizer.metrics import psnr, ssim
 from tokenizer.model import VideoTokenizer
+from tokenizer.prefetch import BatchPrefetcher
 from tokenizer.video import frames_to_tensor
 from schemas.strict import check_keys
 
@@ -218,8 +219,11 @@ def train(
     eval_clips: list[np.ndarray] | None = None,
     progress: bool = True,
     time_limit_s: float | None = None,
+    data_workers: int = 0,
 ) -> TrainResult:
     """Train (or resume) into out_dir; return when cfg.steps are done or time_limit_s passed.
+
+    data_workers > 0 computes batches that many threads ahead of the model (same batches).
 
     out_dir receives `tokenizer.safetensors` (the model, in cfg.save_dtype) and the resume
     state (`train_state.safetensors` + `train_state.json`) every cfg.checkpoint_every steps.
@@ -269,45 +273,49 @@ def train(
         return save_tokenizer(model, out / WEIGHTS, info={"train": dataclasses.asdict(cfg), "step": step,
                                                           "history": history[-1:]}, dtype=dtype)
 
-    while step < cfg.steps:
-        if time_limit_s is not None and time.monotonic() - t0 > time_limit_s:
-            logger.info("time limit reached at step %d", step)
-            break
-        for group in opt.param_groups:
-            group["lr"] = lr_at(cfg, step)
-        x = frames_to_tensor(batch_fn(step)).to(device, non_blocking=True)  # (B, 3, T, H, W) in [-1, 1]
-        with mixed_precision(device, cfg.autocast):
-            if adaptive:
-                betas = stage2.sample_betas(cfg.seed, step, x.shape[0], cfg.betas)
-                y = stage2.adaptive_forward(model, x, betas, cfg.info_ema)
-            else:
-                y = model(x).reconstruction
-        y = y.float()  # the loss in float32 whatever the passes ran in
-        loss = (y - x).abs().mean()
-        if cfg.ssim_weight > 0:
-            loss = loss + cfg.ssim_weight * (1 - ssim(y, x).mean())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step()
-        step += 1
-        loss_val = float(loss.detach())
-        bar.update(1)
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            with torch.no_grad():
-                p = float(psnr(y.detach(), x).mean())
-            rec: dict[str, float] = {"step": step, "loss": loss_val, "psnr": p, "lr": lr_at(cfg, step - 1),
-                                     "elapsed_s": time.monotonic() - t0}
-            if adaptive:
-                rec["mean_info"] = float(model.mean_info)
-            if cfg.eval_every and eval_clips and step % cfg.eval_every == 0:
-                rec.update({f"heldout_{k}": v for k, v in evaluate(model, eval_clips, autocast=cfg.autocast).items()})
-            history.append(rec)
-            bar.set_postfix(loss=f"{loss_val:.4f}", psnr=f"{p:.2f}")
-            logger.info("step %d %s", step, rec)
-        if step % cfg.checkpoint_every == 0:
-            checkpoint()
+    batches = BatchPrefetcher(batch_fn, data_workers, last=cfg.steps)
+    try:
+        while step < cfg.steps:
+            if time_limit_s is not None and time.monotonic() - t0 > time_limit_s:
+                logger.info("time limit reached at step %d", step)
+                break
+            for group in opt.param_groups:
+                group["lr"] = lr_at(cfg, step)
+            x = frames_to_tensor(batches.get(step)).to(device, non_blocking=True)  # (B, 3, T, H, W) in [-1, 1]
+            with mixed_precision(device, cfg.autocast):
+                if adaptive:
+                    betas = stage2.sample_betas(cfg.seed, step, x.shape[0], cfg.betas)
+                    y = stage2.adaptive_forward(model, x, betas, cfg.info_ema)
+                else:
+                    y = model(x).reconstruction
+            y = y.float()  # the loss in float32 whatever the passes ran in
+            loss = (y - x).abs().mean()
+            if cfg.ssim_weight > 0:
+                loss = loss + cfg.ssim_weight * (1 - ssim(y, x).mean())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            opt.step()
+            step += 1
+            loss_val = float(loss.detach())
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                with torch.no_grad():
+                    p = float(psnr(y.detach(), x).mean())
+                rec: dict[str, float] = {"step": step, "loss": loss_val, "psnr": p, "lr": lr_at(cfg, step - 1),
+                                         "elapsed_s": time.monotonic() - t0}
+                if adaptive:
+                    rec["mean_info"] = float(model.mean_info)
+                if cfg.eval_every and eval_clips and step % cfg.eval_every == 0:
+                    rec.update({f"heldout_{k}": v for k, v in evaluate(model, eval_clips, autocast=cfg.autocast).items()})
+                history.append(rec)
+                bar.set_postfix(loss=f"{loss_val:.4f}", psnr=f"{p:.2f}")
+                logger.info("step %d %s", step, rec)
+            if step % cfg.checkpoint_every == 0:
+                checkpoint()
+    finally:
+        batches.close()
     tid = checkpoint()
     bar.close()
     elapsed = time.monotonic() - t0
