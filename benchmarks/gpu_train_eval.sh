@@ -5,6 +5,7 @@
 # checkpoints go to $RESULTS (default: $OUT on a device machine).
 #
 #   PRESET=tiny ADAPTIVE=tiny S1=240 S2=150 bash benchmarks/gpu_train_eval.sh   # shippable default
+#   INIT1=tokenizer/checkpoints/tiny.safetensors LR1=5e-4 ...   # continue from the shipped base
 #   PRESET=base ADAPTIVE=reference S1=300 S2=150 bash benchmarks/gpu_train_eval.sh  # the paper's sizes
 #
 # Each stage first trains PROBE steps into a scratch folder to measure steps/s on this
@@ -20,6 +21,7 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 PRESET=${PRESET:-tiny}            # base tokenizer preset
 ADAPTIVE=${ADAPTIVE:-tiny}        # adaptive layer preset
 DEVICE=${DEVICE:-auto}
+INIT1=${INIT1:-}                  # optional: stage 1 continues from this checkpoint's base (same preset)
 S1=${S1:-240}                     # seconds of stage 1 (fixed-rate tokenizer)
 S2=${S2:-150}                     # seconds of stage 2 (InfoTok layer)
 BATCH=${BATCH:-16}
@@ -41,14 +43,16 @@ steps_for() {  # steps_for SECONDS PROBE_JSON -> steps that fit (at least 2 * PR
     python3 -c 'import json, sys; r = json.load(open(sys.argv[2]))["steps_per_s"]; print(max(2 * int(sys.argv[3]), int(float(sys.argv[1]) * r)))' "$1" "$2" "$PROBE"
 }
 common=(--device "$DEVICE" --batch-size "$BATCH" --crop "$CROP" --frames "$FRAMES" --save-dtype float16 --json)
+init1=()
+if [ -n "$INIT1" ]; then init1=(--init "$INIT1"); fi
 
 echo "== stage 1: $PRESET, probe"
 rm -rf "$RUN/probe1"
-$CLI train --out "$RUN/probe1" --preset "$PRESET" --steps "$PROBE" --warmup-steps 5 --lr "$LR1" \
+$CLI train --out "$RUN/probe1" --preset "$PRESET" "${init1[@]}" --steps "$PROBE" --warmup-steps 5 --lr "$LR1" \
     --checkpoint-every 100000 "${common[@]}" > "$RUN/probe1.json"
 STEPS1=$(steps_for "$S1" "$RUN/probe1.json")
 echo "== stage 1: $STEPS1 steps"
-$CLI -v train --out "$RUN/s1" --preset "$PRESET" --steps "$STEPS1" --warmup-steps 200 --lr "$LR1" \
+$CLI -v train --out "$RUN/s1" --preset "$PRESET" "${init1[@]}" --steps "$STEPS1" --warmup-steps 200 --lr "$LR1" \
     --checkpoint-every 500 --time-limit "$((S1 * 3 / 2))" "${common[@]}" > "$RUN/stage1.json" 2> "$RESULTS/stage1.log"
 
 echo "== stage 2: $ADAPTIVE, probe"
