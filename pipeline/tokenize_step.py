@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +15,7 @@ import numpy as np
 from pipeline.decode import Clip, SourceInfo
 from pipeline.tune_record import TuningRecord
 from schemas.tokens import ClipTokens, TokenFileMeta
+from tokenizer.device import check_device_spec
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +48,7 @@ class TokenizeConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.expected_info is not None and not self.expected_info > 0:
             raise ValueError(f"expected_info must be > 0, got {self.expected_info}")
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(self.device)):
-            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        check_device_spec(self.device)
 
 
 @dataclass(frozen=True)

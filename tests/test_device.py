@@ -42,3 +42,13 @@ def test_mixed_precision_is_bfloat16_autocast_on_cuda_only():
         off = mixed_precision(torch.device("cuda", 0), enabled=False)
     assert isinstance(ctx, torch.autocast) and ctx.device == "cuda" and ctx.fast_dtype == torch.bfloat16
     assert not isinstance(off, torch.autocast)
+
+
+def test_configs_check_the_device_spelling_without_hardware():
+    from pipeline.tokenize_step import TokenizeConfig
+    from tokenizer.train import TrainConfig
+
+    assert TokenizeConfig(device="cuda:3").device == "cuda:3"  # a GPU actor may run elsewhere
+    for make in (lambda: TokenizeConfig(device="gpu"), lambda: TrainConfig(device="gpu")):
+        with pytest.raises(ValueError, match="device must be auto, cpu, cuda or cuda:N, got 'gpu'"):
+            make()

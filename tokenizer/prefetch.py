@@ -38,8 +38,6 @@ class BatchPrefetcher:
     def get(self, step: int) -> np.ndarray:
         if self._pool is None:
             return self._fn(step)
-        for old in [s for s in self._pending if s < step]:  # skipped (should not happen in a run)
-            self._pending.pop(old).cancel()
         self._next = max(self._next, step)
         while self._next < min(step + 1 + self._depth, self._last):
             self._pending[self._next] = self._pool.submit(self._fn, self._next)

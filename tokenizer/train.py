@@ -27,7 +27,7 @@ import torch
 
 from tokenizer.checkpoint import load_tokenizer, save_tokenizer
 from tokenizer.config import preset
-from tokenizer.device import mixed_precision, resolve_device
+from tokenizer.device import check_device_spec, mixed_precision, resolve_device
 from tokenizer.metrics import psnr, ssim
 from tokenizer.model import VideoTokenizer
 from tokenizer.prefetch import BatchPrefetcher
@@ -95,6 +95,7 @@ class TrainConfig:
             raise ValueError(f"save_dtype must be float32, float16 or bfloat16, got {self.save_dtype!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        check_device_spec(self.device)
         if self.stage not in ("fixed", "adaptive"):
             raise ValueError(f"stage must be 'fixed' or 'adaptive', got {self.stage!r}")
         if self.stage == "adaptive":
@@ -187,25 +188,22 @@ def check_resume_compatible(out: Path, cfg: TrainConfig) -> None:
         )
 
 
-def evaluate(model: torch.nn.Module, clips: list[np.ndarray], batch: int = 4, autocast: bool = True
-             ) -> dict[str, float]:
-    """Mean PSNR / SSIM of reconstructions of uint8 clips (T, H, W, 3), all of one shape,
-    on the model's device."""
+def evaluate(model: torch.nn.Module, clips: list[np.ndarray], batch: int = 4) -> dict[str, float]:
+    """Mean PSNR / SSIM of reconstructions of uint8 clips (T, H, W, 3), all of one shape, on the
+    model's device in float32 (like `infotok eval`, whatever precision the training passes use)."""
     from tokenizer.adaptive_tokenizer import AdaptiveTokenizer
 
     if isinstance(model, AdaptiveTokenizer):
         from tokenizer.train_adaptive import evaluate_adaptive
 
-        return evaluate_adaptive(model, clips, batch, autocast)
+        return evaluate_adaptive(model, clips, batch)
     device = next(model.parameters()).device
     model.eval()
     ps, ss = [], []
     with torch.no_grad():
         for i in range(0, len(clips), batch):
             x = frames_to_tensor(np.stack(clips[i : i + batch])).to(device)
-            with mixed_precision(device, autocast):
-                y = model(x).reconstruction
-            y = y.float().clamp(-1, 1)
+            y = model(x).reconstruction.clamp(-1, 1)
             ps.append(psnr(y, x))
             ss.append(ssim(y, x))
     model.train()
@@ -265,6 +263,7 @@ def train(
     model.train()
     logger.info("training on %s%s", device, " (bfloat16 autocast)" if cfg.autocast and device.type == "cuda" else "")
     start_step, t0, loss_val = step, time.monotonic(), float("nan")
+    last_loss: torch.Tensor | None = None
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="train", unit="step")
     dtype = getattr(torch, cfg.save_dtype)
 
@@ -298,9 +297,10 @@ def train(
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
             step += 1
-            loss_val = float(loss.detach())
+            last_loss = loss.detach()  # read back (a GPU sync) only when logged and at the end
             bar.update(1)
             if step % cfg.log_every == 0 or step == cfg.steps:
+                loss_val = float(last_loss)
                 with torch.no_grad():
                     p = float(psnr(y.detach(), x).mean())
                 rec: dict[str, float] = {"step": step, "loss": loss_val, "psnr": p, "lr": lr_at(cfg, step - 1),
@@ -308,7 +308,7 @@ def train(
                 if adaptive:
                     rec["mean_info"] = float(model.mean_info)
                 if cfg.eval_every and eval_clips and step % cfg.eval_every == 0:
-                    rec.update({f"heldout_{k}": v for k, v in evaluate(model, eval_clips, autocast=cfg.autocast).items()})
+                    rec.update({f"heldout_{k}": v for k, v in evaluate(model, eval_clips).items()})
                 history.append(rec)
                 bar.set_postfix(loss=f"{loss_val:.4f}", psnr=f"{p:.2f}")
                 logger.info("step %d %s", step, rec)
@@ -316,6 +316,8 @@ def train(
                 checkpoint()
     finally:
         batches.close()
+    if last_loss is not None:
+        loss_val = float(last_loss)
     tid = checkpoint()
     bar.close()
     elapsed = time.monotonic() - t0

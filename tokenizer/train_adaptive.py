@@ -17,7 +17,6 @@ import torch
 from tokenizer.adaptive import adaptive_preset
 from tokenizer.adaptive_tokenizer import AdaptiveTokenizer
 from tokenizer.config import preset
-from tokenizer.device import mixed_precision
 from tokenizer.metrics import psnr, ssim
 from tokenizer.model import VideoTokenizer
 from tokenizer.router import budget_rate, budget_tokens, clip_information, top_n_mask
@@ -77,10 +76,9 @@ def adaptive_forward(model: AdaptiveTokenizer, x: torch.Tensor, betas: torch.Ten
 
 
 @torch.no_grad()
-def evaluate_adaptive(model: AdaptiveTokenizer, clips: list[np.ndarray], batch: int = 4, autocast: bool = True
-                      ) -> dict[str, float]:
+def evaluate_adaptive(model: AdaptiveTokenizer, clips: list[np.ndarray], batch: int = 4) -> dict[str, float]:
     """Mean PSNR / SSIM at each of EVAL_BETAS on uint8 clips (T, H, W, 3), plus the mean rate,
-    on the model's device."""
+    on the model's device in float32."""
     device = model.mean_info.device
     was_training = model.training
     model.eval()
@@ -89,10 +87,8 @@ def evaluate_adaptive(model: AdaptiveTokenizer, clips: list[np.ndarray], batch: 
         ps, ss, rs = [], [], []
         for i in range(0, len(clips), batch):
             x = frames_to_tensor(np.stack(clips[i : i + batch])).to(device)
-            with mixed_precision(device, autocast):
-                routing = model.route(x, beta)
-                y = model(x, routing.keep, encoding=routing.encoding).reconstruction
-            y = y.float().clamp(-1, 1)
+            routing = model.route(x, beta)
+            y = model(x, routing.keep, encoding=routing.encoding).reconstruction.clamp(-1, 1)
             ps.append(psnr(y, x))
             ss.append(ssim(y, x))
             rs.append(routing.n_keep.double() / routing.scores[0].numel())
