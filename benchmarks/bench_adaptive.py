@@ -27,10 +27,10 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from tokenizer.adaptive_tokenizer import AdaptiveTokenizer
-from tokenizer.baselines import elastic_search, position_mask
+from tokenizer.adaptive.model import AdaptiveTokenizer
+from tokenizer.eval.baselines import elastic_search, position_mask
 from tokenizer.checkpoint import load_tokenizer
-from tokenizer.corpus import heldout_clips
+from tokenizer.train.corpus import heldout_clips
 from tokenizer.device import mixed_precision, resolve_device
 from tokenizer.video import frames_to_tensor
 
@@ -154,7 +154,7 @@ def main() -> None:
     if (args.checkpoint is None) == (args.untrained is None):
         raise SystemExit("give exactly one of --checkpoint and --untrained")
     if args.untrained:
-        from tokenizer.train_adaptive import build_adaptive
+        from tokenizer.train.adaptive_stage import build_adaptive
 
         base_name, _, adaptive_name = args.untrained.partition(":")
         model, name = build_adaptive(base_name, adaptive_name or "tiny").to(device), f"untrained {args.untrained}"

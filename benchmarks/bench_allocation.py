@@ -28,15 +28,15 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from tokenizer.adaptive_tokenizer import AdaptiveTokenizer
-from tokenizer.rate_distortion import pooled_psnr
+from tokenizer.adaptive.model import AdaptiveTokenizer
+from tokenizer.eval.rate_distortion import pooled_psnr
 
 RATES: tuple[float, ...] = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 3 / 4, 1.0)
 
 
 def curves(model: AdaptiveTokenizer, clips: list[tuple[str, np.ndarray]]) -> list[dict[str, object]]:
-    from tokenizer.metrics import psnr
-    from tokenizer.router import top_n_mask
+    from tokenizer.eval.metrics import psnr
+    from tokenizer.adaptive.router import top_n_mask
     from tokenizer.video import frames_to_tensor
 
     out = []
@@ -110,7 +110,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from tokenizer.checkpoint import load_tokenizer
-    from tokenizer.corpus import KINDS, heldout_clips
+    from tokenizer.train.corpus import KINDS, heldout_clips
     from tokenizer.device import resolve_device
 
     drop = {k for k in args.drop_kinds.split(",") if k}

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.decode import DecodeConfig, DecodedVideo, DecodeStep
-from pipeline.frames import scaled_size
+from pipeline.decode.step import DecodeConfig, DecodedVideo, DecodeStep
+from pipeline.decode.frames import scaled_size
 
 CLIP = 17
 
@@ -48,7 +48,7 @@ def _pan_frames(n: int, h: int, w: int) -> np.ndarray:
 
 
 def write_h264(path: Path, frames: np.ndarray, fps: int = 30) -> Path:
-    from pipeline.video_write import write_video
+    from pipeline.decode.video_write import write_video
 
     return write_video(path, frames, fps=fps, crf=23)
 

@@ -36,9 +36,9 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 from bench_storage_bytes import realistic_clip  # noqa: E402
 
-from pipeline.layout import read_manifest, token_part_path  # noqa: E402
-from pipeline.loader import PACKED_COLUMNS, LoaderConfig, TokenDataset  # noqa: E402
-from pipeline.writer import write_manifest, write_shard  # noqa: E402
+from schemas.layout import read_manifest, token_part_path  # noqa: E402
+from pipeline.loader.dataset import PACKED_COLUMNS, LoaderConfig, TokenDataset  # noqa: E402
+from pipeline.io.writer import write_manifest, write_shard  # noqa: E402
 from schemas.tokens import TokenFileMeta  # noqa: E402
 
 

@@ -24,8 +24,8 @@ import numpy as np
 
 
 def make_corpus(folder: Path, n: int, size: int, frames: int) -> list[Path]:
-    from pipeline.video_write import write_video
-    from tokenizer.corpus import make_clip
+    from pipeline.decode.video_write import write_video
+    from tokenizer.train.corpus import make_clip
 
     paths = []
     for i in range(n):
@@ -57,11 +57,11 @@ def main() -> None:
 
     import torch
 
-    from pipeline.decode import DecodeConfig
-    from pipeline.job import ExecConfig, JobConfig
-    from pipeline.plan import PlanConfig
-    from pipeline.ray_exec import init_ray, run_job
-    from pipeline.tokenize_step import PendingClip, TokenizeConfig, TokenizeStep
+    from pipeline.decode.step import DecodeConfig
+    from pipeline.exec.job import ExecConfig, JobConfig
+    from pipeline.exec.plan import PlanConfig
+    from pipeline.exec.ray_exec import init_ray, run_job
+    from pipeline.exec.tokenize_step import PendingClip, TokenizeConfig, TokenizeStep
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-pipe-"))
     videos = make_corpus(tmp / "videos", args.videos, args.source_size, args.source_frames)
@@ -116,7 +116,7 @@ def main() -> None:
 
 
 def _decode(args: tuple[str, dict]):  # noqa: ANN202 - DecodedVideo
-    from pipeline.decode import DecodeConfig, DecodeStep
+    from pipeline.decode.step import DecodeConfig, DecodeStep
 
     path, cfg = args
     return DecodeStep(DecodeConfig.from_dict(cfg))(Path(path).read_bytes(), path)

@@ -18,9 +18,9 @@ import time
 
 import numpy as np
 
-from pipeline.layout import read_manifest
-from pipeline.storage import StorageConfig
-from pipeline.writer import WriterConfig, write_manifest, write_shard
+from schemas.layout import read_manifest
+from pipeline.io.storage import StorageConfig
+from pipeline.io.writer import WriterConfig, write_manifest, write_shard
 from schemas.mask import pack_mask
 from schemas.tokens import FSQ_LEVELS, ClipTokens, TokenFileMeta
 

@@ -28,8 +28,8 @@ def main() -> None:
 
     from tokenizer.checkpoint import load_tokenizer
     from tokenizer.config import PRESETS
-    from tokenizer.corpus import heldout_clips
-    from tokenizer.model import VideoTokenizer, num_params
+    from tokenizer.train.corpus import heldout_clips
+    from tokenizer.nn.model import VideoTokenizer, num_params
     from tokenizer.video import frames_to_tensor
 
     params = {name: num_params(VideoTokenizer(cfg)) for name, cfg in PRESETS.items()}

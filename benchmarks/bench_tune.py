@@ -34,20 +34,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.clip_source import SourcedClip, iter_clips
-from pipeline.decode import DecodeConfig
-from pipeline.inputs import InputConfig
-from pipeline.storage import StorageConfig
-from pipeline.tune import SampleConfig, TuningReport, sample_clips, write_report
-from pipeline.video_write import write_video
-from tokenizer.adaptive_tokenizer import AdaptiveTokenizer
-from tokenizer.beta_quality import QualityProbe
-from tokenizer.beta_tuning import TuneConfig, TuningTarget, beta_grid, budget_at, collect_scores, solve_budget
+from pipeline.decode.clips import SourcedClip, iter_clips
+from pipeline.decode.step import DecodeConfig
+from pipeline.io.inputs import InputConfig
+from pipeline.io.storage import StorageConfig
+from pipeline.tuning.corpus import SampleConfig, TuningReport, sample_clips, write_report
+from pipeline.decode.video_write import write_video
+from tokenizer.adaptive.model import AdaptiveTokenizer
+from tokenizer.tuning.quality import QualityProbe
+from tokenizer.tuning.budget import TuneConfig, TuningTarget, beta_grid, budget_at, collect_scores, solve_budget
 from tokenizer.checkpoint import load_tokenizer
-from tokenizer.corpus import make_clip
+from tokenizer.train.corpus import make_clip
 from tokenizer.device import resolve_device
-from tokenizer.metrics import psnr
-from tokenizer.tune import tune_beta
+from tokenizer.eval.metrics import psnr
+from tokenizer.tuning.search import tune_beta
 from tokenizer.video import frames_to_tensor
 
 logger = logging.getLogger("bench_tune")

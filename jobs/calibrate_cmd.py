@@ -39,7 +39,7 @@ def calibrate(input_uri: str, checkpoint: str | None, out_path: str | None, writ
 
     from jobs.eval_cmd import collect_clips
     from tokenizer.checkpoint import load_tokenizer, save_tokenizer
-    from tokenizer.router import clip_information
+    from tokenizer.adaptive.router import clip_information
     from tokenizer.video import frames_to_tensor
 
     if resolution % 8:

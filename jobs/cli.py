@@ -16,7 +16,7 @@ _COMMANDS: dict[str, str] = {
     "train": "jobs.train_cmd:train",
     "eval": "jobs.eval_cmd:eval_cmd",
     "calibrate": "jobs.calibrate_cmd:calibrate",
-    "tune-beta": "jobs.tune_cmd:tune_beta",
+    "tune-beta": "jobs.tune_beta_cmd:tune_beta",
     "demo": "jobs.demo_cmd:demo",
     "tokenize": "jobs.tokenize_cmd:tokenize",
     "status": "jobs.tokenize_cmd:status",

@@ -19,8 +19,8 @@ import click
 import numpy as np
 import pyarrow.parquet as pq
 
-from pipeline.layout import DatasetNotReadyError, error_part_path, read_manifest, token_part_path
-from pipeline.storage import StorageConfig, filesystem, with_retries
+from schemas.layout import DatasetNotReadyError, error_part_path, read_manifest, token_part_path
+from pipeline.io.storage import StorageConfig, filesystem, with_retries
 
 _SUMMARY_COLUMNS = ["n_tokens", "rate", "frame_count", "height", "width", "grid_t", "grid_h", "grid_w"]
 

@@ -44,17 +44,17 @@ def demo(out_dir: str, checkpoint: str | None, size: int, frames: int, beta: flo
     import torch
 
     from jobs.samples import write_samples
-    from pipeline.decode import DecodeConfig, DecodeStep
-    from pipeline.failures import VideoFailure
-    from pipeline.job import ExecConfig, JobConfig
-    from pipeline.plan import PlanConfig
-    from pipeline.ray_exec import run_job
-    from pipeline.tokenize_step import TokenizeConfig
-    from pipeline.video_write import write_video
+    from pipeline.decode.step import DecodeConfig, DecodeStep
+    from pipeline.decode.failures import VideoFailure
+    from pipeline.exec.job import ExecConfig, JobConfig
+    from pipeline.exec.plan import PlanConfig
+    from pipeline.exec.ray_exec import run_job
+    from pipeline.exec.tokenize_step import TokenizeConfig
+    from pipeline.decode.video_write import write_video
     from schemas.validate import validate_dataset
-    from tokenizer.adaptive_tokens import AdaptiveTokens
+    from tokenizer.adaptive.tokens import AdaptiveTokens
     from tokenizer.checkpoint import load_tokenizer
-    from tokenizer.metrics import psnr, ssim
+    from tokenizer.eval.metrics import psnr, ssim
     from tokenizer.video import frames_to_tensor, tensor_to_frames
 
     out = Path(out_dir)

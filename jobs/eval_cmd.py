@@ -26,15 +26,15 @@ def collect_clips(input_uri: str, resolution: int, clip_frames: int, max_videos:
     """Clips grouped by source ((source, [uint8 (T, H, W, 3)]), ...) and per-video failures."""
     failures: list[dict] = []
     if input_uri == "procedural":
-        from tokenizer.corpus import heldout_clips
+        from tokenizer.train.corpus import heldout_clips
 
         by_kind: dict[str, list] = defaultdict(list)
         for kind, clip in heldout_clips(num_procedural, clip_frames, resolution, resolution):
             by_kind[f"procedural:{kind}"].append(clip)
         return sorted(by_kind.items()), failures
-    from pipeline.clip_source import SourcedClip, iter_clips
-    from pipeline.decode import DecodeConfig
-    from pipeline.storage import StorageConfig
+    from pipeline.decode.clips import SourcedClip, iter_clips
+    from pipeline.decode.step import DecodeConfig
+    from pipeline.io.storage import StorageConfig
 
     decode = DecodeConfig(resolution=(resolution, resolution), clip_frames=clip_frames, max_clips=max_clips)
     by_uri: dict[str, list] = defaultdict(list)
@@ -83,7 +83,7 @@ def eval_cmd(input_uri: str, checkpoint: str | None, resolution: int, clip_frame
 
     from tokenizer.checkpoint import load_tokenizer
     from tokenizer.device import resolve_device
-    from tokenizer.reconstruct import round_trip
+    from tokenizer.eval.reconstruct import round_trip
 
     if resolution % 8:
         raise click.BadParameter(f"must be a multiple of 8, got {resolution}", param_hint="--resolution")
@@ -142,7 +142,7 @@ def _rate_distortion(tok: LoadedTokenizer, groups: list[tuple[str, list]], failu
                      as_json: bool) -> None:
     import dataclasses
 
-    from tokenizer.rate_distortion import RDConfig, evaluate_rd, fewest_tokens_for_psnr, plot_rd, spearman
+    from tokenizer.eval.rate_distortion import RDConfig, evaluate_rd, fewest_tokens_for_psnr, plot_rd, spearman
 
     if tok.adaptive is None:
         raise click.ClickException(

@@ -18,8 +18,8 @@ SAMPLES: tuple[tuple[str, str], ...] = (
 
 def write_samples(folder: str | Path, size: int = 128, frames: int = 33, fps: int = 24, seed: int = 7) -> list[Path]:
     """Write one mp4 per sample kind into folder; deterministic in seed. Returns the paths."""
-    from pipeline.video_write import write_video
-    from tokenizer.corpus import make_clip
+    from pipeline.decode.video_write import write_video
+    from tokenizer.train.corpus import make_clip
 
     folder = Path(folder)
     paths = []

@@ -7,7 +7,7 @@ import logging
 
 import click
 
-from jobs.tune_cmd import BetaParam, target_options, tuning_request
+from jobs.tune_beta_cmd import BetaParam, target_options, tuning_request
 
 logger = logging.getLogger(__name__)
 
@@ -49,11 +49,11 @@ def job_options(f):  # noqa: ANN001, ANN201 - click decorator plumbing
 
 
 def build_job(input_uri: str, output: str, **o) -> "JobConfig":  # noqa: ANN003, F821 - click options
-    from pipeline.decode import DecodeConfig
-    from pipeline.job import ExecConfig, JobConfig
-    from pipeline.plan import PlanConfig
-    from pipeline.storage import StorageConfig
-    from pipeline.tokenize_step import TokenizeConfig
+    from pipeline.decode.step import DecodeConfig
+    from pipeline.exec.job import ExecConfig, JobConfig
+    from pipeline.exec.plan import PlanConfig
+    from pipeline.io.storage import StorageConfig
+    from pipeline.exec.tokenize_step import TokenizeConfig
 
     tuning_request(o)  # validates --beta auto against the --target-* / --tuning options
     res = o["resolution"].lower().split("x")
@@ -94,13 +94,13 @@ def tokenize(input_uri: str, output: str, address: str | None, overwrite: bool, 
     """Tokenize the videos under INPUT (folder, s3:// prefix or list file) into a dataset at OUTPUT.
 
     Rerunning the same command resumes: committed shards are skipped, the rest redone."""
-    from pipeline.prepare import OutputMismatchError
-    from pipeline.ray_exec import run_job
+    from pipeline.exec.prepare import OutputMismatchError
+    from pipeline.exec.ray_exec import run_job
 
     job = build_job(input_uri, output, **o)
     request = tuning_request(o)
     if request is not None:  # --beta auto: tune now, or re-use the tuning recorded in OUTPUT/job.json
-        from pipeline.tune_job import resolve_auto_beta
+        from pipeline.tuning.auto_beta import resolve_auto_beta
 
         try:
             job = resolve_auto_beta(job, request, overwrite=overwrite)
@@ -124,8 +124,8 @@ def tokenize(input_uri: str, output: str, address: str | None, overwrite: bool, 
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def status(output: str, endpoint_url: str | None, as_json: bool) -> None:
     """Shards done / total, clips, tokens and errors of a (possibly unfinished) dataset."""
-    from pipeline.status import dataset_status
-    from pipeline.storage import StorageConfig
+    from pipeline.exec.status import dataset_status
+    from pipeline.io.storage import StorageConfig
 
     st = dataset_status(output.rstrip("/"), StorageConfig(endpoint_url=endpoint_url))
     if as_json:

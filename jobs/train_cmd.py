@@ -59,10 +59,10 @@ def train(out_dir: str, data: str, preset: str, steps: int, batch_size: int, fra
           device: str, autocast: bool, data_workers: int | None) -> None:
     """Train the fixed-rate tokenizer (or, with --stage adaptive, the InfoTok adaptive layer)
     on procedural clips or on a corpus of videos."""
-    from tokenizer.corpus import heldout_clips, training_batch
+    from tokenizer.train.corpus import heldout_clips, training_batch
     from tokenizer.device import resolve_device
-    from tokenizer.train import TrainConfig
-    from tokenizer.train import train as run_train
+    from tokenizer.train.trainer import TrainConfig
+    from tokenizer.train.trainer import train as run_train
 
     try:
         cfg = TrainConfig(preset=preset, data=data, steps=steps, batch_size=batch_size, frames=frames, crop=crop,
@@ -78,8 +78,8 @@ def train(out_dir: str, data: str, preset: str, steps: int, batch_size: int, fra
         def batch_fn(step: int):  # noqa: ANN202 - numpy array
             return training_batch(seed, step, batch_size, frames, crop, crop)
     else:
-        from pipeline.storage import StorageConfig
-        from pipeline.train_data import VideoClipSampler
+        from pipeline.io.storage import StorageConfig
+        from pipeline.decode.sampler import VideoClipSampler
 
         sampler = VideoClipSampler(data, StorageConfig(endpoint_url=endpoint_url), frames=frames, crop=crop, seed=seed)
         batch_fn = sampler.batch_fn(batch_size)

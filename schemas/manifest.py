@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.mask import BIT_ORDER, RASTER_ORDER
-from schemas.strict import check_keys
+from schemas.config import check_keys
 from schemas.tokens import BOS_ID, EOS_ID, PAD_ID, SCHEMA_NAME, SCHEMA_VERSION, TokenFileMeta
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from schemas.mask import BIT_ORDER, RASTER_ORDER, mask_nbytes, popcount
-from schemas.strict import check_keys
+from schemas.config import check_keys
 
 SCHEMA_NAME = "infotok.tokens"
 SCHEMA_VERSION = 1

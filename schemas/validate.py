@@ -21,9 +21,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.layout import COMMITS_DIR, ERRORS_DIR, TOKENS_DIR, commit_path, error_part_path, manifest_path, \
+from schemas.layout import COMMITS_DIR, ERRORS_DIR, TOKENS_DIR, commit_path, error_part_path, manifest_path, \
     token_part_path
-from pipeline.storage import StorageConfig, filesystem, join, with_retries
+from pipeline.io.storage import StorageConfig, filesystem, join, with_retries
 from schemas.errors import ERRORS_SCHEMA, KINDS, STAGES
 from schemas.manifest import DatasetManifest, PartInfo, ShardCommit
 from schemas.mask import BIT_ORDER

@@ -90,7 +90,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> str:
 
     from tokenizer.checkpoint import save_tokenizer
     from tokenizer.config import preset
-    from tokenizer.model import VideoTokenizer
+    from tokenizer.nn.model import VideoTokenizer
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("ckpt") / "tiny-random.safetensors"
@@ -128,11 +128,11 @@ def adaptive_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> str:
     """An untrained InfoTok (adaptive) `tiny` checkpoint with a fixed E[I]."""
     import torch
 
-    from tokenizer.adaptive import ADAPTIVE_PRESETS
-    from tokenizer.adaptive_tokenizer import AdaptiveTokenizer
+    from tokenizer.adaptive.modules import ADAPTIVE_PRESETS
+    from tokenizer.adaptive.model import AdaptiveTokenizer
     from tokenizer.checkpoint import save_tokenizer
     from tokenizer.config import preset
-    from tokenizer.model import VideoTokenizer
+    from tokenizer.nn.model import VideoTokenizer
 
     torch.manual_seed(0)
     model = AdaptiveTokenizer(VideoTokenizer(preset("tiny")), ADAPTIVE_PRESETS["tiny"])

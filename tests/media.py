@@ -12,7 +12,7 @@ def write_video(path: str | Path, frames: np.ndarray, fps: int = 24, codec: str 
 
     Odd sizes are allowed: they are written as yuv444p, which libx264 accepts.
     """
-    from pipeline.video_write import write_video as write
+    from pipeline.decode.video_write import write_video as write
 
     return write(path, frames, fps=fps, codec=codec, crf=12)
 

@@ -8,11 +8,11 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from media import moving_square_frames, noise_frames, write_video
-from pipeline.decode import DecodeConfig
-from pipeline.job import ExecConfig, JobConfig
-from pipeline.plan import PlanConfig
-from pipeline.storage import StorageConfig
-from pipeline.tokenize_step import TokenizeConfig
+from pipeline.decode.step import DecodeConfig
+from pipeline.exec.job import ExecConfig, JobConfig
+from pipeline.exec.plan import PlanConfig
+from pipeline.io.storage import StorageConfig
+from pipeline.exec.tokenize_step import TokenizeConfig
 
 
 def good_corpus(folder: Path, n: int = 5) -> dict[str, int]:
@@ -41,7 +41,7 @@ def small_job(input_uri: str, output: str, checkpoint: str, shard_size: int = 2,
 
 
 def _read_parts(root: str, folder: str, storage: StorageConfig) -> list[dict]:
-    from pipeline.storage import filesystem, join
+    from pipeline.io.storage import filesystem, join
 
     fs, path = filesystem(join(root, folder), storage)
     rows = []

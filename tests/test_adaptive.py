@@ -3,11 +3,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tokenizer.adaptive import ADAPTIVE_PRESETS, AdaptiveConfig, block_causal_mask
-from tokenizer.adaptive_tokenizer import AdaptiveTokenizer
-from tokenizer.adaptive_tokens import AdaptiveTokens
+from tokenizer.adaptive.modules import ADAPTIVE_PRESETS, AdaptiveConfig, block_causal_mask
+from tokenizer.adaptive.model import AdaptiveTokenizer
+from tokenizer.adaptive.tokens import AdaptiveTokens
 from tokenizer.config import PRESETS
-from tokenizer.model import VideoTokenizer, num_params
+from tokenizer.nn.model import VideoTokenizer, num_params
 
 
 def _model(seed: int = 0, trained_like: bool = False) -> AdaptiveTokenizer:
@@ -125,7 +125,7 @@ def test_tokenize_validates_inputs():
 def test_chunked_attention_equals_block_causal_mask():
     import torch.nn.functional as F
 
-    from tokenizer.adaptive import block_causal_attention
+    from tokenizer.adaptive.modules import block_causal_attention
 
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 3, 4 * 6, 8, generator=g) for _ in range(3))

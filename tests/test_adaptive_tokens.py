@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tokenizer.adaptive_tokens import MASK_BIT_ORDER, AdaptiveTokens
+from tokenizer.adaptive.tokens import MASK_BIT_ORDER, AdaptiveTokens
 
 
 def _tokens(seed: int = 0, grid=(3, 2, 5)) -> AdaptiveTokens:

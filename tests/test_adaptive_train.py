@@ -5,14 +5,14 @@ import json
 import pytest
 import torch
 
-from tokenizer.adaptive import ADAPTIVE_PRESETS
-from tokenizer.adaptive_tokenizer import AdaptiveTokenizer
+from tokenizer.adaptive.modules import ADAPTIVE_PRESETS
+from tokenizer.adaptive.model import AdaptiveTokenizer
 from tokenizer.checkpoint import CheckpointError, load_tokenizer, read_header, save_tokenizer
 from tokenizer.config import PRESETS
-from tokenizer.corpus import training_batch
-from tokenizer.model import VideoTokenizer
-from tokenizer.train import TrainConfig, train
-from tokenizer.train_adaptive import sample_betas
+from tokenizer.train.corpus import training_batch
+from tokenizer.nn.model import VideoTokenizer
+from tokenizer.train.trainer import TrainConfig, train
+from tokenizer.train.adaptive_stage import sample_betas
 
 
 @pytest.fixture()

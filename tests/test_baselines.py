@@ -5,11 +5,11 @@ import math
 import pytest
 import torch
 
-from tokenizer.adaptive import ADAPTIVE_PRESETS
-from tokenizer.adaptive_tokenizer import AdaptiveTokenizer
-from tokenizer.baselines import apportion, elastic_search, equal_split, frame_counts, position_mask
+from tokenizer.adaptive.modules import ADAPTIVE_PRESETS
+from tokenizer.adaptive.model import AdaptiveTokenizer
+from tokenizer.eval.baselines import apportion, elastic_search, equal_split, frame_counts, position_mask
 from tokenizer.config import PRESETS
-from tokenizer.model import VideoTokenizer
+from tokenizer.nn.model import VideoTokenizer
 
 
 def test_equal_split_and_apportion_keep_totals():

@@ -7,7 +7,7 @@ import torch
 
 from tokenizer.checkpoint import CheckpointError, load_tokenizer, read_header, save_tokenizer
 from tokenizer.config import PRESETS, TokenizerConfig
-from tokenizer.model import VideoTokenizer
+from tokenizer.nn.model import VideoTokenizer
 
 
 @pytest.fixture()

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from test_schemas import META, make_clips
 
 from jobs.cli import main
-from pipeline.layout import token_part_path
-from pipeline.writer import write_manifest, write_shard
+from schemas.layout import token_part_path
+from pipeline.io.writer import write_manifest, write_shard
 from schemas.errors import ErrorRow
 
 

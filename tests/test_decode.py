@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from media import frame_levels, index_frames, moving_square_frames, noise_frames, write_audio, write_video
 
-from pipeline.decode import DecodeConfig, DecodedVideo, DecodeStep
-from pipeline.failures import VideoFailure
-from pipeline.fetch import fetch_bytes
-from pipeline.storage import StorageConfig, filesystem
+from pipeline.decode.step import DecodeConfig, DecodedVideo, DecodeStep
+from pipeline.decode.failures import VideoFailure
+from pipeline.io.fetch import fetch_bytes
+from pipeline.io.storage import StorageConfig, filesystem
 
 DECODERS = ["decord", "pyav"]
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.frames import Window, clip_windows, crop_or_pad, resample_indices, scaled_size
+from pipeline.decode.frames import Window, clip_windows, crop_or_pad, resample_indices, scaled_size
 
 
 def test_resample_indices() -> None:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tokenizer.config import FSQ_LEVELS
-from tokenizer.fsq import FSQ
+from tokenizer.nn.fsq import FSQ
 
 
 def test_codebook_size_and_uint16():

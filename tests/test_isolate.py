@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from media import index_frames, write_video
 
-from pipeline.decode import DecodeConfig, DecodedVideo, DecodeStep
-from pipeline.failures import VideoFailure
-from pipeline.isolate import IsolatedDecoder, IsolationConfig, decode_isolated
+from pipeline.decode.step import DecodeConfig, DecodedVideo, DecodeStep
+from pipeline.decode.failures import VideoFailure
+from pipeline.decode.isolate import IsolatedDecoder, IsolationConfig, decode_isolated
 
 
 def misbehave(data: bytes, uri: str) -> object:

@@ -12,11 +12,11 @@ import pytest
 import torch
 from test_schemas import META, make_clips
 
-from pipeline.layout import DatasetNotReadyError
-from pipeline.loader import LoaderConfig, TokenDataset
-from pipeline.loader_dl import TokenDataLoader
-from pipeline.storage import StorageConfig
-from pipeline.writer import WriterConfig, write_manifest, write_shard
+from schemas.layout import DatasetNotReadyError
+from pipeline.loader.dataset import LoaderConfig, TokenDataset
+from pipeline.loader.dataloader import TokenDataLoader
+from pipeline.io.storage import StorageConfig
+from pipeline.io.writer import WriterConfig, write_manifest, write_shard
 from schemas.mask import kept_positions
 from schemas.tokens import BOS_ID, EOS_ID, PAD_ID
 
@@ -198,7 +198,7 @@ def test_positions_decoded_in_blocks_match_the_masks(dataset: tuple[str, dict], 
                                                      block: int) -> None:
     """Positions are decoded in blocks of rows (loader_pack._DECODE_BLOCK): any block size gives the same."""
     root, truth = dataset
-    monkeypatch.setattr("pipeline.loader_pack._DECODE_BLOCK", block)
+    monkeypatch.setattr("pipeline.loader.pack._DECODE_BLOCK", block)
     for s in TokenDataset(root, LoaderConfig(mode="clips", seed=2)):
         assert np.array_equal(s["positions"].numpy(), truth[(s["video_id"], s["clip_index"])][1])
     by_tokens = {tuple(t.tolist()): p for t, p in truth.values()}

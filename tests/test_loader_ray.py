@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from test_schemas import META, make_clips
 
-from pipeline.writer import write_manifest, write_shard
+from pipeline.io.writer import write_manifest, write_shard
 
 
 @pytest.fixture(scope="module")

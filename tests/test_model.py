@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from tokenizer.config import PRESETS, TokenizerConfig, preset
-from tokenizer.layers import causal_patchify, causal_unpatchify
-from tokenizer.model import VideoTokenizer, num_params
+from tokenizer.nn.layers import causal_patchify, causal_unpatchify
+from tokenizer.nn.model import VideoTokenizer, num_params
 
 
 @pytest.fixture(scope="module")

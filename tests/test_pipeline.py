@@ -11,9 +11,9 @@ import pytest
 from pipeline_helpers import clip_keys, good_corpus, read_errors, read_rows, small_job
 
 from media import moving_square_frames, write_audio, write_video
-from pipeline.prepare import OutputMismatchError
-from pipeline.ray_exec import run_job
-from pipeline.status import dataset_status
+from pipeline.exec.prepare import OutputMismatchError
+from pipeline.exec.ray_exec import run_job
+from pipeline.exec.status import dataset_status
 from schemas.validate import validate_dataset
 
 pytestmark = pytest.mark.timeout(300)
@@ -45,7 +45,7 @@ def test_folder_to_valid_dataset(corpus, reference, tiny_checkpoint):
     st = dataset_status(out)
     assert st["finished"] and st["shards_done"] == st["n_shards"] == 3 and st["errors"] == 0
 
-    from pipeline.loader import LoaderConfig, TokenDataset
+    from pipeline.loader.dataset import LoaderConfig, TokenDataset
 
     seen = [s for s in TokenDataset(out, LoaderConfig(mode="clips", shuffle=False))]
     assert len(seen) == len(rows)
@@ -64,8 +64,8 @@ def test_decode_modes_give_the_same_dataset(corpus, reference, tiny_checkpoint, 
     picks on CPU) differ only in timing: the dataset is the same, row for row."""
     import dataclasses
 
-    from pipeline.job import ExecConfig
-    from pipeline.ray_exec import decode_overlaps
+    from pipeline.exec.job import ExecConfig
+    from pipeline.exec.ray_exec import decode_overlaps
 
     folder, _ = corpus
     _, ref_rows = reference

@@ -8,9 +8,9 @@ import pytest
 import s3fs
 from pipeline_helpers import clip_keys, good_corpus, read_rows, small_job
 
-from pipeline.loader import LoaderConfig, TokenDataset
-from pipeline.ray_exec import run_job
-from pipeline.storage import StorageConfig
+from pipeline.loader.dataset import LoaderConfig, TokenDataset
+from pipeline.exec.ray_exec import run_job
+from pipeline.io.storage import StorageConfig
 from schemas.validate import validate_dataset
 
 pytestmark = pytest.mark.timeout(300)

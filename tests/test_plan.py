@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.inputs import (
+from pipeline.io.inputs import (
     InputConfig,
     ManifestEntry,
     list_inputs,
     normalize_uri,
     video_id_of,
 )
-from pipeline.plan import Plan, PlanConfig, make_plan, part_name, plan_from_entries
-from pipeline.storage import StorageConfig, filesystem
+from pipeline.exec.plan import Plan, PlanConfig, make_plan, part_name, plan_from_entries
+from pipeline.io.storage import StorageConfig, filesystem
 
 
 def _touch(root: Path, names: list[str]) -> None:

@@ -8,13 +8,13 @@ import torch
 from click.testing import CliRunner
 
 from jobs.cli import main
-from tokenizer.adaptive import ADAPTIVE_PRESETS
-from tokenizer.adaptive_tokenizer import AdaptiveTokenizer
+from tokenizer.adaptive.modules import ADAPTIVE_PRESETS
+from tokenizer.adaptive.model import AdaptiveTokenizer
 from tokenizer.checkpoint import load_tokenizer, save_tokenizer
 from tokenizer.config import PRESETS
-from tokenizer.corpus import heldout_clips
-from tokenizer.model import VideoTokenizer
-from tokenizer.rate_distortion import RDConfig, bpp16, evaluate_rd, fewest_tokens_for_psnr, plot_rd, pooled_psnr, spearman
+from tokenizer.train.corpus import heldout_clips
+from tokenizer.nn.model import VideoTokenizer
+from tokenizer.eval.rate_distortion import RDConfig, bpp16, evaluate_rd, fewest_tokens_for_psnr, plot_rd, pooled_psnr, spearman
 
 
 def _model() -> AdaptiveTokenizer:

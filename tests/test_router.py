@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from tokenizer.router import (
+from tokenizer.adaptive.router import (
     MIN_RATE,
     budget_rate,
     budget_tokens,

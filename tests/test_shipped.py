@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from tokenizer.checkpoint import DEFAULT_CHECKPOINT, load_tokenizer
-from tokenizer.corpus import heldout_clips
-from tokenizer.reconstruct import round_trip
+from tokenizer.train.corpus import heldout_clips
+from tokenizer.eval.reconstruct import round_trip
 
 # Measured on these held-out procedural clips (10 clips, 128x128, 17 frames, seed 1234) when the
 # shipped checkpoint was made: 20.96 dB (README "Default checkpoint"). The floor leaves 1 dB.
@@ -42,7 +42,7 @@ def test_shipped_checkpoint_reconstructs_heldout_clips_above_floor():
 def test_shipped_infotok_layer_at_half_beta_above_floor():
     import torch
 
-    from tokenizer.metrics import psnr
+    from tokenizer.eval.metrics import psnr
     from tokenizer.video import frames_to_tensor
 
     model = load_tokenizer().adaptive

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from tokenizer.checkpoint import load_tokenizer
-from tokenizer.corpus import KINDS, heldout_clips, make_clip, training_batch
-from tokenizer.train import TrainConfig, lr_at, train
+from tokenizer.train.corpus import KINDS, heldout_clips, make_clip, training_batch
+from tokenizer.train.trainer import TrainConfig, lr_at, train
 
 import numpy as np
 
@@ -123,7 +123,7 @@ def test_cli_train_and_eval_refuse_an_unusable_device(tmp_path, monkeypatch):
 
 
 def test_prefetched_batches_train_the_same_model(tmp_path):
-    from tokenizer.prefetch import BatchPrefetcher
+    from tokenizer.train.prefetch import BatchPrefetcher
 
     seen: list[int] = []
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from tokenizer.adaptive import ADAPTIVE_PRESETS
-from tokenizer.adaptive_tokenizer import AdaptiveTokenizer
-from tokenizer.beta_quality import QualityProbe, solve_psnr
-from tokenizer.beta_tuning import (
+from tokenizer.adaptive.modules import ADAPTIVE_PRESETS
+from tokenizer.adaptive.model import AdaptiveTokenizer
+from tokenizer.tuning.quality import QualityProbe, solve_psnr
+from tokenizer.tuning.budget import (
     ScoreCache,
     TargetOutOfReach,
     TuneConfig,
@@ -25,11 +25,11 @@ from tokenizer.beta_tuning import (
     solve_budget,
 )
 from tokenizer.config import PRESETS
-from tokenizer.corpus import make_clip
-from tokenizer.model import VideoTokenizer
-from tokenizer.router import MIN_RATE
-from tokenizer.tune import TuningResult, probe_indices, tune_beta
-from tokenizer.tuning_plot import tuning_figure_png
+from tokenizer.train.corpus import make_clip
+from tokenizer.nn.model import VideoTokenizer
+from tokenizer.adaptive.router import MIN_RATE
+from tokenizer.tuning.search import TuningResult, probe_indices, tune_beta
+from tokenizer.tuning.plot import tuning_figure_png
 from tokenizer.video import frames_to_tensor
 
 pytestmark = pytest.mark.timeout(300)
@@ -145,7 +145,7 @@ def test_psnr_probe_matches_a_direct_reconstruction(model, clips, cache):
     point = probe.at(0.4)
     x = frames_to_tensor(np.stack([clips[i] for i in probe.clips]))
     routing = model.route(x, 0.4, m)
-    from tokenizer.metrics import psnr
+    from tokenizer.eval.metrics import psnr
 
     with torch.no_grad():
         y = model(x, routing.keep, encoding=routing.encoding).reconstruction.clamp(-1, 1)
@@ -209,7 +209,7 @@ def test_rate_between_beta_one_and_full_explains_the_recalibrated_mean(model, cl
 def test_ssim_depthwise_blur_equals_the_plain_convolution():
     import torch.nn.functional as F
 
-    from tokenizer.metrics import _blur, _gaussian_kernel, ssim
+    from tokenizer.eval.metrics import _blur, _gaussian_kernel, ssim
 
     g = torch.Generator().manual_seed(0)
     x = torch.rand(6, 1, 20, 24, generator=g)

@@ -23,11 +23,11 @@ def adaptive_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A random-init tiny InfoTok checkpoint (non-identity adaptive layer, E[I] set)."""
     import torch
 
-    from tokenizer.adaptive import ADAPTIVE_PRESETS
-    from tokenizer.adaptive_tokenizer import AdaptiveTokenizer
+    from tokenizer.adaptive.modules import ADAPTIVE_PRESETS
+    from tokenizer.adaptive.model import AdaptiveTokenizer
     from tokenizer.checkpoint import save_tokenizer
     from tokenizer.config import PRESETS
-    from tokenizer.model import VideoTokenizer
+    from tokenizer.nn.model import VideoTokenizer
 
     torch.manual_seed(0)
     m = AdaptiveTokenizer(VideoTokenizer(PRESETS["tiny"]), ADAPTIVE_PRESETS["tiny"]).eval()
@@ -149,7 +149,7 @@ def test_tokenize_beta_auto_records_tuning_and_resume_keeps_it(corpora, adaptive
     if any(r["rate"] < 1 for r in rows):  # the pipeline's tokenizer is adaptive: its budgets follow the tuning
         import torch
 
-        from tokenizer.router import budget_rate, budget_tokens
+        from tokenizer.adaptive.router import budget_rate, budget_tokens
 
         info = torch.tensor([r["info"] for r in rows], dtype=torch.float32)
         n = budget_tokens(budget_rate(info, tuning["beta"], tuning["expected_info"]), 2 * 4 * 4)
@@ -160,7 +160,7 @@ def test_tokenize_beta_auto_records_tuning_and_resume_keeps_it(corpora, adaptive
     def no_tuning(*args: object, **kwargs: object) -> None:
         raise AssertionError("resume must not tune again")
 
-    monkeypatch.setattr("pipeline.tune_job.run_tuning", no_tuning)
+    monkeypatch.setattr("pipeline.tuning.auto_beta.run_tuning", no_tuning)
     (out / "dataset.json").unlink()  # as if the job died before finalizing
     code, text = _tokenize(corpora["busy"], out, adaptive_checkpoint, *auto)
     assert code == 0, text

@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from test_schemas import META, make_clip
 
-from pipeline.layout import commit_path, error_part_path, manifest_path, token_part_path
-from pipeline.writer import write_manifest, write_shard
+from schemas.layout import commit_path, error_part_path, manifest_path, token_part_path
+from pipeline.io.writer import write_manifest, write_shard
 from schemas.errors import ErrorRow
 from schemas.validate import validate_dataset
 

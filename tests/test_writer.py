@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 from test_schemas import META, make_clips
 
-from pipeline.layout import DatasetNotReadyError, commit_path, read_manifest, token_part_path
-from pipeline.storage import StorageConfig, filesystem
-from pipeline.writer import WriterConfig, check_compatible, put_atomic, write_manifest, write_shard
+from schemas.layout import DatasetNotReadyError, commit_path, read_manifest, token_part_path
+from pipeline.io.storage import StorageConfig, filesystem
+from pipeline.io.writer import WriterConfig, check_compatible, put_atomic, write_manifest, write_shard
 from schemas.errors import ERRORS_SCHEMA, ErrorRow
 from schemas.tokens import TOKEN_SCHEMA, TokenFileMeta, table_to_clips
 
@@ -108,7 +108,7 @@ def test_rewrite_is_idempotent_and_marker_last(tmp_path: Path, monkeypatch: pyte
     root = str(tmp_path)
     clips = make_clips(2, 2)
     order: list[str] = []
-    import pipeline.writer as w
+    import pipeline.io.writer as w
 
     real = w.put_atomic
     monkeypatch.setattr(w, "put_atomic", lambda uri, data, st: (order.append(uri.split("/")[-2]), real(uri, data, st)))

@@ -1,0 +1,12 @@
+"""The model side of infotok: the causal FSQ video tokenizer and the InfoTok adaptive layer.
+
+Top level: `api` (what the pipeline calls), `checkpoint` (safetensors + JSON header),
+`config` (presets), `device`, `video` (uint8 frames <-> tensors). Wings:
+  nn/        FSQ, layers, the fixed-rate VideoTokenizer
+  adaptive/  router, compressor / decompressor, the AdaptiveTokenizer and its token format
+  train/     the trainer (both stages), the built-in procedural corpus, batch prefetching
+  eval/      metrics, reconstruction, rate-distortion and the budget baselines
+  tuning/    choosing beta on sample clips (budgets, quality probes, search, figure)
+
+Never touches storage, and imports neither pipeline/ nor jobs/.
+"""

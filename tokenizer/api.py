@@ -16,10 +16,10 @@ import numpy as np
 import torch
 
 from schemas.mask import pack_mask
-from tokenizer.adaptive_tokenizer import AdaptiveTokenizer
+from tokenizer.adaptive.model import AdaptiveTokenizer
 from tokenizer.checkpoint import load_tokenizer
-from tokenizer.model import VideoTokenizer
-from tokenizer.router import token_scores
+from tokenizer.nn.model import VideoTokenizer
+from tokenizer.adaptive.router import token_scores
 
 
 @dataclass(frozen=True)

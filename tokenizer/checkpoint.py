@@ -23,10 +23,10 @@ from typing import Any
 
 import torch
 
-from tokenizer.adaptive import AdaptiveConfig
-from tokenizer.adaptive_tokenizer import AdaptiveTokenizer
+from tokenizer.adaptive.modules import AdaptiveConfig
+from tokenizer.adaptive.model import AdaptiveTokenizer
 from tokenizer.config import TokenizerConfig
-from tokenizer.model import VideoTokenizer
+from tokenizer.nn.model import VideoTokenizer
 
 logger = logging.getLogger(__name__)
 

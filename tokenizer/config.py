@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.strict import check_keys
+from schemas.config import check_keys
 
 FSQ_LEVELS: tuple[int, ...] = (8, 8, 8, 5, 5, 5)
 TEMPORAL_COMPRESSION = 4

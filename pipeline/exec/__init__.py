@@ -1,0 +1,3 @@
+"""The tokenize job: its frozen config, the plan (shards of the listed corpus), the resume
+check of an existing output, one shard from decode results to a commit, job status, and
+the Ray execution (`ray_exec`, the only module that wires steps into Ray)."""

@@ -1,0 +1,67 @@
+"""One shard, start to finish: ordered decode results -> batched tokens -> part + marker.
+
+Clips are batched in plan order with a fixed batch size, so a shard's bytes depend only on
+its videos and the job settings, never on timing: a retried or resumed shard is identical.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from pipeline.decode.step import DecodedVideo
+from pipeline.decode.failures import VideoFailure
+from pipeline.io.inputs import ManifestEntry
+from pipeline.io.storage import StorageConfig
+from pipeline.exec.tokenize_step import PendingClip, TokenizeStep
+from pipeline.io.writer import write_shard
+from schemas.errors import ErrorRow
+from schemas.manifest import ShardCommit
+from schemas.tokens import ClipTokens
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ShardStats:
+    videos: int
+    clips: int
+    errors: int
+
+
+def failure_row(entry: ManifestEntry, failure: VideoFailure, attempts: int = 1) -> ErrorRow:
+    return ErrorRow(uri=entry.uri, stage=failure.stage, kind="permanent" if failure.permanent else "transient",
+                    error_type=failure.error_type, message=failure.message, video_id=entry.video_id,
+                    attempts=attempts)
+
+
+def process_shard(
+    shard_id: int,
+    entries: list[ManifestEntry],
+    results: Iterable[DecodedVideo | VideoFailure],
+    step: TokenizeStep,
+    output: str,
+    storage: StorageConfig,
+) -> ShardCommit:
+    """Tokenize a shard from its decode results (one per entry, in entry order) and commit it."""
+    rows: list[ClipTokens] = []
+    errors: list[ErrorRow] = []
+    pending: list[PendingClip] = []
+    bs = step.config.batch_size
+    n_results = 0
+    for entry, result in zip(entries, results):
+        n_results += 1
+        if isinstance(result, VideoFailure):
+            errors.append(failure_row(entry, result))
+            continue
+        for clip in result.clips:
+            pending.append(PendingClip(video_id=entry.video_id, uri=entry.uri, source=result.source, clip=clip))
+        while len(pending) >= bs:
+            rows += step(pending[:bs])
+            pending = pending[bs:]
+    if n_results != len(entries):
+        raise RuntimeError(f"shard {shard_id}: {n_results} decode results for {len(entries)} videos")
+    if pending:
+        rows += step(pending)
+    return write_shard(output, shard_id, rows, errors, step.file_meta, storage)

@@ -1,0 +1,266 @@
+"""Listing the input corpus once: a prefix (local folder, s3://bucket/prefix) or a list file.
+
+The result is a sorted, de-duplicated list of `ManifestEntry` (uri, size, version,
+video_id). Everything downstream (shards, part names, fingerprints) is a pure function
+of that list, so the order in which a store happens to list objects never matters.
+
+URIs are normalized before hashing: local paths become absolute POSIX paths (no
+`file://`), `s3a://` becomes `s3://` (keys are kept byte for byte). A URI that
+carries credentials (user:password@host, or a presigned query string) is refused, since
+the manifest is written to `plan.json` and to logs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import posixpath
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from pipeline.io.storage import StorageConfig, filesystem, protocol_of, with_retries
+from schemas.config import check_keys
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_EXTENSIONS: tuple[str, ...] = (
+    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".3gp", ".ogv",
+)
+LIST_FILE_SUFFIXES: tuple[str, ...] = (".txt", ".csv", ".jsonl", ".parquet")
+INPUT_KINDS = ("auto", "prefix", "list")
+VIDEO_ID_HEX = 16  # 64 bits: collisions are checked, not assumed away
+MISSING_VERSION = "missing"
+_SECRET_QUERY_MARKERS = ("signature", "credential", "token", "x-amz-security")
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """What to read.
+
+    uri: a prefix (folder or s3://bucket/prefix, listed recursively) or a list file.
+    kind: "prefix", "list", or "auto" (a uri ending in .txt/.csv/.jsonl/.parquet is a list).
+    extensions: suffixes kept when listing a prefix, compared case-insensitively. Not
+      applied to list files: a list names its videos explicitly.
+    uri_column: column holding URIs in csv/jsonl/parquet list files.
+    skip_hidden: when listing a prefix, skip names starting with "." (e.g. macOS `._x.mp4`).
+    """
+
+    uri: str
+    kind: str = "auto"
+    extensions: tuple[str, ...] = DEFAULT_EXTENSIONS
+    uri_column: str = "uri"
+    skip_hidden: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.uri:
+            raise ValueError("InputConfig.uri must be a non-empty prefix or list file, got ''")
+        if self.kind not in INPUT_KINDS:
+            raise ValueError(f"InputConfig.kind must be one of {INPUT_KINDS}, got {self.kind!r}")
+        exts = tuple(e if e.startswith(".") else f".{e}" for e in (x.lower() for x in self.extensions))
+        if not exts:
+            raise ValueError("InputConfig.extensions must not be empty")
+        object.__setattr__(self, "extensions", exts)
+        check_no_credentials(self.uri)
+
+    @property
+    def resolved_kind(self) -> str:
+        if self.kind != "auto":
+            return self.kind
+        return "list" if self.uri.lower().endswith(LIST_FILE_SUFFIXES) else "prefix"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> InputConfig:
+        check_keys(cls, d)
+        d = dict(d)
+        if "extensions" in d:
+            d["extensions"] = tuple(d["extensions"])
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["extensions"] = list(self.extensions)
+        return d
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One source video. size is -1 and version "missing" for a listed uri that does not exist."""
+
+    uri: str
+    size: int
+    version: str
+    video_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ManifestEntry:
+        known = {f.name for f in dataclasses.fields(cls)}
+        if set(d) != known:
+            raise ValueError(f"ManifestEntry keys must be {sorted(known)}, got {sorted(d)}")
+        return cls(uri=str(d["uri"]), size=int(d["size"]), version=str(d["version"]), video_id=str(d["video_id"]))
+
+
+def check_no_credentials(uri: str) -> None:
+    """Refuse URIs that embed secrets (they would end up in plan.json and logs)."""
+    if "://" not in uri:
+        return
+    parts = urlsplit(uri)
+    if parts.password is not None or (parts.username is not None and "@" in parts.netloc):
+        raise ValueError(f"uri must not embed credentials (user@host), got scheme {parts.scheme!r} host {parts.hostname!r}")
+    query = parts.query.lower()
+    if any(m in query for m in _SECRET_QUERY_MARKERS):
+        raise ValueError(f"uri must not carry a signed query string, got {parts.scheme}://{parts.hostname}{parts.path}?<redacted>")
+
+
+def normalize_uri(uri: str) -> str:
+    """Canonical spelling of a video location (see module doc)."""
+    uri = uri.strip()
+    check_no_credentials(uri)
+    proto = protocol_of(uri)
+    if proto == "file":
+        path = uri.split("://", 1)[1] if "://" in uri else uri
+        return posixpath.normpath(os.path.abspath(os.path.expanduser(path)))
+    if proto in ("s3", "s3a"):
+        # Keys are opaque on S3 ("a//b" and "a/b" are different objects): only the scheme changes.
+        return "s3://" + uri.split("://", 1)[1]
+    return uri
+
+
+def video_id_of(uri: str) -> str:
+    """Stable short id of a normalized uri (first 64 bits of its SHA-256, hex)."""
+    return hashlib.sha256(uri.encode("utf-8")).hexdigest()[:VIDEO_ID_HEX]
+
+
+def _uri_of(proto: str, path: str) -> str:
+    return path if proto == "file" else f"{proto}://{path}"
+
+
+def _version_of(info: dict[str, Any]) -> str:
+    etag = info.get("ETag") or info.get("etag")
+    if etag:
+        return f"etag:{str(etag).strip(chr(34))}"
+    mtime = info.get("mtime") or info.get("LastModified") or info.get("created")
+    if mtime is None:
+        return "unknown"
+    if hasattr(mtime, "isoformat"):
+        return f"mtime:{mtime.isoformat()}"
+    return f"mtime:{int(float(mtime) * 1e9)}"  # ns as an integer: exact and JSON-stable
+
+
+def _entry(uri: str, info: dict[str, Any]) -> ManifestEntry:
+    norm = normalize_uri(uri)
+    return ManifestEntry(uri=norm, size=int(info.get("size") or 0), version=_version_of(info), video_id=video_id_of(norm))
+
+
+def _list_prefix(cfg: InputConfig, storage: StorageConfig) -> list[ManifestEntry]:
+    fs, root = filesystem(normalize_uri(cfg.uri), storage)
+    proto = protocol_of(normalize_uri(cfg.uri))
+    if not with_retries(lambda: fs.exists(root), f"exists {cfg.uri}"):
+        raise FileNotFoundError(f"input prefix not found: {cfg.uri}")
+    found: dict[str, dict[str, Any]] = with_retries(lambda: fs.find(root, detail=True), f"list {cfg.uri}")
+    out = []
+    skipped = 0
+    for path, info in found.items():
+        name = posixpath.basename(path)
+        if info.get("type", "file") != "file" or (cfg.skip_hidden and name.startswith(".")):
+            skipped += 1
+            continue
+        if not name.lower().endswith(cfg.extensions):
+            skipped += 1
+            continue
+        out.append(_entry(_uri_of(proto, path), info))
+    logger.info("listed %s: %d videos, %d other objects skipped", cfg.uri, len(out), skipped)
+    return out
+
+
+def read_list_file(uri: str, storage: StorageConfig, uri_column: str = "uri") -> list[str]:
+    """URIs named by a list file: .txt (one per line, '#' comments), .csv/.jsonl/.parquet (column)."""
+    fs, path = filesystem(uri, storage)
+    lower = uri.lower()
+    if lower.endswith(".parquet"):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        # One whole-object GET: pyarrow's small ranged reads crawl on object stores.
+        raw = with_retries(lambda: fs.cat_file(path), f"read {uri}")
+        table = pq.read_table(pa.BufferReader(raw))
+        if uri_column not in table.column_names:
+            raise ValueError(f"list file {uri} has no column {uri_column!r}; columns: {table.column_names}")
+        return [str(u) for u in table.column(uri_column).to_pylist() if u]
+    text = with_retries(lambda: fs.cat_file(path), f"read {uri}").decode("utf-8-sig")
+    if lower.endswith(".txt"):
+        return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    if lower.endswith(".csv"):
+        import csv
+        import io
+
+        reader = csv.DictReader(io.StringIO(text))
+        if reader.fieldnames is None or uri_column not in reader.fieldnames:
+            raise ValueError(f"list file {uri} has no column {uri_column!r}; header: {reader.fieldnames}")
+        return [row[uri_column].strip() for row in reader if (row.get(uri_column) or "").strip()]
+    if lower.endswith(".jsonl"):
+        out = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"list file {uri} line {n} is not JSON: {exc}") from None
+            if not isinstance(row, dict) or uri_column not in row:
+                raise ValueError(f"list file {uri} line {n} has no key {uri_column!r}")
+            out.append(str(row[uri_column]))
+        return out
+    raise ValueError(f"list file {uri} must end with one of {LIST_FILE_SUFFIXES}")
+
+
+def _stat_uris(uris: Iterable[str], storage: StorageConfig, threads: int = 16) -> list[ManifestEntry]:
+    def stat(uri: str) -> ManifestEntry:
+        fs, path = filesystem(uri, storage)
+        try:
+            info = with_retries(lambda: fs.info(path), f"stat {uri}")
+        except FileNotFoundError:
+            # Kept, not dropped: the decode stage turns it into a permanent "read" error row.
+            logger.warning("listed video not found: %s", normalize_uri(uri))
+            norm = normalize_uri(uri)
+            return ManifestEntry(uri=norm, size=-1, version=MISSING_VERSION, video_id=video_id_of(norm))
+        return _entry(uri, info)
+
+    uris = list(uris)
+    if len(uris) <= 1:
+        return [stat(u) for u in uris]
+    # fs.info is one HEAD request per object on S3: overlap the round trips.
+    with ThreadPoolExecutor(max_workers=min(threads, len(uris))) as pool:
+        return list(pool.map(stat, uris))
+
+
+def list_inputs(cfg: InputConfig, storage: StorageConfig = StorageConfig()) -> list[ManifestEntry]:
+    """List the corpus once: sorted by normalized uri, duplicates removed, ids checked unique."""
+    if cfg.resolved_kind == "list":
+        raw = read_list_file(cfg.uri, storage, cfg.uri_column)
+        for u in raw:
+            check_no_credentials(u)
+        unique = sorted({normalize_uri(u): u for u in raw}.items())
+        if len(unique) < len(raw):
+            logger.info("list file %s: %d duplicate uris dropped", cfg.uri, len(raw) - len(unique))
+        entries = _stat_uris([orig for _, orig in unique], storage)
+    else:
+        entries = _list_prefix(cfg, storage)
+    by_uri = {e.uri: e for e in entries}
+    entries = sorted(by_uri.values(), key=lambda e: e.uri)
+    if not entries:
+        raise ValueError(f"no videos found at {cfg.uri} (kind {cfg.resolved_kind}, extensions {list(cfg.extensions)})")
+    ids: dict[str, str] = {}
+    for e in entries:
+        other = ids.setdefault(e.video_id, e.uri)
+        if other != e.uri:
+            raise ValueError(f"video_id collision {e.video_id}: {other} and {e.uri}")
+    return entries

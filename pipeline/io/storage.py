@@ -1,0 +1,118 @@
+"""Object storage access through fsspec (local paths, file://, s3://).
+
+Credentials are never taken as arguments here: s3fs reads them from the usual
+AWS sources (environment, profile, instance role). What is configurable, and
+safe to log, lives in `StorageConfig`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import fsspec
+
+from schemas.config import check_keys
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """Where and how to reach object storage; contains no secrets.
+
+    endpoint_url: S3-compatible endpoint (MinIO, moto, R2, ...); None for AWS.
+    profile: AWS profile name from ~/.aws; None for the default chain.
+    anon: anonymous access to public buckets.
+    """
+
+    endpoint_url: str | None = None
+    profile: str | None = None
+    anon: bool = False
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StorageConfig:
+        check_keys(cls, d)
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def protocol_of(uri: str) -> str:
+    """'s3' for s3://..., 'file' for local paths and file://..."""
+    if "://" not in uri:
+        return "file"
+    return uri.split("://", 1)[0]
+
+
+def filesystem(uri: str, config: StorageConfig = StorageConfig()) -> tuple[fsspec.AbstractFileSystem, str]:
+    """Return (filesystem, path-within-it) for a URI or local path."""
+    proto = protocol_of(uri)
+    if proto in ("s3", "s3a"):
+        kwargs: dict[str, Any] = {"anon": config.anon}
+        if config.endpoint_url:
+            kwargs["client_kwargs"] = {"endpoint_url": config.endpoint_url}
+        if config.profile:
+            kwargs["profile"] = config.profile
+        fs = fsspec.filesystem("s3", **kwargs)
+        path = uri.split("://", 1)[1].rstrip("/")
+        return fs, path
+    if proto == "file":
+        fs = fsspec.filesystem("file")
+        path = uri.split("://", 1)[1] if "://" in uri else uri
+        return fs, fs._strip_protocol(path)
+    fs = fsspec.filesystem(proto)
+    return fs, fs._strip_protocol(uri)
+
+
+def join(root: str, *parts: str) -> str:
+    """Join path parts with '/', for local and object-store paths alike."""
+    out = root.rstrip("/")
+    for p in parts:
+        out = f"{out}/{p.strip('/')}"
+    return out
+
+
+class TransientStorageError(Exception):
+    """A storage failure that is worth retrying (timeouts, throttling, 5xx)."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Best-effort classification of storage errors that may succeed on retry."""
+    if isinstance(exc, (TransientStorageError, TimeoutError, ConnectionError)):
+        return True
+    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, ValueError)):
+        return False
+    text = f"{type(exc).__name__} {exc}".lower()
+    markers = ("timeout", "timed out", "throttl", "slowdown", "503", "500 ", "internalerror", "connection")
+    return any(m in text for m in markers)
+
+
+def with_retries(
+    fn: Callable[[], T],
+    what: str,
+    attempts: int = 5,
+    base_delay_s: float = 0.2,
+    max_delay_s: float = 10.0,
+) -> T:
+    """Call fn, retrying transient failures with jittered exponential backoff."""
+    if attempts < 1:
+        raise ValueError(f"attempts must be >= 1, got {attempts}")
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - classified below
+            if attempt == attempts or not is_transient(exc):
+                raise
+            delay = min(max_delay_s, base_delay_s * 2 ** (attempt - 1)) * (0.5 + random.random())
+            logger.warning("%s failed (attempt %d/%d, retrying in %.2fs): %s", what, attempt, attempts, delay, exc)
+            time.sleep(delay)
+    raise AssertionError("unreachable")

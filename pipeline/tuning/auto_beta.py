@@ -1,0 +1,141 @@
+"""`--beta auto` for the tokenize job: tune beta and E[I] on a sample of the job's own corpus
+(or take them from a `tune-beta` report), write the report next to the dataset, and record
+the tuning in the job's settings, which go to job.json and to the manifest's params.
+
+A resume finds the record in OUTPUT/job.json and re-uses its beta and E[I]: it never tunes
+again. Asking a different tuning of an existing dataset is refused, as any other change
+of settings is; `--overwrite` starts over (and tunes again).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.io.inputs import InputConfig
+from pipeline.exec.job import JOB_FILE, JobConfig, content_diff
+from pipeline.exec.prepare import OutputMismatchError
+from pipeline.io.storage import filesystem, join, with_retries
+from pipeline.tuning.corpus import SampleConfig, TuningReport, read_report, report_paths, run_tuning, write_report
+from pipeline.tuning.record import TuningRecord
+
+logger = logging.getLogger(__name__)
+
+# Decode settings a report must share with the job (they decide what a clip is).
+_DECODE_KEYS = ("fps", "resolution", "resize_mode", "clip_frames", "clip_stride", "short_policy")
+
+
+@dataclass(frozen=True)
+class TuneRequest:
+    """What `--beta auto` asks: a target (kind, value) tuned on the job's corpus with `sample`
+    and `tune` (a tokenizer.tuning.budget.TuneConfig as a dict), or an existing report."""
+
+    target_kind: str | None = None
+    target_value: float | None = None
+    report_uri: str | None = None
+    sample: SampleConfig = SampleConfig()
+    tune: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if (self.report_uri is None) == (self.target_kind is None):
+            raise ValueError("--beta auto needs exactly one of a target (--target-rate, --target-bpp16, "
+                             f"--target-psnr) or --tuning REPORT, got target {self.target_kind!r} and "
+                             f"report {self.report_uri!r}")
+
+    @property
+    def source(self) -> str:
+        return "report" if self.report_uri is not None else "tuned"
+
+    def asked(self) -> dict[str, Any]:
+        """The request in TuningRecord.request() terms (only what this request decides)."""
+        if self.report_uri is not None:
+            return {"source": "report", "report_uri": self.report_uri}
+        psnr_clips = self.tune.get("psnr_clips", 8)
+        return {"source": "tuned", "report_uri": "", "target_kind": self.target_kind,
+                "target_value": float(self.target_value), "sample_clips": self.sample.clips,
+                "clips_per_video": self.sample.clips_per_video, "seed": self.sample.seed,
+                "psnr_clips": -1 if psnr_clips is None else int(psnr_clips),
+                "mean_info_source": self.tune.get("mean_info", "dataset")}
+
+
+def _read_job_content(job: JobConfig) -> dict[str, Any] | None:
+    uri = join(job.output, JOB_FILE)
+    fs, path = filesystem(uri, job.storage)
+    if not with_retries(lambda: fs.exists(path), f"stat {uri}"):
+        return None
+    return json.loads(with_retries(lambda: fs.cat_file(path), f"read {uri}")).get("content", {})
+
+
+def _with_tuning(job: JobConfig, record: TuningRecord) -> JobConfig:
+    tok = dataclasses.replace(job.tokenize, beta=record.beta, expected_info=record.expected_info, tuning=record)
+    return dataclasses.replace(job, tokenize=tok)
+
+
+def _check_report_fits(report: TuningReport, job: JobConfig, uri: str) -> None:
+    from tokenizer.checkpoint import DEFAULT_CHECKPOINT, read_header
+
+    tid = read_header(job.tokenize.checkpoint or DEFAULT_CHECKPOINT).get("tokenizer_id")
+    if report.tokenizer_id != tid:
+        raise ValueError(f"tuning report {uri} was made with tokenizer {report.tokenizer_id}, the job uses {tid}")
+    job_decode = job.decode.to_dict()
+    diff = [f"{k}: {report.decode.get(k)!r} (report) vs {job_decode.get(k)!r} (job)" for k in _DECODE_KEYS
+            if report.decode.get(k) != job_decode.get(k)]
+    if diff:
+        raise ValueError(f"tuning report {uri} was made with other decode settings: {'; '.join(diff)}")
+    if report.input.rstrip("/") != job.input.rstrip("/"):
+        logger.warning("tuning report %s was made on %s, the job reads %s", uri, report.input, job.input)
+
+
+def _record(report: TuningReport, sha: str, request: TuneRequest) -> TuningRecord:
+    r = report.result
+    psnr_clips = report.tune.get("psnr_clips")
+    return TuningRecord(
+        source=request.source, report_uri=request.report_uri or "", report_sha256=sha,
+        target_kind=r.target.kind, target_value=r.target.value, sample_clips=int(report.sample["clips"]),
+        clips_per_video=int(report.sample["clips_per_video"]), seed=int(report.sample["seed"]),
+        psnr_clips=-1 if psnr_clips is None else int(psnr_clips), mean_info_source=r.mean_info_source,
+        beta=r.beta, expected_info=r.mean_info, rate=r.rate, rate_low=r.rate_ci[0], rate_high=r.rate_ci[1],
+        bpp16=r.bpp16, psnr=r.psnr, psnr_low=r.psnr_ci[0] if r.psnr_ci else None,
+        psnr_high=r.psnr_ci[1] if r.psnr_ci else None, tokenizer_id=report.tokenizer_id,
+    )
+
+
+def resolve_auto_beta(job: JobConfig, request: TuneRequest, overwrite: bool = False) -> JobConfig:
+    """The job with beta, expected_info and the tuning record set (see the module doc)."""
+    from tokenizer.tuning.budget import TuneConfig, TuningTarget
+
+    old = None if overwrite else _read_job_content(job)
+    if old is not None:
+        old_tok = old.get("tokenize", {})
+        if old_tok.get("tuning") is None:
+            raise OutputMismatchError(
+                f"{job.output} holds a dataset made with a fixed beta {old_tok.get('beta')!r} (not tuned); "
+                f"rerun with --beta {old_tok.get('beta')!r} to resume, or pass --overwrite to tune and start over")
+        record = TuningRecord.from_dict(old_tok["tuning"])
+        asked = request.asked()
+        diff = content_diff({k: v for k, v in record.request().items() if k in asked}, asked)
+        if diff:
+            raise OutputMismatchError(
+                f"{job.output} was tuned with another request ({'; '.join(diff)}); rerun with the same tuning "
+                "options to resume, or pass --overwrite to tune again and start over")
+        logger.info("%s: resuming with the recorded tuning (beta %.6f, E[I] %.6g); not tuning again",
+                    job.output, record.beta, record.expected_info)
+        return _with_tuning(job, record)
+    json_uri, png_uri = report_paths(job.output)
+    if request.report_uri is not None:
+        report, _ = read_report(request.report_uri, job.storage)
+        _check_report_fits(report, job, request.report_uri)
+    else:
+        source = InputConfig(uri=job.input, **({"extensions": job.extensions} if job.extensions else {}))
+        report = run_tuning(source, job.decode, job.storage, job.tokenize.checkpoint, job.tokenize.device,
+                            TuningTarget(request.target_kind, float(request.target_value)), request.sample,
+                            TuneConfig.from_dict(dict(request.tune, batch_size=job.tokenize.batch_size,
+                                                      autocast=job.tokenize.autocast)))
+    sha = write_report(report, json_uri, png_uri, job.storage)
+    record = _record(report, sha, request)
+    logger.info("%s: tuned beta %.6f, E[I] %.6g (sample mean rate %.4f); report %s", job.output, record.beta,
+                record.expected_info, record.rate, json_uri)
+    return _with_tuning(job, record)

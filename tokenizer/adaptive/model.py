@@ -1,0 +1,208 @@
+"""InfoTok adaptive tokenizer (arXiv 2512.16975): base FSQ tokenizer + ELBO router +
+compressor / decompressor, with the public `tokenize` / `detokenize` API.
+
+Tokenizing a clip costs one base encode, one full-rate router decode and one compressor
+pass; each clip of a batch keeps its own number of tokens. Detokenizing costs one
+decompressor pass and one base decode.
+
+Video layout everywhere: (B, 3, T, H, W) float in [-1, 1], T = 1 + 4k, H and W multiples
+of 8; latent grid (t, h, w) = (1 + k, H/8, W/8).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from tokenizer.adaptive.modules import AdaptiveConfig, Compressor, Decompressor
+from tokenizer.adaptive.tokens import AdaptiveTokens
+from tokenizer.nn.model import Encoding, VideoTokenizer, check_video_shape, num_params
+from tokenizer.adaptive.router import (
+    budget_rate,
+    budget_tokens,
+    check_beta,
+    check_mean_info,
+    clip_information,
+    token_scores,
+    top_n_mask,
+)
+
+logger = logging.getLogger(__name__)
+
+BetaArg = float | Sequence[float] | torch.Tensor
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Result of `AdaptiveTokenizer.route`.
+
+    encoding: the base `Encoding` of the clips.
+    scores: (B, t, h, w) float32 per-token information l (>= 0).
+    info: (B,) I(x); rate: (B,) r_x in [1/16, 1]; beta: (B,) the betas used.
+    n_keep: (B,) int64 N_x; keep: (B, t, h, w) bool with n_keep[b] positions set.
+    """
+
+    encoding: Encoding
+    scores: torch.Tensor
+    info: torch.Tensor
+    rate: torch.Tensor
+    beta: torch.Tensor
+    n_keep: torch.Tensor
+    keep: torch.Tensor
+
+
+@dataclass(frozen=True)
+class AdaptiveOutput:
+    """Result of `AdaptiveTokenizer.forward`, the same in train and eval.
+
+    reconstruction: (B, 3, T, H, W) float, not clamped.
+    codes: (B, t, h, w, D) quantized codes at kept positions, zero at dropped ones.
+    indices: (B, t, h, w) int64 token ids (meaningful at kept positions only).
+    keep: (B, t, h, w) bool.
+    """
+
+    reconstruction: torch.Tensor
+    codes: torch.Tensor
+    indices: torch.Tensor
+    keep: torch.Tensor
+
+
+def _beta_vector(beta: BetaArg, batch: int) -> torch.Tensor:
+    """Scalar or per-clip betas -> validated (B,) float32."""
+    if isinstance(beta, (int, float)):
+        values = [check_beta(beta)] * batch
+    else:
+        values = [check_beta(b) for b in (beta.flatten().tolist() if isinstance(beta, torch.Tensor) else beta)]
+        if len(values) != batch:
+            raise ValueError(f"got {len(values)} betas for a batch of {batch} clips")
+    return torch.tensor(values, dtype=torch.float32)
+
+
+class AdaptiveTokenizer(nn.Module):
+    """Fixed-rate `VideoTokenizer` plus the InfoTok adaptive layer and the E[I] estimate.
+
+    `mean_info` (E[I]) is a buffer: NaN until stage-2 training (EMA) or calibration sets it.
+    """
+
+    def __init__(self, base: VideoTokenizer, cfg: AdaptiveConfig) -> None:
+        super().__init__()
+        self.base = base
+        self.config = cfg
+        dim = base.fsq.dim
+        self.compressor = Compressor(cfg, dim)
+        self.decompressor = Decompressor(cfg, dim)
+        self.register_buffer("mean_info", torch.tensor(float("nan"), dtype=torch.float64))
+        self.register_buffer("info_count", torch.tensor(0, dtype=torch.int64))
+
+    # ---- parameters and E[I] ---------------------------------------------------------
+    def adaptive_modules(self) -> nn.ModuleDict:
+        return nn.ModuleDict({"compressor": self.compressor, "decompressor": self.decompressor})
+
+    def param_overhead(self) -> float:
+        """Adaptive-layer parameters as a fraction of the base tokenizer's."""
+        return num_params(self.adaptive_modules()) / num_params(self.base)
+
+    @torch.no_grad()
+    def update_mean_info(self, info: torch.Tensor, decay: float) -> None:
+        """EMA update of E[I] with the batch mean of info (B,); the first update sets it."""
+        batch_mean = float(info.double().mean())
+        if int(self.info_count) == 0 or not math.isfinite(float(self.mean_info)):
+            self.mean_info.fill_(batch_mean)
+        else:
+            self.mean_info.mul_(decay).add_((1 - decay) * batch_mean)
+        self.info_count.add_(info.numel())
+
+    def set_mean_info(self, value: float, count: int) -> None:
+        """Set E[I] from a calibration pass over `count` clips."""
+        self.mean_info.fill_(check_mean_info(value))
+        self.info_count.fill_(int(count))
+
+    # ---- the pieces ------------------------------------------------------------------
+    @torch.no_grad()
+    def information(self, video: torch.Tensor, encoding: Encoding | None = None) -> tuple[Encoding, torch.Tensor]:
+        """Base encode (unless given) + one full-rate decode -> (encoding, scores (B, t, h, w))."""
+        enc = encoding if encoding is not None else self.base.encode(video)
+        recon = self.base.decode(enc.codes)  # (B, 3, T, H, W) the router's decoder pass
+        return enc, token_scores(recon, video)
+
+    @torch.no_grad()
+    def route(self, video: torch.Tensor, beta: BetaArg, mean_info: float | None = None) -> Routing:
+        """video (B, 3, T, H, W) in [-1, 1]; beta scalar or (B,) in (0, 1]; E[I] override."""
+        check_video_shape(video)
+        betas = _beta_vector(beta, video.shape[0]).to(video.device)
+        m = check_mean_info(float(self.mean_info) if mean_info is None else mean_info)
+        enc, scores = self.information(video)
+        info = clip_information(scores)  # (B,)
+        rate = budget_rate(info, betas, m)  # (B,)
+        n_keep = budget_tokens(rate, scores[0].numel())  # (B,)
+        return Routing(encoding=enc, scores=scores, info=info, rate=rate, beta=betas, n_keep=n_keep,
+                       keep=top_n_mask(scores, n_keep))
+
+    def compress(self, latent: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """latent (B, t, h, w, D) pre-quantization, keep (B, t, h, w) bool ->
+        (codes (B, t, h, w, D) in [-1, 1], zero where dropped; indices (B, t, h, w) int64)."""
+        fsq = self.base.fsq
+        half = (fsq._levels // 2).to(latent.dtype)
+        bounded = fsq.bound(latent) / half  # (B, t, h, w, D) ~[-1, 1]
+        codes = fsq(self.compressor(bounded, latent, keep))  # (B, t, h, w, D)
+        indices = fsq.codes_to_indices(codes.detach())  # (B, t, h, w)
+        return codes * keep.unsqueeze(-1).to(codes.dtype), indices
+
+    def decode_masked(self, codes: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """codes (B, t, h, w, D) (dropped positions ignored), keep (B, t, h, w) -> video, not clamped."""
+        return self.base.decode(self.decompressor(codes, keep))  # (B, 3, T, H, W)
+
+    def forward(self, video: torch.Tensor, keep: torch.Tensor, encoding: Encoding | None = None) -> AdaptiveOutput:
+        """Reconstruct video (B, 3, T, H, W) keeping the positions of keep (B, t, h, w) bool.
+
+        The base encoder is run without gradients (it is frozen in stage 2) unless `encoding` is given.
+        """
+        if encoding is None:
+            with torch.no_grad():
+                encoding = self.base.encode(video)
+        if keep.shape != encoding.indices.shape or keep.dtype != torch.bool:
+            raise ValueError(f"keep must be bool {tuple(encoding.indices.shape)}, got {keep.dtype} {tuple(keep.shape)}")
+        codes, indices = self.compress(encoding.latent, keep)
+        return AdaptiveOutput(reconstruction=self.decode_masked(codes, keep), codes=codes, indices=indices, keep=keep)
+
+    # ---- public API ------------------------------------------------------------------
+    @torch.no_grad()
+    def tokenize(self, video: torch.Tensor, beta: BetaArg, mean_info: float | None = None) -> list[AdaptiveTokens]:
+        """video (B, 3, T, H, W) float in [-1, 1] -> one `AdaptiveTokens` per clip.
+
+        beta: compression knob in (0, 1], one for the batch or one per clip; mean_info: E[I]
+        to use instead of the checkpoint's (e.g. a dataset calibration).
+        """
+        routing = self.route(video, beta, mean_info)
+        _, indices = self.compress(routing.encoding.latent, routing.keep)
+        idx, keep = indices.cpu().numpy(), routing.keep.cpu().numpy()
+        return [
+            AdaptiveTokens.from_dense(idx[b], keep[b], info=float(routing.info[b]), rate=float(routing.rate[b]),
+                                      beta=float(routing.beta[b]))
+            for b in range(video.shape[0])
+        ]
+
+    @torch.no_grad()
+    def detokenize(self, tokens: AdaptiveTokens | Sequence[AdaptiveTokens]) -> torch.Tensor:
+        """Tokens of B clips sharing one grid -> video (B, 3, T, H, W) float clamped to [-1, 1]."""
+        items = [tokens] if isinstance(tokens, AdaptiveTokens) else list(tokens)
+        if not items:
+            raise ValueError("detokenize needs at least one AdaptiveTokens")
+        grids = {it.grid for it in items}
+        if len(grids) != 1:
+            raise ValueError(f"clips of one detokenize call must share a grid, got {sorted(grids)}")
+        device = self.mean_info.device
+        keep_np = np.stack([it.keep_mask() for it in items])  # (B, t, h, w)
+        dense = np.zeros(keep_np.shape, dtype=np.int64)
+        for b, it in enumerate(items):
+            dense[b][keep_np[b]] = it.ids.astype(np.int64)  # raster order of kept positions
+        keep = torch.from_numpy(keep_np).to(device)
+        codes = self.base.fsq.indices_to_codes(torch.from_numpy(dense).to(device))  # (B, t, h, w, D)
+        dtype = next(self.parameters()).dtype
+        return self.decode_masked(codes.to(dtype), keep).clamp(-1, 1)

@@ -1,0 +1,205 @@
+"""Adaptive compressor / decompressor of InfoTok ("InfoTok: Adaptive Discrete Video
+Tokenizer via Information-Theoretic Compression", arXiv 2512.16975).
+
+Two small pre-norm transformers around the FSQ quantizer, with 3-D RoPE over the latent
+grid (t, h, w) and block-causal attention over latent frames (a token of latent frame i
+sees every token of frames <= i), so the adaptive path stays causal like the base model.
+
+- Compressor: pre-quantization latent + a learned kept/dropped embedding -> a residual
+  correction of the latent; only kept positions are quantized. It can move information
+  from dropped positions into kept ones.
+- Decompressor: codes at kept positions and a learned [MASK] embedding at dropped ones ->
+  a residual correction of the zero-filled code grid -> full (B, t, h, w, D) for the base
+  decoder.
+
+Output projections are zero-initialised: an untrained adaptive layer is the identity, so
+at r = 1 the adaptive path equals the fixed-rate tokenizer exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from schemas.config import check_keys
+
+
+@dataclass(frozen=True)
+class AdaptiveConfig:
+    """Size of the adaptive layer.
+
+    preset: name recorded in checkpoints.
+    dim: transformer width; heads: attention heads (dim / heads must be even).
+    compressor_blocks, decompressor_blocks: pre-norm transformer blocks of each side.
+    mlp_ratio: hidden width of each MLP as a multiple of dim.
+    rope_base: RoPE frequency base.
+    """
+
+    preset: str = "tiny"
+    dim: int = 64
+    heads: int = 4
+    compressor_blocks: int = 4
+    decompressor_blocks: int = 4
+    mlp_ratio: int = 4
+    rope_base: float = 100.0
+
+    def __post_init__(self) -> None:
+        if self.dim % self.heads or (self.dim // self.heads) % 2:
+            raise ValueError(f"dim / heads must be an even integer, got dim={self.dim}, heads={self.heads}")
+        if (self.dim // self.heads) < 6:
+            raise ValueError(f"head dim must be >= 6 for 3-D RoPE, got {self.dim // self.heads}")
+        if self.compressor_blocks < 1 or self.decompressor_blocks < 1:
+            raise ValueError(
+                f"block counts must be >= 1, got {self.compressor_blocks}, {self.decompressor_blocks}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AdaptiveConfig:
+        check_keys(cls, d)
+        return cls(**d)
+
+
+ADAPTIVE_PRESETS: dict[str, AdaptiveConfig] = {
+    # ~0.40M params, ~12% of the `tiny` base tokenizer; trainable on CPU.
+    "tiny": AdaptiveConfig(),
+    # The paper's reference size: 8 + 8 pre-norm blocks at d = 256.
+    "reference": AdaptiveConfig(preset="reference", dim=256, heads=8, compressor_blocks=8, decompressor_blocks=8),
+}
+
+
+def adaptive_preset(name: str) -> AdaptiveConfig:
+    if name not in ADAPTIVE_PRESETS:
+        raise ValueError(f"unknown adaptive preset {name!r}; choose from {sorted(ADAPTIVE_PRESETS)}")
+    return ADAPTIVE_PRESETS[name]
+
+
+def _rope_pairs(head_dim: int) -> tuple[int, int, int]:
+    """Rotation pairs given to the (t, h, w) axes; the spatial axes get the larger share."""
+    pairs = head_dim // 2
+    spatial = pairs // 3
+    return pairs - 2 * spatial, spatial, spatial
+
+
+def rope_angles(grid: tuple[int, int, int], head_dim: int, base: float, device: torch.device) -> torch.Tensor:
+    """Rotation angles (t*h*w, head_dim / 2) float32 for raster positions of the grid."""
+    t, h, w = grid
+    pos = torch.stack(
+        torch.meshgrid(torch.arange(t), torch.arange(h), torch.arange(w), indexing="ij"), dim=-1
+    ).reshape(-1, 3).to(device=device, dtype=torch.float32)  # (N, 3)
+    parts = []
+    for axis, n_pairs in enumerate(_rope_pairs(head_dim)):
+        freqs = base ** (-torch.arange(n_pairs, device=device, dtype=torch.float32) / n_pairs)
+        parts.append(pos[:, axis : axis + 1] * freqs)  # (N, n_pairs)
+    return torch.cat(parts, dim=1)
+
+
+def apply_rope(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """x: (B, heads, N, head_dim); angles: (N, head_dim / 2) -> x rotated pairwise."""
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)
+
+
+def block_causal_mask(grid: tuple[int, int, int], device: torch.device) -> torch.Tensor:
+    """(N, N) bool, True where query position may attend key: frame(key) <= frame(query)."""
+    t, h, w = grid
+    frame = torch.arange(t, device=device).repeat_interleave(h * w)  # (N,)
+    return frame[None, :] <= frame[:, None]
+
+
+def block_causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, frame_len: int) -> torch.Tensor:
+    """Attention where queries of latent frame i see keys of frames <= i (same result as
+    `block_causal_mask`). q, k, v: (B, heads, N, hd), N = t * frame_len, raster order.
+
+    One unmasked call per query frame: ~(t+1)/(2t) of the masked FLOPs and the fast kernels.
+    """
+    n = q.shape[2]
+    outs = [
+        F.scaled_dot_product_attention(q[:, :, s : s + frame_len], k[:, :, : s + frame_len], v[:, :, : s + frame_len])
+        for s in range(0, n, frame_len)
+    ]  # each (B, heads, frame_len, hd)
+    return torch.cat(outs, dim=2)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block with 3-D RoPE attention and a GELU MLP."""
+
+    def __init__(self, cfg: AdaptiveConfig) -> None:
+        super().__init__()
+        self.heads = cfg.heads
+        self.norm1 = nn.LayerNorm(cfg.dim)
+        self.qkv = nn.Linear(cfg.dim, 3 * cfg.dim)
+        self.proj = nn.Linear(cfg.dim, cfg.dim)
+        self.norm2 = nn.LayerNorm(cfg.dim)
+        self.mlp = nn.Sequential(
+            nn.Linear(cfg.dim, cfg.mlp_ratio * cfg.dim), nn.GELU(), nn.Linear(cfg.mlp_ratio * cfg.dim, cfg.dim)
+        )
+
+    def forward(self, x: torch.Tensor, angles: torch.Tensor, frame_len: int) -> torch.Tensor:
+        b, n, d = x.shape
+        q, k, v = self.qkv(self.norm1(x)).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        q, k = apply_rope(q, angles), apply_rope(k, angles)  # (B, heads, N, hd)
+        y = block_causal_attention(q, k, v, frame_len)  # (B, heads, N, hd)
+        x = x + self.proj(y.transpose(1, 2).reshape(b, n, d))  # (B, N, d)
+        return x + self.mlp(self.norm2(x))
+
+
+class GridTransformer(nn.Module):
+    """in (B, t, h, w, c_in) + keep (B, t, h, w) bool -> residual (B, t, h, w, c_out), zero at init."""
+
+    def __init__(self, cfg: AdaptiveConfig, c_in: int, c_out: int, n_blocks: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.inp = nn.Linear(c_in, cfg.dim)
+        self.keep_embed = nn.Embedding(2, cfg.dim)  # 0: dropped, 1: kept
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(n_blocks))
+        self.norm = nn.LayerNorm(cfg.dim)
+        self.out = nn.Linear(cfg.dim, c_out)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor, content: torch.Tensor | None = None) -> torch.Tensor:
+        b, t, h, w, _ = x.shape
+        tokens = self.inp(x.reshape(b, t * h * w, -1))  # (B, N, d)
+        if content is not None:  # positions whose input is meaningless take `content` (d,) instead
+            tokens = torch.where(keep.reshape(b, -1, 1), tokens, content)
+        tokens = tokens + self.keep_embed(keep.reshape(b, -1).long())  # (B, N, d)
+        angles = rope_angles((t, h, w), self.cfg.dim // self.cfg.heads, self.cfg.rope_base, x.device)
+        for block in self.blocks:
+            tokens = block(tokens, angles, h * w)  # (B, N, d)
+        return self.out(self.norm(tokens)).reshape(b, t, h, w, -1)  # (B, t, h, w, c_out)
+
+
+class Compressor(nn.Module):
+    """Moves information from dropped latent positions into kept ones before FSQ."""
+
+    def __init__(self, cfg: AdaptiveConfig, latent_dim: int) -> None:
+        super().__init__()
+        self.net = GridTransformer(cfg, latent_dim, latent_dim, cfg.compressor_blocks)
+
+    def forward(self, bounded: torch.Tensor, latent: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """bounded: (B, t, h, w, D) latent in ~[-1, 1] (network input); latent: (B, t, h, w, D)
+        pre-quantization; keep: (B, t, h, w) bool -> corrected pre-quantization latent."""
+        return latent + self.net(bounded, keep)  # (B, t, h, w, D)
+
+
+class Decompressor(nn.Module):
+    """Rebuilds the full code grid from kept codes and the keep mask."""
+
+    def __init__(self, cfg: AdaptiveConfig, latent_dim: int) -> None:
+        super().__init__()
+        self.net = GridTransformer(cfg, latent_dim, latent_dim, cfg.decompressor_blocks)
+        self.mask_token = nn.Parameter(torch.zeros(cfg.dim))
+        nn.init.normal_(self.mask_token, std=0.02)
+
+    def forward(self, codes: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """codes: (B, t, h, w, D) in [-1, 1]; keep: (B, t, h, w) bool -> (B, t, h, w, D) decoder input."""
+        filled = codes * keep.unsqueeze(-1).to(codes.dtype)  # dropped positions carry no content
+        return filled + self.net(filled, keep, content=self.mask_token)  # (B, t, h, w, D)

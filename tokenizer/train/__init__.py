@@ -1,0 +1,3 @@
+"""Training the tokenizer: the trainer (stage 1 fixed-rate; stage 2 the InfoTok layer on a
+frozen base), the built-in procedural corpus (a pure function of seed and step), and batches
+computed ahead on worker threads."""
