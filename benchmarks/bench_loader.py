@@ -36,7 +36,8 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 from bench_storage_bytes import realistic_clip  # noqa: E402
 
-from schemas.layout import read_manifest, token_part_path  # noqa: E402
+from pipeline.io.dataset import DatasetDir  # noqa: E402
+from schemas.layout import token_part_path  # noqa: E402
 from pipeline.loader.dataset import PACKED_COLUMNS, LoaderConfig, TokenDataset  # noqa: E402
 from pipeline.io.writer import write_manifest, write_shard  # noqa: E402
 from schemas.tokens import TokenFileMeta  # noqa: E402
@@ -48,13 +49,13 @@ def make_dataset(root: str, n_clips: int, shards: int, grid: tuple[int, int, int
     per = (n_clips + shards - 1) // shards
     for s in range(shards):
         clips = [realistic_clip(rng, grid, rate, 0.35, s * per + i) for i in range(min(per, n_clips - s * per))]
-        write_shard(root, s, clips, [], meta)
-    write_manifest(root, {"bench": True})
+        write_shard(DatasetDir(root), s, clips, [], meta)
+    write_manifest(DatasetDir(root), {"bench": True})
 
 
 def scan(root: str, columns: list[str] | None = PACKED_COLUMNS) -> int:
     n = 0
-    for p in read_manifest(root).parts:
+    for p in DatasetDir(root).read_manifest().parts:
         t = pq.read_table(token_part_path(root, p.shard), columns=columns)
         ids = t.column("tokens").combine_chunks().values.to_numpy()
         n += ids.size

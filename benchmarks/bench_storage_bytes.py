@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from schemas.layout import read_manifest
+from pipeline.io.dataset import DatasetDir
 from pipeline.io.storage import StorageConfig
 from pipeline.io.writer import WriterConfig, write_manifest, write_shard
 from schemas.mask import pack_mask
@@ -75,9 +75,9 @@ def measure_synthetic(n_clips: int, grid: tuple[int, int, int], rate: float, noi
     meta = TokenFileMeta(tokenizer_id="bench", beta=1.0, expected_info=0.1)
     with tempfile.TemporaryDirectory() as root:
         t0 = time.perf_counter()
-        commit = write_shard(root, 0, clips, [], meta, config=WriterConfig())
+        commit = write_shard(DatasetDir(root), 0, clips, [], meta, config=WriterConfig())
         write_s = time.perf_counter() - t0
-        write_manifest(root, {"bench": True})
+        write_manifest(DatasetDir(root), {"bench": True})
     n_tok = commit.n_tokens
     ids = np.concatenate([c.tokens for c in clips])
     return {
@@ -91,7 +91,7 @@ def measure_synthetic(n_clips: int, grid: tuple[int, int, int], rate: float, noi
 
 
 def measure_dataset(root: str, storage: StorageConfig) -> dict:
-    m = read_manifest(root, storage)
+    m = DatasetDir(root, storage).read_manifest()
     total = sum(p.token_bytes for p in m.parts)
     return {"source": root, "clips": m.n_clips, "kept_tokens": m.n_tokens, "token_part_bytes": total,
             "bytes_per_kept_token": total / max(1, m.n_tokens), "mean_rate_hint": None}

@@ -38,7 +38,8 @@ from pipeline.decode.clips import SourcedClip, iter_clips
 from pipeline.decode.step import DecodeConfig
 from pipeline.io.inputs import InputConfig
 from pipeline.io.storage import StorageConfig
-from pipeline.tuning.corpus import SampleConfig, TuningReport, sample_clips, write_report
+from pipeline.tuning.report import TuningReport, write_report
+from pipeline.tuning.sample import SampleConfig, sample_clips
 from pipeline.decode.video_write import write_video
 from tokenizer.adaptive.model import AdaptiveTokenizer
 from tokenizer.tuning.quality import QualityProbe

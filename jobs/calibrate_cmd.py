@@ -11,8 +11,11 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import click
+
+from jobs.options import clip_frames_option, parse_resolution, resolution_option, storage_from, storage_options
 
 logger = logging.getLogger(__name__)
 
@@ -23,16 +26,16 @@ logger = logging.getLogger(__name__)
 @click.option("--out", "out_path", default=None, type=click.Path(dir_okay=False), help="Write the JSON here too.")
 @click.option("--write-checkpoint", default=None, type=click.Path(dir_okay=False),
               help="Write a copy of the checkpoint with this E[I] stored in it.")
-@click.option("--resolution", default=128, show_default=True, type=int, help="Square working size (multiple of 8).")
-@click.option("--clip-frames", default=17, show_default=True, type=int, help="Frames per clip (1 + 4k).")
+@resolution_option("128")
+@clip_frames_option(17)
 @click.option("--max-videos", default=None, type=int, help="Use the first N videos only.")
 @click.option("--max-clips", default=4, show_default=True, type=int, help="Clips per video at most.")
 @click.option("--num-procedural", default=50, show_default=True, type=int, help="Clips when INPUT is 'procedural'.")
 @click.option("--batch-size", default=4, show_default=True, type=int)
-@click.option("--endpoint-url", default=None, help="S3 endpoint for s3:// inputs.")
+@storage_options
 def calibrate(input_uri: str, checkpoint: str | None, out_path: str | None, write_checkpoint: str | None,
-              resolution: int, clip_frames: int, max_videos: int | None, max_clips: int, num_procedural: int,
-              batch_size: int, endpoint_url: str | None) -> None:
+              resolution: str, clip_frames: int, max_videos: int | None, max_clips: int, num_procedural: int,
+              batch_size: int, **o: Any) -> None:
     """Mean clip information E[I] of INPUT (folder, s3:// prefix, list file or 'procedural'), as JSON."""
     import numpy as np
     import torch
@@ -42,14 +45,13 @@ def calibrate(input_uri: str, checkpoint: str | None, out_path: str | None, writ
     from tokenizer.adaptive.router import clip_information
     from tokenizer.video import frames_to_tensor
 
-    if resolution % 8:
-        raise click.BadParameter(f"must be a multiple of 8, got {resolution}", param_hint="--resolution")
+    hw = parse_resolution(resolution)
     tok = load_tokenizer(checkpoint)
     if tok.adaptive is None:
         raise click.ClickException(f"{tok.path} is a fixed-rate checkpoint ({tok.tokenizer_id}); calibrate needs "
                                    "an adaptive one")
-    groups, failures = collect_clips(input_uri, resolution, clip_frames, max_videos, max_clips, num_procedural,
-                                     endpoint_url)
+    groups, failures = collect_clips(input_uri, hw, clip_frames, max_videos, max_clips, num_procedural,
+                                     storage_from(o))
     clips = [c for _, cs in groups for c in cs]
     if not clips:
         raise click.ClickException(f"no clips to calibrate on in {input_uri} ({len(failures)} videos failed)")
@@ -62,7 +64,7 @@ def calibrate(input_uri: str, checkpoint: str | None, out_path: str | None, writ
     doc = {
         "tokenizer_id": tok.tokenizer_id,
         "input": input_uri,
-        "resolution": resolution,
+        "resolution": list(hw),
         "clip_frames": clip_frames,
         "clips": len(infos),
         "mean_info": mean_info,

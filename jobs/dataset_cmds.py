@@ -19,29 +19,28 @@ import click
 import numpy as np
 import pyarrow.parquet as pq
 
-from schemas.layout import DatasetNotReadyError, error_part_path, read_manifest, token_part_path
-from pipeline.io.storage import StorageConfig, filesystem, with_retries
+from pipeline.io.dataset import DatasetDir, DatasetNotReadyError
+from jobs.options import json_option, storage_from, storage_options
+from schemas.layout import error_part, token_part
 
 _SUMMARY_COLUMNS = ["n_tokens", "rate", "frame_count", "height", "width", "grid_t", "grid_h", "grid_w"]
 
 
-def _read(uri: str, storage: StorageConfig, columns: list[str] | None = None) -> Any:
-    fs, path = filesystem(uri, storage)
-    data = with_retries(lambda: fs.cat_file(path), f"read {uri}")
-    return pq.read_table(io.BytesIO(data), columns=columns)
+def _read(ds: DatasetDir, rel: str, columns: list[str] | None = None) -> Any:
+    return pq.read_table(io.BytesIO(ds.read(rel)), columns=columns)
 
 
-def dataset_summary(root: str, storage: StorageConfig = StorageConfig(), bins: int = 10) -> dict[str, Any]:
+def dataset_summary(ds: DatasetDir, bins: int = 10) -> dict[str, Any]:
     """Summary of a finished dataset (raises DatasetNotReadyError without a manifest)."""
-    m = read_manifest(root, storage)
+    m = ds.read_manifest()
     cols: dict[str, list[np.ndarray]] = {c: [] for c in _SUMMARY_COLUMNS}
     by_kind: Counter = Counter()
     by_stage: Counter = Counter()
     for p in m.parts:
-        t = _read(token_part_path(root, p.shard), storage, _SUMMARY_COLUMNS)
+        t = _read(ds, token_part(p.shard), _SUMMARY_COLUMNS)
         for c in _SUMMARY_COLUMNS:
             cols[c].append(t.column(c).to_numpy().astype(np.float64))
-        e = _read(error_part_path(root, p.shard), storage, ["kind", "stage"])
+        e = _read(ds, error_part(p.shard), ["kind", "stage"])
         by_kind.update(e.column("kind").to_pylist())
         by_stage.update(e.column("stage").to_pylist())
     a = {c: np.concatenate(v) if v else np.zeros(0) for c, v in cols.items()}
@@ -54,7 +53,7 @@ def dataset_summary(root: str, storage: StorageConfig = StorageConfig(), bins: i
         counts, edges = np.histogram(n, bins=bins)
         hist = {"edges": [float(x) for x in edges], "counts": [int(x) for x in counts]}
     return {
-        "root": root,
+        "root": ds.root,
         "schema_version": m.schema_version,
         "tokenizer_id": m.tokenizer_id,
         "beta": m.file_meta.beta,
@@ -77,31 +76,14 @@ def dataset_summary(root: str, storage: StorageConfig = StorageConfig(), bins: i
     }
 
 
-def _storage(endpoint_url: str | None, profile: str | None, anon: bool) -> StorageConfig:
-    return StorageConfig(endpoint_url=endpoint_url, profile=profile, anon=anon)
-
-
-_storage_options = [
-    click.option("--endpoint-url", default=None, help="S3-compatible endpoint (MinIO, moto, ...)."),
-    click.option("--profile", default=None, help="AWS profile name."),
-    click.option("--anon", is_flag=True, help="Anonymous access to a public bucket."),
-]
-
-
-def _with_storage(f: Any) -> Any:
-    for opt in reversed(_storage_options):
-        f = opt(f)
-    return f
-
-
 @click.command("inspect")
 @click.argument("dataset")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@_with_storage
-def inspect_cmd(dataset: str, as_json: bool, endpoint_url: str | None, profile: str | None, anon: bool) -> None:
+@json_option
+@storage_options
+def inspect_cmd(dataset: str, as_json: bool, **o: Any) -> None:
     """Counts, tokens-per-clip histogram, mean rate, BPP16 and errors of DATASET."""
     try:
-        s = dataset_summary(dataset, _storage(endpoint_url, profile, anon))
+        s = dataset_summary(DatasetDir(dataset, storage_from(o)))
     except DatasetNotReadyError as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
@@ -127,15 +109,14 @@ def inspect_cmd(dataset: str, as_json: bool, endpoint_url: str | None, profile: 
 
 @click.command("validate")
 @click.argument("dataset")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @click.option("--max-per-check", default=20, show_default=True, help="Violations listed per file and field.")
-@_with_storage
-def validate_cmd(dataset: str, as_json: bool, max_per_check: int, endpoint_url: str | None, profile: str | None,
-                 anon: bool) -> None:
+@storage_options
+def validate_cmd(dataset: str, as_json: bool, max_per_check: int, **o: Any) -> None:
     """Check DATASET thoroughly; exit status 1 when any violation is found."""
     from schemas.validate import validate_dataset
 
-    report = validate_dataset(dataset, _storage(endpoint_url, profile, anon), max_per_check=max_per_check)
+    report = validate_dataset(DatasetDir(dataset, storage_from(o)), max_per_check=max_per_check)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=1))
     else:

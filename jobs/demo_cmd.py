@@ -16,6 +16,8 @@ from pathlib import Path
 import click
 import numpy as np
 
+from jobs.options import clip_frames_option, json_option, parse_resolution, resolution_option
+
 logger = logging.getLogger(__name__)
 
 
@@ -34,12 +36,12 @@ def side_by_side(original: np.ndarray, reconstruction: np.ndarray, path: Path, n
 @click.command("demo")
 @click.option("--out", "out_dir", default="infotok-demo", show_default=True, type=click.Path(file_okay=False))
 @click.option("--checkpoint", default=None, help="Tokenizer checkpoint (default: the shipped one).")
-@click.option("--size", default=128, show_default=True, type=int, help="Sample video size (square, multiple of 8).")
-@click.option("--frames", default=17, show_default=True, type=int, help="Frames per clip (1 + 4k).")
+@resolution_option("128", "--size")
+@clip_frames_option(17, "--frames")
 @click.option("--beta", default=0.5, show_default=True, type=float,
               help="InfoTok compression knob in (0, 1] (adaptive checkpoints keep fewer tokens as it drops).")
-@click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
-def demo(out_dir: str, checkpoint: str | None, size: int, frames: int, beta: float, as_json: bool) -> None:
+@json_option
+def demo(out_dir: str, checkpoint: str | None, resolution: str, clip_frames: int, beta: float, as_json: bool) -> None:
     """Tokenize generated sample videos into a dataset with the Ray pipeline, then rebuild them from it."""
     import torch
 
@@ -51,6 +53,7 @@ def demo(out_dir: str, checkpoint: str | None, size: int, frames: int, beta: flo
     from pipeline.exec.ray_exec import run_job
     from pipeline.exec.tokenize_step import TokenizeConfig
     from pipeline.decode.video_write import write_video
+    from pipeline.io.dataset import DatasetDir
     from schemas.validate import validate_dataset
     from tokenizer.adaptive.tokens import AdaptiveTokens
     from tokenizer.checkpoint import load_tokenizer
@@ -58,8 +61,13 @@ def demo(out_dir: str, checkpoint: str | None, size: int, frames: int, beta: flo
     from tokenizer.video import frames_to_tensor, tensor_to_frames
 
     out = Path(out_dir)
-    videos = write_samples(out / "videos", size=size, frames=2 * frames)
-    decode = DecodeConfig(resolution=(size, size), clip_frames=frames)
+    height, width = parse_resolution(resolution)
+    frames = clip_frames
+    try:
+        decode = DecodeConfig(resolution=(height, width), clip_frames=frames)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    videos = write_samples(out / "videos", height=height, width=width, frames=2 * frames)
     try:
         job = JobConfig(input=str(out / "videos"), output=str(out / "dataset"), decode=decode,
                         tokenize=TokenizeConfig(checkpoint=checkpoint, beta=beta),
@@ -67,7 +75,7 @@ def demo(out_dir: str, checkpoint: str | None, size: int, frames: int, beta: flo
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     result = run_job(job, overwrite=True, progress=not as_json)
-    report = validate_dataset(job.output)
+    report = validate_dataset(DatasetDir(job.output))
     if not report.ok:
         raise click.ClickException(f"the demo dataset failed validation: {report.violations[0]}")
 

@@ -11,34 +11,44 @@ import json
 import logging
 import time
 from collections import defaultdict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from jobs.options import (
+    clip_frames_option,
+    device_option,
+    json_option,
+    parse_resolution,
+    resolution_option,
+    storage_from,
+    storage_options,
+)
+
 if TYPE_CHECKING:
+    from pipeline.io.storage import StorageConfig
     from tokenizer.checkpoint import LoadedTokenizer
 
 logger = logging.getLogger(__name__)
 
 
-def collect_clips(input_uri: str, resolution: int, clip_frames: int, max_videos: int | None, max_clips: int,
-                  num_procedural: int, endpoint_url: str | None) -> tuple[list[tuple[str, list]], list[dict]]:
+def collect_clips(input_uri: str, resolution: tuple[int, int], clip_frames: int, max_videos: int | None,
+                  max_clips: int, num_procedural: int, storage: StorageConfig) -> tuple[list[tuple[str, list]], list[dict]]:
     """Clips grouped by source ((source, [uint8 (T, H, W, 3)]), ...) and per-video failures."""
     failures: list[dict] = []
     if input_uri == "procedural":
         from tokenizer.train.corpus import heldout_clips
 
         by_kind: dict[str, list] = defaultdict(list)
-        for kind, clip in heldout_clips(num_procedural, clip_frames, resolution, resolution):
+        for kind, clip in heldout_clips(num_procedural, clip_frames, *resolution):
             by_kind[f"procedural:{kind}"].append(clip)
         return sorted(by_kind.items()), failures
     from pipeline.decode.clips import SourcedClip, iter_clips
     from pipeline.decode.step import DecodeConfig
-    from pipeline.io.storage import StorageConfig
 
-    decode = DecodeConfig(resolution=(resolution, resolution), clip_frames=clip_frames, max_clips=max_clips)
+    decode = DecodeConfig(resolution=resolution, clip_frames=clip_frames, max_clips=max_clips)
     by_uri: dict[str, list] = defaultdict(list)
-    for item in iter_clips(input_uri, decode, StorageConfig(endpoint_url=endpoint_url), max_videos):
+    for item in iter_clips(input_uri, decode, storage, max_videos):
         if isinstance(item, SourcedClip):
             by_uri[item.uri].append(item.clip.frames)
         else:
@@ -56,15 +66,15 @@ def _floats(text: str, name: str) -> tuple[float, ...]:
 @click.command("eval")
 @click.argument("input_uri", metavar="INPUT")
 @click.option("--checkpoint", default=None, help="Tokenizer checkpoint (default: the shipped one).")
-@click.option("--resolution", default=128, show_default=True, type=int, help="Square working size (multiple of 8).")
-@click.option("--clip-frames", default=17, show_default=True, type=int, help="Frames per clip (1 + 4k).")
+@resolution_option("128")
+@clip_frames_option(17)
 @click.option("--max-videos", default=None, type=int, help="Evaluate the first N videos only.")
 @click.option("--max-clips", default=4, show_default=True, type=int, help="Clips per video at most.")
 @click.option("--num-procedural", default=20, show_default=True, type=int, help="Clips when INPUT is 'procedural'.")
 @click.option("--batch-size", default=4, show_default=True, type=int)
-@click.option("--endpoint-url", default=None, help="S3 endpoint for s3:// inputs.")
-@click.option("--device", default="auto", show_default=True, help="auto (the first GPU if any), cpu, cuda or cuda:N.")
-@click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+@storage_options
+@device_option()
+@json_option
 @click.option("--methods", default=None,
               help="Rate-distortion mode: comma list of infotok,fixed,random,raster,jump,elastic,full.")
 @click.option("--betas", default="1,0.75,0.5,0.25", show_default=True, help="Rate-distortion mode: betas.")
@@ -73,10 +83,10 @@ def _floats(text: str, name: str) -> tuple[float, ...]:
 @click.option("--mean-info", default=None, type=float, help="Rate-distortion mode: E[I] instead of the checkpoint's.")
 @click.option("--spearman-psnr", default=None, type=float,
               help="Also search each clip's fewest tokens reaching this PSNR and report Spearman(I(x), tokens).")
-def eval_cmd(input_uri: str, checkpoint: str | None, resolution: int, clip_frames: int, max_videos: int | None,
-             max_clips: int, num_procedural: int, batch_size: int, endpoint_url: str | None, as_json: bool,
-             methods: str | None, betas: str, plot_path: str | None, mean_info: float | None,
-             spearman_psnr: float | None, device: str) -> None:
+def eval_cmd(input_uri: str, checkpoint: str | None, resolution: str, clip_frames: int, max_videos: int | None,
+             max_clips: int, num_procedural: int, batch_size: int, as_json: bool, methods: str | None, betas: str,
+             plot_path: str | None, mean_info: float | None, spearman_psnr: float | None, device: str,
+             **o: Any) -> None:
     """PSNR / SSIM of reconstructions over INPUT: a folder, s3:// prefix, list file, or 'procedural'
     (held-out procedural clips whose photographs are never used in training)."""
     from tqdm import tqdm
@@ -85,19 +95,18 @@ def eval_cmd(input_uri: str, checkpoint: str | None, resolution: int, clip_frame
     from tokenizer.device import resolve_device
     from tokenizer.eval.reconstruct import round_trip
 
-    if resolution % 8:
-        raise click.BadParameter(f"must be a multiple of 8, got {resolution}", param_hint="--resolution")
+    hw = parse_resolution(resolution)
     try:
         dev = resolve_device(device)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--device") from exc
     tok = load_tokenizer(checkpoint, device=dev)
-    groups, failures = collect_clips(input_uri, resolution, clip_frames, max_videos, max_clips, num_procedural,
-                                     endpoint_url)
+    groups, failures = collect_clips(input_uri, hw, clip_frames, max_videos, max_clips, num_procedural,
+                                     storage_from(o))
     if not groups:
         raise click.ClickException(f"no clips to evaluate in {input_uri} ({len(failures)} videos failed)")
     if methods is not None:
-        _rate_distortion(tok, groups, failures, input_uri, resolution, clip_frames, batch_size, methods, betas,
+        _rate_distortion(tok, groups, failures, input_uri, hw, clip_frames, batch_size, methods, betas,
                          plot_path, mean_info, spearman_psnr, as_json)
         return
     rows, all_p, all_s, n_clips = [], [], [], 0
@@ -114,7 +123,7 @@ def eval_cmd(input_uri: str, checkpoint: str | None, resolution: int, clip_frame
     summary = {
         "tokenizer_id": tok.tokenizer_id,
         "input": input_uri,
-        "resolution": resolution,
+        "resolution": list(hw),
         "clip_frames": clip_frames,
         "clips": n_clips,
         "psnr": sum(all_p) / len(all_p),
@@ -137,7 +146,7 @@ def eval_cmd(input_uri: str, checkpoint: str | None, resolution: int, clip_frame
 
 
 def _rate_distortion(tok: LoadedTokenizer, groups: list[tuple[str, list]], failures: list[dict], input_uri: str,
-                     resolution: int, clip_frames: int, batch_size: int, methods: str, betas: str,
+                     resolution: tuple[int, int], clip_frames: int, batch_size: int, methods: str, betas: str,
                      plot_path: str | None, mean_info: float | None, spearman_psnr: float | None,
                      as_json: bool) -> None:
     import dataclasses
@@ -157,7 +166,7 @@ def _rate_distortion(tok: LoadedTokenizer, groups: list[tuple[str, list]], failu
     clips = [c for _, cs in groups for c in cs]
     rows = evaluate_rd(tok.adaptive, clips, cfg)
     summary: dict = {
-        "tokenizer_id": tok.tokenizer_id, "input": input_uri, "resolution": resolution, "clip_frames": clip_frames,
+        "tokenizer_id": tok.tokenizer_id, "input": input_uri, "resolution": list(resolution), "clip_frames": clip_frames,
         "clips": len(clips), "mean_info": float(tok.adaptive.mean_info) if mean_info is None else mean_info,
         "param_overhead": tok.adaptive.param_overhead(), "rows": [dataclasses.asdict(r) for r in rows],
         "failures": failures,

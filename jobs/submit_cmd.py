@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from jobs.tokenize_cmd import build_job, job_options
+from jobs.options import build_job, job_options
 
 logger = logging.getLogger(__name__)
 

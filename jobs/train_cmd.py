@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+from typing import Any
 
 import click
+
+from jobs.options import clip_frames_option, device_option, json_option, storage_from, storage_options
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +28,7 @@ def _parse_betas(text: str) -> tuple[float, ...]:
 @click.option("--preset", default="tiny", show_default=True, help="Tokenizer preset (tiny, base).")
 @click.option("--steps", default=1000, show_default=True, type=int)
 @click.option("--batch-size", default=8, show_default=True, type=int)
-@click.option("--frames", default=9, show_default=True, type=int, help="Frames per training clip (1 + 4k).")
+@clip_frames_option(9, "--frames")
 @click.option("--crop", default=64, show_default=True, type=int, help="Training crop size (multiple of 8).")
 @click.option("--lr", default=1e-3, show_default=True, type=float)
 @click.option("--warmup-steps", default=100, show_default=True, type=int)
@@ -40,8 +43,7 @@ def _parse_betas(text: str) -> tuple[float, ...]:
 @click.option("--train-decoder", is_flag=True, help="Stage 2: also fine-tune the base decoder.")
 @click.option("--checkpoint-every", default=200, show_default=True, type=int)
 @click.option("--eval-every", default=0, show_default=True, type=int, help="Held-out PSNR every N steps (0: never).")
-@click.option("--device", default="auto", show_default=True,
-              help="auto (the first GPU if any), cpu, cuda or cuda:N.")
+@device_option()
 @click.option("--autocast/--no-autocast", default=True, show_default=True,
               help="bfloat16 mixed precision on CUDA (no effect on the CPU).")
 @click.option("--data-workers", default=None, type=click.IntRange(min=0),
@@ -50,27 +52,30 @@ def _parse_betas(text: str) -> tuple[float, ...]:
 @click.option("--threads", default=0, show_default=True, type=int, help="torch threads (0: torch default).")
 @click.option("--save-dtype", default="float32", show_default=True, type=click.Choice(["float32", "float16", "bfloat16"]))
 @click.option("--time-limit", default=None, type=float, help="Stop (with a checkpoint) after this many seconds.")
-@click.option("--endpoint-url", default=None, help="S3 endpoint for s3:// data.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def train(out_dir: str, data: str, preset: str, steps: int, batch_size: int, frames: int, crop: int, lr: float,
+@storage_options
+@json_option
+def train(out_dir: str, data: str, preset: str, steps: int, batch_size: int, clip_frames: int, crop: int, lr: float,
           warmup_steps: int, ssim_weight: float, seed: int, init: str | None, checkpoint_every: int,
-          eval_every: int, threads: int, save_dtype: str, time_limit: float | None, endpoint_url: str | None,
-          as_json: bool, stage: str, adaptive_preset: str, betas: str, info_ema: float, train_decoder: bool,
-          device: str, autocast: bool, data_workers: int | None) -> None:
+          eval_every: int, threads: int, save_dtype: str, time_limit: float | None, as_json: bool, stage: str,
+          adaptive_preset: str, betas: str, info_ema: float, train_decoder: bool, device: str, autocast: bool,
+          data_workers: int | None, **o: Any) -> None:
     """Train the fixed-rate tokenizer (or, with --stage adaptive, the InfoTok adaptive layer)
     on procedural clips or on a corpus of videos."""
     from tokenizer.train.corpus import heldout_clips, training_batch
     from tokenizer.device import resolve_device
-    from tokenizer.train.trainer import TrainConfig
+    from tokenizer.train.trainer import AdaptiveStageConfig, TrainConfig
     from tokenizer.train.trainer import train as run_train
+
+    frames = clip_frames
 
     try:
         cfg = TrainConfig(preset=preset, data=data, steps=steps, batch_size=batch_size, frames=frames, crop=crop,
                       lr=lr, warmup_steps=warmup_steps, ssim_weight=ssim_weight, seed=seed, init=init,
                       checkpoint_every=checkpoint_every, eval_every=eval_every, threads=threads,
-                      save_dtype=save_dtype, stage=stage, adaptive_preset=adaptive_preset,
-                      betas=_parse_betas(betas), info_ema=info_ema, train_decoder=train_decoder,
-                      device=device, autocast=autocast)
+                      save_dtype=save_dtype, device=device, autocast=autocast,
+                      adaptive=AdaptiveStageConfig(preset=adaptive_preset, betas=_parse_betas(betas),
+                                                   info_ema=info_ema, train_decoder=train_decoder)
+                      if stage == "adaptive" else None)
         dev = resolve_device(device)  # refuse an unusable device before any work
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
@@ -78,10 +83,9 @@ def train(out_dir: str, data: str, preset: str, steps: int, batch_size: int, fra
         def batch_fn(step: int):  # noqa: ANN202 - numpy array
             return training_batch(seed, step, batch_size, frames, crop, crop)
     else:
-        from pipeline.io.storage import StorageConfig
         from pipeline.decode.sampler import VideoClipSampler
 
-        sampler = VideoClipSampler(data, StorageConfig(endpoint_url=endpoint_url), frames=frames, crop=crop, seed=seed)
+        sampler = VideoClipSampler(data, storage_from(o), frames=frames, crop=crop, seed=seed)
         batch_fn = sampler.batch_fn(batch_size)
     eval_clips = [c for _, c in heldout_clips(10, frames, crop, crop)] if eval_every else None
     if data_workers is None:  # the CPU trains with every core; a GPU needs its batches made ahead

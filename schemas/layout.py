@@ -1,49 +1,77 @@
-"""Where a dataset's files live under its OUTPUT root (local folder or s3://bucket/prefix).
+"""Where a dataset's files live under its root (local folder or s3://bucket/prefix): part of
+the data contract, so written down once, here, as pure functions of the shard id.
 
-Names are pure functions of the shard id, so a retried shard overwrites its own files and a
-rerun finds the same names (never listing order, never writer-made UUIDs).
+Names never depend on listing order or writer-made UUIDs, so a retried shard overwrites its
+own files and a rerun finds the same names.
 
-    OUTPUT/tokens/part-{shard:06d}.parquet   token rows
-    OUTPUT/errors/part-{shard:06d}.parquet   error rows (written for every shard, maybe empty)
-    OUTPUT/_commits/part-{shard:06d}.json    commit marker, written after both parts
-    OUTPUT/dataset.json                      manifest, written last
+    ROOT/tokens/part-{shard:06d}.parquet   token rows
+    ROOT/errors/part-{shard:06d}.parquet   error rows (written for every shard, maybe empty)
+    ROOT/_commits/part-{shard:06d}.json    commit marker, written after both parts
+    ROOT/dataset.json                      manifest, written last
+    ROOT/job.json, ROOT/plan.json          the job's settings and its listed corpus
+
+Shard ids are zero-padded to 6 digits and grow wider by themselves past 999,999, so every
+name is unique and `shard_of` reads any of them back.
 """
 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
-
-from pipeline.io.storage import join
-
-if TYPE_CHECKING:
-    from pipeline.io.storage import StorageConfig
-    from schemas.manifest import DatasetManifest
 
 TOKENS_DIR = "tokens"
 ERRORS_DIR = "errors"
 COMMITS_DIR = "_commits"
 MANIFEST_NAME = "dataset.json"
+JOB_FILE = "job.json"
+PLAN_FILE = "plan.json"
 
-_PART_RE = re.compile(r"part-(\d{6,})\.(parquet|json)$")
+PART_DIGITS = 6
+PART_FOLDERS: tuple[tuple[str, str], ...] = ((TOKENS_DIR, "parquet"), (ERRORS_DIR, "parquet"), (COMMITS_DIR, "json"))
+_PART_RE = re.compile(r"^part-(\d{6,})\.(parquet|json)$")
+
+
+def join(root: str, *parts: str) -> str:
+    """Join path parts with '/', for local and object-store paths alike."""
+    out = root.rstrip("/")
+    for p in parts:
+        out = f"{out}/{p.strip('/')}"
+    return out
+
+
+def part_stem(shard: int) -> str:
+    """`part-000123`: the one naming rule for a shard's files."""
+    if isinstance(shard, bool) or not isinstance(shard, int) or shard < 0:
+        raise ValueError(f"shard id must be an int >= 0, got {shard!r}")
+    return f"part-{shard:0{PART_DIGITS}d}"
 
 
 def part_name(shard: int, ext: str) -> str:
-    if shard < 0:
-        raise ValueError(f"shard id must be >= 0, got {shard}")
-    return f"part-{shard:06d}.{ext}"
+    return f"{part_stem(shard)}.{ext}"
+
+
+def token_part(shard: int) -> str:
+    """Token part, relative to the dataset root."""
+    return f"{TOKENS_DIR}/{part_name(shard, 'parquet')}"
+
+
+def error_part(shard: int) -> str:
+    return f"{ERRORS_DIR}/{part_name(shard, 'parquet')}"
+
+
+def commit_marker(shard: int) -> str:
+    return f"{COMMITS_DIR}/{part_name(shard, 'json')}"
 
 
 def token_part_path(root: str, shard: int) -> str:
-    return join(root, TOKENS_DIR, part_name(shard, "parquet"))
+    return join(root, token_part(shard))
 
 
 def error_part_path(root: str, shard: int) -> str:
-    return join(root, ERRORS_DIR, part_name(shard, "parquet"))
+    return join(root, error_part(shard))
 
 
 def commit_path(root: str, shard: int) -> str:
-    return join(root, COMMITS_DIR, part_name(shard, "json"))
+    return join(root, commit_marker(shard))
 
 
 def manifest_path(root: str) -> str:
@@ -56,23 +84,3 @@ def shard_of(path: str) -> int:
     if m is None:
         raise ValueError(f"not a part file name: {path!r}")
     return int(m.group(1))
-
-
-class DatasetNotReadyError(FileNotFoundError):
-    """The dataset has no manifest: it is unfinished (job still running or died) or not a dataset."""
-
-
-def read_manifest(root: str, storage: "StorageConfig | None" = None) -> "DatasetManifest":
-    """Load OUTPUT/dataset.json; DatasetNotReadyError with a clear message if it is absent."""
-    from pipeline.io.storage import StorageConfig, filesystem, with_retries
-    from schemas.manifest import DatasetManifest
-
-    fs, path = filesystem(manifest_path(root), storage or StorageConfig())
-    try:
-        text = with_retries(lambda: fs.cat_file(path), f"read {manifest_path(root)}")
-    except FileNotFoundError:
-        raise DatasetNotReadyError(
-            f"no manifest at {manifest_path(root)}: the dataset is unfinished (its job has not written "
-            f"{MANIFEST_NAME} yet) or {root!r} is not an infotok dataset"
-        ) from None
-    return DatasetManifest.from_json(text.decode())

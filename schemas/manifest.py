@@ -8,26 +8,17 @@ without opening (or on S3, without a GET for) any Parquet footer.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.mask import BIT_ORDER, RASTER_ORDER
-from schemas.config import check_keys
+from schemas.config import FrozenConfig
 from schemas.tokens import BOS_ID, EOS_ID, PAD_ID, SCHEMA_NAME, SCHEMA_VERSION, TokenFileMeta
 
 
-def _reject_unknown(cls: type, d: dict[str, Any]) -> None:
-    check_keys(cls, d)
-    missing = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING
-               and f.default_factory is dataclasses.MISSING} - set(d)
-    if missing:
-        raise ValueError(f"{cls.__name__} is missing keys: {sorted(missing)}")
-
-
 @dataclass(frozen=True)
-class ShardCommit:
+class ShardCommit(FrozenConfig):
     """What one shard wrote. row_groups: rows per row group of the token part, in order."""
 
     shard: int
@@ -41,20 +32,6 @@ class ShardCommit:
     schema_version: int
     file_meta: TokenFileMeta
 
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["row_groups"] = list(self.row_groups)
-        d["file_meta"] = self.file_meta.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ShardCommit:
-        _reject_unknown(cls, d)
-        d = dict(d)
-        d["row_groups"] = tuple(int(x) for x in d["row_groups"])
-        d["file_meta"] = TokenFileMeta.from_dict(d["file_meta"])
-        return cls(**d)
-
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, indent=1)
 
@@ -64,7 +41,7 @@ class ShardCommit:
 
 
 @dataclass(frozen=True)
-class PartInfo:
+class PartInfo(FrozenConfig):
     """One shard's entry in the manifest (the counts of its commit marker)."""
 
     shard: int
@@ -79,14 +56,9 @@ class PartInfo:
     def from_commit(cls, c: ShardCommit) -> PartInfo:
         return cls(c.shard, c.n_rows, c.n_tokens, c.n_errors, c.row_groups, c.token_bytes, c.error_bytes)
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> PartInfo:
-        _reject_unknown(cls, d)
-        return cls(**{**d, "row_groups": tuple(int(x) for x in d["row_groups"])})
-
 
 @dataclass(frozen=True)
-class DatasetManifest:
+class DatasetManifest(FrozenConfig):
     """dataset.json. `params` holds the creation parameters (job config) as plain JSON."""
 
     schema_name: str
@@ -140,20 +112,6 @@ class DatasetManifest:
             created_at=created_at,
             params=dict(params),
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["file_meta"] = self.file_meta.to_dict()
-        d["parts"] = [{**dataclasses.asdict(p), "row_groups": list(p.row_groups)} for p in self.parts]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> DatasetManifest:
-        _reject_unknown(cls, d)
-        d = dict(d)
-        d["file_meta"] = TokenFileMeta.from_dict(d["file_meta"])
-        d["parts"] = tuple(PartInfo.from_dict(p) for p in d["parts"])
-        return cls(**d)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, indent=1)

@@ -21,13 +21,12 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from schemas.mask import BIT_ORDER, RASTER_ORDER, mask_nbytes, popcount
-from schemas.config import check_keys
+from schemas.config import FrozenConfig
 
 SCHEMA_NAME = "infotok.tokens"
 SCHEMA_VERSION = 1
@@ -78,7 +77,7 @@ TOKEN_SCHEMA = pa.schema(
 
 
 @dataclass(frozen=True)
-class TokenFileMeta:
+class TokenFileMeta(FrozenConfig):
     """Dataset-wide facts stamped into every token part's Parquet metadata and commit marker.
 
     beta: the dataset's compression knob; expected_info: E[I] from calibration.
@@ -106,24 +105,6 @@ class TokenFileMeta:
     @property
     def codebook_size(self) -> int:
         return math.prod(self.fsq_levels)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "tokenizer_id": self.tokenizer_id,
-            "beta": self.beta,
-            "expected_info": self.expected_info,
-            "fsq_levels": list(self.fsq_levels),
-            "temporal_factor": self.temporal_factor,
-            "spatial_factor": self.spatial_factor,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TokenFileMeta:
-        check_keys(cls, d)
-        d = dict(d)
-        if "fsq_levels" in d:
-            d["fsq_levels"] = tuple(int(x) for x in d["fsq_levels"])
-        return cls(**d)
 
     def parquet_metadata(self) -> dict[bytes, bytes]:
         return {

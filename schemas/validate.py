@@ -15,15 +15,13 @@ import json
 import logging
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from schemas.layout import COMMITS_DIR, ERRORS_DIR, TOKENS_DIR, commit_path, error_part_path, manifest_path, \
-    token_part_path
-from pipeline.io.storage import StorageConfig, filesystem, join, with_retries
+from schemas.layout import MANIFEST_NAME, PART_FOLDERS, commit_marker, error_part, part_name, shard_of, token_part
 from schemas.errors import ERRORS_SCHEMA, KINDS, STAGES
 from schemas.manifest import DatasetManifest, PartInfo, ShardCommit
 from schemas.mask import BIT_ORDER
@@ -38,6 +36,22 @@ from schemas.tokens import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+class DatasetReader(Protocol):
+    """What validation needs of storage (`pipeline.io.dataset.DatasetDir` is one). Paths are
+    relative to the dataset root, named by `schemas.layout`."""
+
+    root: str
+
+    def uri(self, rel: str = "") -> str:
+        """The full name of `rel`, for messages."""
+
+    def read(self, rel: str) -> bytes:
+        """The whole file; FileNotFoundError when absent."""
+
+    def list(self, rel: str) -> list[str]:
+        """Sorted file names directly in folder `rel`; [] when it does not exist."""
 
 
 @dataclass(frozen=True)
@@ -87,25 +101,13 @@ class _Collector:
             self.report.violations.append(Violation(file, None, fld, f"... and {bad.size - self.cap} more rows"))
 
 
-def _read_bytes(fs: Any, path: str) -> bytes:
-    return with_retries(lambda: fs.cat_file(path), f"read {path}")
-
-
-def _list(fs: Any, path: str) -> list[str]:
-    try:
-        return sorted(p.rsplit("/", 1)[-1] for p in fs.ls(path, detail=False))
-    except FileNotFoundError:
-        return []
-
-
-def validate_dataset(root: str, storage: StorageConfig = StorageConfig(), max_per_check: int = 20) -> ValidationReport:
-    """Validate the dataset at root; never raises for a bad dataset (only for unreachable storage)."""
-    report = ValidationReport(root)
+def validate_dataset(ds: DatasetReader, max_per_check: int = 20) -> ValidationReport:
+    """Validate the dataset `ds` reads; never raises for a bad dataset (only for unreachable storage)."""
+    report = ValidationReport(ds.root)
     out = _Collector(report, max_per_check)
-    fs, _ = filesystem(root, storage)
-    mpath = manifest_path(root)
+    mpath = ds.uri(MANIFEST_NAME)
     try:
-        manifest = DatasetManifest.from_json(_read_bytes(fs, filesystem(mpath, storage)[1]).decode())
+        manifest = DatasetManifest.from_json(ds.read(MANIFEST_NAME).decode())
     except FileNotFoundError:
         out.add(mpath, None, "manifest", "missing: the dataset is unfinished or not an infotok dataset")
         return report
@@ -117,12 +119,12 @@ def validate_dataset(root: str, storage: StorageConfig = StorageConfig(), max_pe
                 f"this validator knows {SCHEMA_NAME} v{SCHEMA_VERSION}")
         return report
     _check_manifest_counts(manifest, mpath, out)
-    _check_listing(root, manifest, fs, storage, out)
+    _check_listing(ds, manifest, out)
     seen: dict[tuple[str, int], tuple[str, int]] = {}
     for part in manifest.parts:
-        _check_commit(root, part, manifest, fs, storage, out)
-        _check_token_part(root, part, manifest, fs, storage, out, seen)
-        _check_error_part(root, part, fs, storage, out)
+        _check_commit(ds, part, manifest, out)
+        _check_token_part(ds, part, manifest, out, seen)
+        _check_error_part(ds, part, out)
     return report
 
 
@@ -137,33 +139,35 @@ def _check_manifest_counts(m: DatasetManifest, mpath: str, out: _Collector) -> N
             out.add(mpath, None, "row_groups", f"shard {p.shard}: row groups sum to {sum(p.row_groups)}, n_rows {p.n_rows}")
 
 
-def _check_listing(root: str, m: DatasetManifest, fs: Any, storage: StorageConfig, out: _Collector) -> None:
+def _check_listing(ds: DatasetReader, m: DatasetManifest, out: _Collector) -> None:
     shards = {p.shard for p in m.parts}
-    for sub, ext in ((TOKENS_DIR, ".parquet"), (ERRORS_DIR, ".parquet"), (COMMITS_DIR, ".json")):
-        names = _list(fs, filesystem(join(root, sub), storage)[1])
+    for sub, ext in PART_FOLDERS:
+        names = ds.list(sub)
         present = set()
         for name in names:
+            uri = ds.uri(f"{sub}/{name}")
             if name.startswith("."):
-                out.add(join(root, sub, name), None, "file", "leftover temporary file")
+                out.add(uri, None, "file", "leftover temporary file")
                 continue
             try:
-                shard = int(name.removeprefix("part-").removesuffix(ext))
+                shard = shard_of(name)
+                if part_name(shard, ext) != name:
+                    raise ValueError(name)
             except ValueError:
-                out.add(join(root, sub, name), None, "file", "unexpected file name")
+                out.add(uri, None, "file", "unexpected file name")
                 continue
             present.add(shard)
             if shard not in shards:
-                out.add(join(root, sub, name), None, "file", f"shard {shard} is not in the manifest")
+                out.add(uri, None, "file", f"shard {shard} is not in the manifest")
         for shard in sorted(shards - present):
-            out.add(join(root, sub, f"part-{shard:06d}{ext}"), None, "file", "missing (listed in the manifest)")
+            out.add(ds.uri(f"{sub}/{part_name(shard, ext)}"), None, "file", "missing (listed in the manifest)")
         out.report.files_checked += len(names)
 
 
-def _check_commit(root: str, part: PartInfo, m: DatasetManifest, fs: Any, storage: StorageConfig,
-                  out: _Collector) -> None:
-    uri = commit_path(root, part.shard)
+def _check_commit(ds: DatasetReader, part: PartInfo, m: DatasetManifest, out: _Collector) -> None:
+    uri = ds.uri(commit_marker(part.shard))
     try:
-        commit = ShardCommit.from_json(_read_bytes(fs, filesystem(uri, storage)[1]).decode())
+        commit = ShardCommit.from_json(ds.read(commit_marker(part.shard)).decode())
     except FileNotFoundError:
         return  # reported by the listing
     except (ValueError, KeyError, TypeError) as exc:
@@ -175,9 +179,10 @@ def _check_commit(root: str, part: PartInfo, m: DatasetManifest, fs: Any, storag
         out.add(uri, None, "file_meta", f"{commit.file_meta} differs from the manifest's {m.file_meta}")
 
 
-def _read_parquet(fs: Any, uri: str, storage: StorageConfig, out: _Collector) -> pq.ParquetFile | None:
+def _read_parquet(ds: DatasetReader, rel: str, out: _Collector) -> pq.ParquetFile | None:
+    uri = ds.uri(rel)
     try:
-        return pq.ParquetFile(io.BytesIO(_read_bytes(fs, filesystem(uri, storage)[1])))
+        return pq.ParquetFile(io.BytesIO(ds.read(rel)))
     except FileNotFoundError:
         return None  # reported by the listing
     except (pa.ArrowException, OSError) as exc:
@@ -198,10 +203,10 @@ def _schema_diff(actual: pa.Schema, expected: pa.Schema) -> str | None:
     return f"unexpected columns {extra}" if extra else f"column order {actual.names}, expected {expected.names}"
 
 
-def _check_token_part(root: str, part: PartInfo, m: DatasetManifest, fs: Any, storage: StorageConfig,
-                      out: _Collector, seen: dict[tuple[str, int], tuple[str, int]]) -> None:
-    uri = token_part_path(root, part.shard)
-    pf = _read_parquet(fs, uri, storage, out)
+def _check_token_part(ds: DatasetReader, part: PartInfo, m: DatasetManifest, out: _Collector,
+                      seen: dict[tuple[str, int], tuple[str, int]]) -> None:
+    uri = ds.uri(token_part(part.shard))
+    pf = _read_parquet(ds, token_part(part.shard), out)
     if pf is None:
         return
     diff = _schema_diff(pf.schema_arrow, TOKEN_SCHEMA)
@@ -280,9 +285,9 @@ def _check_rows(uri: str, t: pa.Table, m: DatasetManifest, part: PartInfo, out: 
     out.rows(uri, "rate", bad, lambda r: f"rate {rate[r]:.4f} x {cells[r]} cells != {lengths[r]} tokens")
 
 
-def _check_error_part(root: str, part: PartInfo, fs: Any, storage: StorageConfig, out: _Collector) -> None:
-    uri = error_part_path(root, part.shard)
-    pf = _read_parquet(fs, uri, storage, out)
+def _check_error_part(ds: DatasetReader, part: PartInfo, out: _Collector) -> None:
+    uri = ds.uri(error_part(part.shard))
+    pf = _read_parquet(ds, error_part(part.shard), out)
     if pf is None:
         return
     diff = _schema_diff(pf.schema_arrow, ERRORS_SCHEMA)

@@ -41,7 +41,8 @@ def small_job(input_uri: str, output: str, checkpoint: str, shard_size: int = 2,
 
 
 def _read_parts(root: str, folder: str, storage: StorageConfig) -> list[dict]:
-    from pipeline.io.storage import filesystem, join
+    from pipeline.io.storage import filesystem
+    from schemas.layout import join
 
     fs, path = filesystem(join(root, folder), storage)
     rows = []

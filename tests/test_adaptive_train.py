@@ -11,7 +11,7 @@ from tokenizer.checkpoint import CheckpointError, load_tokenizer, read_header, s
 from tokenizer.config import PRESETS
 from tokenizer.train.corpus import training_batch
 from tokenizer.nn.model import VideoTokenizer
-from tokenizer.train.trainer import TrainConfig, train
+from tokenizer.train.trainer import AdaptiveStageConfig, TrainConfig, train
 from tokenizer.train.adaptive_stage import sample_betas
 
 
@@ -27,9 +27,9 @@ def _batches(step: int):
     return training_batch(5, step, 3, 5, 32, 32)
 
 
-def _cfg(init, **kw) -> TrainConfig:
-    base = dict(stage="adaptive", init=str(init), steps=4, batch_size=3, frames=5, crop=32, lr=2e-3, warmup_steps=1,
-                checkpoint_every=2, log_every=1, seed=3, threads=1, info_ema=0.5)
+def _cfg(init, betas=(1.0, 0.75, 0.5, 0.25), **kw) -> TrainConfig:
+    base = dict(adaptive=AdaptiveStageConfig(betas=betas, info_ema=0.5), init=str(init), steps=4, batch_size=3,
+                frames=5, crop=32, lr=2e-3, warmup_steps=1, checkpoint_every=2, log_every=1, seed=3, threads=1)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -82,12 +82,14 @@ def test_stage2_trains_deterministically_and_resumes(base_ckpt, tmp_path):
 
 def test_stage2_config_validation(base_ckpt):
     with pytest.raises(ValueError, match="set init"):
-        TrainConfig(stage="adaptive")
+        TrainConfig(adaptive=AdaptiveStageConfig())
     with pytest.raises(ValueError, match="beta must be"):
         _cfg(base_ckpt, betas=(1.0, 0.0))
-    with pytest.raises(ValueError, match="stage must be"):
-        TrainConfig(stage="elastic")
-    assert TrainConfig.from_dict({"stage": "adaptive", "init": "x", "betas": [1, 0.5]}).betas == (1.0, 0.5)
+    with pytest.raises(ValueError, match="unknown TrainConfig keys: \\['stage'\\]"):
+        TrainConfig.from_dict({"stage": "elastic"})
+    cfg = TrainConfig.from_dict({"init": "x", "adaptive": {"betas": [1, 0.5]}})
+    assert cfg.adaptive.betas == (1.0, 0.5) and cfg.stage == "adaptive" and TrainConfig().stage == "fixed"
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
     b = sample_betas(0, 7, 64, (1.0, 0.25))
     assert torch.equal(b, sample_betas(0, 7, 64, (1.0, 0.25))) and set(b.tolist()) == {1.0, 0.25}
 
@@ -98,12 +100,31 @@ def test_old_run_without_stage_fields_still_resumes(tmp_path):
     cfg = TrainConfig(steps=1, batch_size=2, frames=5, crop=32, warmup_steps=1, threads=1)
     train(cfg, out, lambda s: training_batch(0, s, 2, 5, 32, 32), progress=False)
     doc = json.loads((out / "train_state.json").read_text())
-    for key in ("stage", "adaptive_preset", "betas", "info_ema", "train_decoder"):
-        doc["config"].pop(key)
+    doc["config"].pop("adaptive")
     (out / "train_state.json").write_text(json.dumps(doc))
     again = train(TrainConfig(steps=2, batch_size=2, frames=5, crop=32, warmup_steps=1, threads=1), out,
                   lambda s: training_batch(0, s, 2, 5, 32, 32), progress=False)
     assert again.steps_done == 2
+
+
+def test_run_saved_with_flat_stage2_fields_resumes(base_ckpt, tmp_path):
+    # runs saved before AdaptiveStageConfig kept stage 2's fields flat in TrainConfig
+    out = tmp_path / "flat"
+    def killed_at_3(step: int):
+        if step == 3:
+            raise RuntimeError("killed")
+        return _batches(step)
+
+    with pytest.raises(RuntimeError, match="killed"):
+        train(_cfg(base_ckpt), out, killed_at_3, progress=False)
+    doc = json.loads((out / "train_state.json").read_text())
+    stage2 = doc["config"].pop("adaptive")
+    doc["config"].update(stage="adaptive", adaptive_preset=stage2["preset"], betas=stage2["betas"],
+                         info_ema=stage2["info_ema"], train_decoder=stage2["train_decoder"])
+    (out / "train_state.json").write_text(json.dumps(doc))
+    assert train(_cfg(base_ckpt), out, _batches, progress=False).steps_done == 4
+    with pytest.raises(ValueError, match="adaptive.info_ema: 0.5 -> 0.9"):
+        train(_cfg(base_ckpt, adaptive=AdaptiveStageConfig(info_ema=0.9), steps=5), out, _batches, progress=False)
 
 
 def test_fixed_checkpoint_with_unknown_version_refused(base_ckpt, tmp_path):

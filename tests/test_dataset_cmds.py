@@ -12,6 +12,7 @@ from test_schemas import META, make_clips
 
 from jobs.cli import main
 from schemas.layout import token_part_path
+from pipeline.io.dataset import DatasetDir
 from pipeline.io.writer import write_manifest, write_shard
 from schemas.errors import ErrorRow
 
@@ -20,9 +21,9 @@ from schemas.errors import ErrorRow
 def root(tmp_path: Path) -> str:
     r = str(tmp_path / "ds")
     errs = [ErrorRow("a", "decode", "permanent", "E", "m"), ErrorRow("b", "read", "transient", "T", "m")]
-    write_shard(r, 0, make_clips(3, 2), errs, META)
-    write_shard(r, 1, make_clips(2, 2, seed=1, first_video=3), [], META)
-    write_manifest(r, {})
+    write_shard(DatasetDir(r), 0, make_clips(3, 2), errs, META)
+    write_shard(DatasetDir(r), 1, make_clips(2, 2, seed=1, first_video=3), [], META)
+    write_manifest(DatasetDir(r), {})
     return r
 
 
@@ -43,7 +44,7 @@ def test_inspect_json_figures(root: str) -> None:
 def test_inspect_human_and_unfinished(root: str, tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["inspect", root])
     assert res.exit_code == 0 and "BPP16" in res.output and "permanent 1" in res.output
-    write_shard(str(tmp_path / "wip"), 0, make_clips(1, 1), [], META)
+    write_shard(DatasetDir(str(tmp_path / "wip")), 0, make_clips(1, 1), [], META)
     res = CliRunner().invoke(main, ["inspect", str(tmp_path / "wip")])
     assert res.exit_code != 0 and "no manifest" in res.output
 

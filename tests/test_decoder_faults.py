@@ -12,7 +12,7 @@ import pytest
 from pipeline_helpers import clip_keys, good_corpus, read_errors, read_rows
 
 from media import moving_square_frames, write_video
-from pipeline.exec.ray_exec import FAULT_ENV
+from pipeline.decode.source import FAULT_ENV
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from test_schemas import META, make_clips
 
-from schemas.layout import DatasetNotReadyError
+from pipeline.io.dataset import DatasetDir, DatasetNotReadyError
 from pipeline.loader.dataset import LoaderConfig, TokenDataset
 from pipeline.loader.dataloader import TokenDataLoader
 from pipeline.io.storage import StorageConfig
@@ -29,10 +29,10 @@ def _build(root: str, storage: StorageConfig = StorageConfig(), shards: int = 4)
         n_videos = 3 + s % 3
         clips = make_clips(n_videos, 3, seed=s, first_video=first)
         first += n_videos
-        write_shard(root, s, clips, [], META, storage, WriterConfig(row_group_tokens=150))
+        write_shard(DatasetDir(root, storage), s, clips, [], META, WriterConfig(row_group_tokens=150))
         for c in clips:
             truth[(c.video_id, c.clip_index)] = (c.tokens, kept_positions(c.mask, c.grid))
-    write_manifest(root, {}, storage)
+    write_manifest(DatasetDir(root, storage), {})
     return truth
 
 
@@ -178,7 +178,7 @@ def test_refuses_foreign_state(dataset: tuple[str, dict], tmp_path: Path) -> Non
 
 
 def test_refuses_dataset_without_manifest(tmp_path: Path) -> None:
-    write_shard(str(tmp_path), 0, make_clips(1, 1), [], META)
+    write_shard(DatasetDir(str(tmp_path)), 0, make_clips(1, 1), [], META)
     with pytest.raises(DatasetNotReadyError, match="no manifest"):
         TokenDataset(str(tmp_path))
 
@@ -229,7 +229,7 @@ def test_refuses_mask_bits_past_the_grid(tmp_path: Path) -> None:
     clip = make_clips(1, 1, seed=3)[0]
     clip = dataclasses.replace(clip, grid=(1, 1, 3), frame_count=1, height=8, width=24,
                                tokens=np.array([1, 2], np.uint16), mask=bytes([0b1001]), rate=2 / 3)  # bit 3 > 2
-    write_shard(str(tmp_path), 0, [clip], [], META)
-    write_manifest(str(tmp_path), {})
+    write_shard(DatasetDir(str(tmp_path)), 0, [clip], [], META)
+    write_manifest(DatasetDir(str(tmp_path)), {})
     with pytest.raises(ValueError, match=r"row 0: mask has set bits past its t\*h\*w grid \(1, 1, 3\)"):
         list(TokenDataset(str(tmp_path), LoaderConfig(mode="clips")))

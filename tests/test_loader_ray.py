@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from test_schemas import META, make_clips
 
+from pipeline.io.dataset import DatasetDir
 from pipeline.io.writer import write_manifest, write_shard
 
 
@@ -19,9 +20,9 @@ from pipeline.io.writer import write_manifest, write_shard
 def root(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict]:
     r = str(tmp_path_factory.mktemp("plain"))
     clips = make_clips(3, 2) + make_clips(2, 2, seed=1, first_video=3)
-    write_shard(r, 0, clips[:6], [], META)
-    write_shard(r, 1, clips[6:], [], META)
-    write_manifest(r, {})
+    write_shard(DatasetDir(r), 0, clips[:6], [], META)
+    write_shard(DatasetDir(r), 1, clips[6:], [], META)
+    write_manifest(DatasetDir(r), {})
     return r, {(c.video_id, c.clip_index): c.tokens.tolist() for c in clips}
 
 

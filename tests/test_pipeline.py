@@ -14,6 +14,7 @@ from media import moving_square_frames, write_audio, write_video
 from pipeline.exec.prepare import OutputMismatchError
 from pipeline.exec.ray_exec import run_job
 from pipeline.exec.status import dataset_status
+from pipeline.io.dataset import DatasetDir
 from schemas.validate import validate_dataset
 
 pytestmark = pytest.mark.timeout(300)
@@ -37,12 +38,12 @@ def reference(corpus, tiny_checkpoint, local_ray, tmp_path_factory) -> tuple[str
 def test_folder_to_valid_dataset(corpus, reference, tiny_checkpoint):
     _, expected = corpus
     out, rows = reference
-    report = validate_dataset(out)
+    report = validate_dataset(DatasetDir(out))
     assert report.ok, report.violations[:3]
     counts = collections.Counter(name for name, _ in clip_keys(rows))
     assert dict(counts) == expected
     assert len(set(clip_keys(rows))) == len(rows)  # every clip exactly once
-    st = dataset_status(out)
+    st = dataset_status(DatasetDir(out))
     assert st["finished"] and st["shards_done"] == st["n_shards"] == 3 and st["errors"] == 0
 
     from pipeline.loader.dataset import LoaderConfig, TokenDataset
@@ -65,7 +66,7 @@ def test_decode_modes_give_the_same_dataset(corpus, reference, tiny_checkpoint, 
     import dataclasses
 
     from pipeline.exec.job import ExecConfig
-    from pipeline.exec.ray_exec import decode_overlaps
+    from pipeline.exec.job import decode_overlaps
 
     folder, _ = corpus
     _, ref_rows = reference
@@ -93,7 +94,7 @@ def test_rerun_with_other_settings_refused_then_overwrite(corpus, reference, tin
     result = run_job(small_job(str(folder), str(copy), tiny_checkpoint, shard_size=3), overwrite=True,
                      progress=False)
     assert result.n_shards == 2 and result.shards_run == 2
-    assert validate_dataset(str(copy)).ok
+    assert validate_dataset(DatasetDir(str(copy))).ok
 
 
 def test_part_without_marker_is_redone(corpus, reference, tiny_checkpoint, tmp_path):
@@ -172,7 +173,7 @@ def test_bad_inputs_become_error_rows(tiny_checkpoint, local_ray, tmp_path):
         assert name in e["message"], e
         assert e["kind"] == "permanent" and e["stage"] in ("read", "decode") and e["error_type"]
     assert result.errors == len(bad)
-    assert validate_dataset(str(out)).ok
+    assert validate_dataset(DatasetDir(str(out))).ok
 
 
 def test_adaptive_checkpoint_gives_per_clip_budgets(corpus, adaptive_checkpoint, local_ray, tmp_path):
@@ -189,4 +190,4 @@ def test_adaptive_checkpoint_gives_per_clip_budgets(corpus, adaptive_checkpoint,
     assert all(c / 16 - 1 <= k < c for k, c in zip(n, cells))  # the budget drops tokens, never below 1/16
     assert len(set(n)) > 1  # budgets differ with content
     assert all(r["beta"] == 0.5 for r in rows)
-    assert validate_dataset(str(out)).ok
+    assert validate_dataset(DatasetDir(str(out))).ok

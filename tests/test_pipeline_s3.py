@@ -11,6 +11,7 @@ from pipeline_helpers import clip_keys, good_corpus, read_rows, small_job
 from pipeline.loader.dataset import LoaderConfig, TokenDataset
 from pipeline.exec.ray_exec import run_job
 from pipeline.io.storage import StorageConfig
+from pipeline.io.dataset import DatasetDir
 from schemas.validate import validate_dataset
 
 pytestmark = pytest.mark.timeout(300)
@@ -27,7 +28,7 @@ def test_s3_to_s3(s3_endpoint, s3_bucket, tiny_checkpoint, local_ray, tmp_path):
     out = f"s3://{s3_bucket}/out/ds"
     result = run_job(small_job(f"s3://{s3_bucket}/in", out, tiny_checkpoint, storage=storage), progress=False)
     assert result.n_shards == 2 and result.errors == 0
-    report = validate_dataset(out, storage)
+    report = validate_dataset(DatasetDir(out, storage))
     assert report.ok, report.violations[:3]
     rows = read_rows(out, storage)
     assert dict(collections.Counter(n for n, _ in clip_keys(rows))) == expected

@@ -13,8 +13,10 @@ from pipeline.io.inputs import (
     normalize_uri,
     video_id_of,
 )
-from pipeline.exec.plan import Plan, PlanConfig, make_plan, part_name, plan_from_entries
+from pipeline.exec.plan import Plan, PlanConfig, make_plan, plan_from_entries
+from pipeline.io.dataset import DatasetDir
 from pipeline.io.storage import StorageConfig, filesystem
+from schemas.layout import PLAN_FILE, commit_path, part_stem, shard_of, token_part_path
 
 
 def _touch(root: Path, names: list[str]) -> None:
@@ -77,8 +79,9 @@ def test_plan_json_round_trip_and_tamper_detection(video_dir: Path, tmp_path: Pa
     plan = make_plan(InputConfig(uri=str(video_dir), extensions=(".mp4", ".mkv")), PlanConfig(1))
     out = tmp_path / "out" / "plan.json"
     out.parent.mkdir()
-    plan.save(str(out))
-    loaded = Plan.load(str(out))
+    ds = DatasetDir(str(out.parent))
+    ds.put(PLAN_FILE, plan.to_json().encode())
+    loaded = Plan.from_json(ds.read(PLAN_FILE).decode())
     assert loaded == plan and loaded.shards() == plan.shards()
     d = json.loads(out.read_text())
     assert d["n_shards"] == 2 and d["source"]["extensions"] == [".mp4", ".mkv"]
@@ -102,10 +105,11 @@ def test_s3_prefix_and_plan_on_s3(s3_endpoint: str, s3_bucket: str) -> None:
     assert [e.uri for e in plan.entries] == [f"s3://{s3_bucket}/raw/{k}" for k in ("1/a.MKV", "1/c.mp4", "2/b.mp4")]
     assert all(e.version.startswith("etag:") and '"' not in e.version for e in plan.entries)
     assert [e.size for e in plan.entries] == [len("raw/1/a.MKV"), len("raw/1/c.mp4"), len("raw/2/b.mp4")]
-    plan.save(f"s3://{s3_bucket}/out/plan.json", storage)
+    ds = DatasetDir(f"s3://{s3_bucket}/out", storage)
+    ds.put(PLAN_FILE, plan.to_json().encode())
     text = fs.cat(f"{s3_bucket}/out/plan.json").decode()
     assert "testing" not in text  # the secret key set by the fixture never reaches the plan
-    assert Plan.load(f"s3://{s3_bucket}/out/plan.json", storage) == plan
+    assert Plan.from_json(ds.read(PLAN_FILE).decode()) == plan
     # an s3a:// spelling without the trailing slash lists the same corpus
     again = make_plan(InputConfig(uri=f"s3a://{s3_bucket}/raw"), PlanConfig(2), storage)
     assert again.fingerprint == plan.fingerprint
@@ -183,14 +187,24 @@ def test_credentials_and_config_validation() -> None:
     assert InputConfig(uri="s3://b/list.CSV").resolved_kind == "list"
 
 
+def make_plan_of_one() -> Plan:
+    e = ManifestEntry(uri="/a.mp4", size=1, version="v", video_id=video_id_of("/a.mp4"))
+    return plan_from_entries([e], InputConfig(uri="/"), PlanConfig())
+
+
 def test_normalize_and_part_names() -> None:
     assert normalize_uri("s3a://b/x//y.mp4") == "s3://b/x//y.mp4"  # S3 keys are opaque
     assert normalize_uri("file:///tmp/a/../b.mp4") == "/tmp/b.mp4"
     assert video_id_of(normalize_uri("s3a://b/x.mp4")) == video_id_of("s3://b/x.mp4")
-    assert part_name(7, 10) == "part-000007"
-    assert part_name(5, 2_000_000) == "part-0000005"
-    with pytest.raises(ValueError, match=r"\[0, 3\), got 3"):
-        part_name(3, 3)
+    # one naming rule for every file of a shard, however many shards the plan has
+    assert part_stem(7) == "part-000007" and part_stem(5) == "part-000005"
+    assert part_stem(1_234_567) == "part-1234567"
+    for shard in (0, 5, 999_999, 1_000_000, 12_345_678):
+        assert shard_of(token_part_path("s3://b/ds", shard)) == shard == shard_of(commit_path("/ds", shard))
+    with pytest.raises(ValueError, match="shard id must be an int >= 0"):
+        part_stem(-1)
+    with pytest.raises(ValueError, match=r"\[0, 1\), got 3"):
+        make_plan_of_one().shard(3)
     e = ManifestEntry(uri="/a.mp4", size=1, version="v", video_id=video_id_of("/a.mp4"))
     with pytest.raises(ValueError, match="sorted"):
         Plan(source=InputConfig(uri="/"), config=PlanConfig(), entries=(e, e), fingerprint="")

@@ -13,6 +13,7 @@ import time
 import pytest
 from pipeline_helpers import good_corpus, read_rows
 
+from pipeline.io.dataset import DatasetDir
 from schemas.validate import validate_dataset
 
 pytestmark = pytest.mark.timeout(600)
@@ -58,4 +59,4 @@ def test_killed_driver_resumes_to_identical_dataset(tiny_checkpoint, tmp_path):
     assert summary["shards_skipped"] >= done_before and summary["shards_run"] >= 1
     assert summary["shards_skipped"] + summary["shards_run"] == 6
     assert read_rows(out) == read_rows(ref)
-    assert validate_dataset(out).ok
+    assert validate_dataset(DatasetDir(out)).ok

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.io.storage import StorageConfig, TransientStorageError, filesystem, join, with_retries
+from pipeline.io.storage import StorageConfig, TransientStorageError, filesystem, with_retries
+from schemas.layout import join
 
 
 def test_local_and_s3_filesystems(tmp_path, s3_endpoint, s3_bucket):

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 from test_schemas import META, make_clip
 
 from schemas.layout import commit_path, error_part_path, manifest_path, token_part_path
+from pipeline.io.dataset import DatasetDir
 from pipeline.io.writer import write_manifest, write_shard
 from schemas.errors import ErrorRow
 from schemas.validate import validate_dataset
@@ -21,8 +22,8 @@ def _dataset(root: str) -> None:
     for shard in range(3):
         clips = [make_clip(rng, 10 * shard + v, 0, grid=(2, 3, 5)) for v in range(10)]
         errors = [ErrorRow("s3://src/x.mp4", "decode", "permanent", "E", "bad")] if shard == 0 else []
-        write_shard(root, shard, clips, errors, META)
-    write_manifest(root, {"test": True})
+        write_shard(DatasetDir(root), shard, clips, errors, META)
+    write_manifest(DatasetDir(root), {"test": True})
 
 
 def _rewrite(path: str, edit: dict[str, list]) -> None:
@@ -35,7 +36,7 @@ def _rewrite(path: str, edit: dict[str, list]) -> None:
 
 def test_clean_dataset_passes(tmp_path: Path) -> None:
     _dataset(str(tmp_path))
-    report = validate_dataset(str(tmp_path))
+    report = validate_dataset(DatasetDir(str(tmp_path)))
     assert report.ok, [str(v) for v in report.violations]
     assert report.rows_checked == 30
 
@@ -43,7 +44,7 @@ def test_clean_dataset_passes(tmp_path: Path) -> None:
 def test_missing_manifest_is_reported(tmp_path: Path) -> None:
     _dataset(str(tmp_path))
     Path(manifest_path(str(tmp_path))).unlink()
-    (v,) = validate_dataset(str(tmp_path)).violations
+    (v,) = validate_dataset(DatasetDir(str(tmp_path))).violations
     assert v.field == "manifest" and "missing" in v.message
 
 
@@ -86,7 +87,7 @@ def test_every_violation_is_found(tmp_path: Path) -> None:
     # errors of shard 0: an unknown kind
     _rewrite(error_part_path(root, 0), {"kind": ["maybe"]})
 
-    report = validate_dataset(root)
+    report = validate_dataset(DatasetDir(root))
     found = {(Path(v.file).name, v.row, v.field) for v in report.violations}
     expected = {
         ("part-000000.parquet", 0, "n_tokens"),

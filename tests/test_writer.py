@@ -11,9 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 from test_schemas import META, make_clips
 
-from schemas.layout import DatasetNotReadyError, commit_path, read_manifest, token_part_path
-from pipeline.io.storage import StorageConfig, filesystem
-from pipeline.io.writer import WriterConfig, check_compatible, put_atomic, write_manifest, write_shard
+from pipeline.io.dataset import DatasetDir, DatasetNotReadyError
+from pipeline.io.storage import StorageConfig, filesystem, put_atomic
+from pipeline.io.writer import WriterConfig, check_compatible, write_manifest, write_shard
+from schemas.layout import commit_path, token_part_path
 from schemas.errors import ERRORS_SCHEMA, ErrorRow
 from schemas.tokens import TOKEN_SCHEMA, TokenFileMeta, table_to_clips
 
@@ -36,8 +37,9 @@ def _assert_equal_clips(a: list, b: list) -> None:
 def _write_two_shards(root: str, storage: StorageConfig) -> list:
     clips0, clips1 = make_clips(3, 2, seed=0), make_clips(2, 3, seed=1, first_video=3)
     err = ErrorRow("s3://src/bad.mp4", "decode", "permanent", "DECORDError", "cannot open")
-    write_shard(root, 0, clips0, [err], META, storage, WriterConfig(row_group_tokens=10))
-    write_shard(root, 1, clips1, [], META, storage)
+    ds = DatasetDir(root, storage)
+    write_shard(ds, 0, clips0, [err], META, WriterConfig(row_group_tokens=10))
+    write_shard(ds, 1, clips1, [], META)
     return [clips0, clips1]
 
 
@@ -45,7 +47,7 @@ def test_write_read_equal_local(tmp_path: Path) -> None:
     root = str(tmp_path / "out")
     storage = StorageConfig()
     shards = _write_two_shards(root, storage)
-    manifest = write_manifest(root, {"job": "test"}, storage, expected_shards=[0, 1])
+    manifest = write_manifest(DatasetDir(root, storage), {"job": "test"}, expected_shards=[0, 1])
     for shard, clips in enumerate(shards):
         table = _read_table(token_part_path(root, shard), storage)
         assert table.schema.equals(TOKEN_SCHEMA)
@@ -53,7 +55,7 @@ def test_write_read_equal_local(tmp_path: Path) -> None:
         _assert_equal_clips(clips, table_to_clips(table))
     assert manifest.n_clips == 12 and manifest.n_errors == 1 and manifest.n_videos == 5
     assert manifest.n_tokens == sum(c.n_tokens for s in shards for c in s)
-    assert read_manifest(root) == manifest
+    assert DatasetDir(root).read_manifest() == manifest
     # No temp files are left next to the parts.
     assert sorted(os.listdir(tmp_path / "out" / "tokens")) == ["part-000000.parquet", "part-000001.parquet"]
 
@@ -62,19 +64,19 @@ def test_write_read_equal_s3(s3_endpoint: str, s3_bucket: str) -> None:
     root = f"s3://{s3_bucket}/ds/v1"
     storage = StorageConfig(endpoint_url=s3_endpoint)
     shards = _write_two_shards(root, storage)
-    write_manifest(root, {}, storage)
+    write_manifest(DatasetDir(root, storage), {})
     for shard, clips in enumerate(shards):
         _assert_equal_clips(clips, table_to_clips(_read_table(token_part_path(root, shard), storage)))
     errs = _read_table(f"{root}/errors/part-000000.parquet", storage)
     assert errs.schema.equals(ERRORS_SCHEMA) and errs.column("error_type").to_pylist() == ["DECORDError"]
-    assert read_manifest(root, storage).n_clips == 12
+    assert DatasetDir(root, storage).read_manifest().n_clips == 12
 
 
 def test_row_groups_follow_token_budget(tmp_path: Path) -> None:
     root = str(tmp_path)
     clips = make_clips(10, 3)
     budget = 40
-    commit = write_shard(root, 7, clips, [], META, config=WriterConfig(row_group_tokens=budget))
+    commit = write_shard(DatasetDir(root), 7, clips, [], META, config=WriterConfig(row_group_tokens=budget))
     md = pq.ParquetFile(token_part_path(root, 7)).metadata
     sizes = tuple(md.row_group(i).num_rows for i in range(md.num_row_groups))
     assert sizes == commit.row_groups and sum(sizes) == 30 and len(sizes) > 1
@@ -86,7 +88,7 @@ def test_row_groups_follow_token_budget(tmp_path: Path) -> None:
 
 
 def test_empty_shard_writes_parts_and_marker(tmp_path: Path) -> None:
-    commit = write_shard(str(tmp_path), 3, [], [], META)
+    commit = write_shard(DatasetDir(str(tmp_path)), 3, [], [], META)
     assert commit.n_rows == 0 and commit.row_groups == ()
     assert pq.read_table(token_part_path(str(tmp_path), 3)).num_rows == 0
     assert json.loads(Path(commit_path(str(tmp_path), 3)).read_text())["n_rows"] == 0
@@ -108,30 +110,29 @@ def test_rewrite_is_idempotent_and_marker_last(tmp_path: Path, monkeypatch: pyte
     root = str(tmp_path)
     clips = make_clips(2, 2)
     order: list[str] = []
-    import pipeline.io.writer as w
-
-    real = w.put_atomic
-    monkeypatch.setattr(w, "put_atomic", lambda uri, data, st: (order.append(uri.split("/")[-2]), real(uri, data, st)))
-    a = write_shard(root, 0, clips, [], META)
+    real = DatasetDir.put
+    monkeypatch.setattr(DatasetDir, "put", lambda self, rel, data: (order.append(rel.split("/")[-2]), real(self, rel, data)))
+    a = write_shard(DatasetDir(root), 0, clips, [], META)
     first = Path(token_part_path(root, 0)).read_bytes()
-    b = write_shard(root, 0, clips, [], META)
+    b = write_shard(DatasetDir(root), 0, clips, [], META)
     assert order == ["tokens", "errors", "_commits"] * 2
     assert a == b and Path(token_part_path(root, 0)).read_bytes() == first
 
 
 def test_manifest_refuses_missing_shards_and_reader_refuses_unfinished(tmp_path: Path) -> None:
     root = str(tmp_path)
-    write_shard(root, 0, make_clips(1, 1), [], META)
+    ds = DatasetDir(root)
+    write_shard(ds, 0, make_clips(1, 1), [], META)
     with pytest.raises(DatasetNotReadyError, match="no manifest"):
-        read_manifest(root)
+        ds.read_manifest()
     with pytest.raises(ValueError, match=r"shards \[1\] have no commit marker"):
-        write_manifest(root, {}, expected_shards=[0, 1])
+        write_manifest(ds, {}, expected_shards=[0, 1])
 
 
 def test_check_compatible_names_the_field(tmp_path: Path) -> None:
-    root = str(tmp_path)
-    check_compatible(root, META)  # empty output: fine
-    write_shard(root, 0, make_clips(1, 1), [], META)
-    check_compatible(root, META)
+    ds = DatasetDir(str(tmp_path))
+    check_compatible(ds, META)  # empty output: fine
+    write_shard(ds, 0, make_clips(1, 1), [], META)
+    check_compatible(ds, META)
     with pytest.raises(ValueError, match="beta=1.0 .* beta=0.5"):
-        check_compatible(root, TokenFileMeta("test-tok", 0.5, 0.1))
+        check_compatible(ds, TokenFileMeta("test-tok", 0.5, 0.1))

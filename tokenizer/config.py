@@ -9,19 +9,17 @@ compression is `patch * 2 ** (len(channel_mult) - 1)` and must be 8.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
-from schemas.config import check_keys
+from schemas.config import FrozenConfig
+from schemas.tokens import FSQ_LEVELS
 
-FSQ_LEVELS: tuple[int, ...] = (8, 8, 8, 5, 5, 5)
 TEMPORAL_COMPRESSION = 4
 SPATIAL_COMPRESSION = 8
 
 
 @dataclass(frozen=True)
-class TokenizerConfig:
+class TokenizerConfig(FrozenConfig):
     """Shape of a causal FSQ video tokenizer.
 
     preset: name recorded in checkpoints; loading checks it.
@@ -65,21 +63,6 @@ class TokenizerConfig:
     @property
     def widths(self) -> tuple[int, ...]:
         return tuple(self.base_channels * m for m in self.channel_mult)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["channel_mult"] = list(self.channel_mult)
-        d["levels"] = list(self.levels)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TokenizerConfig:
-        check_keys(cls, d)
-        d = dict(d)
-        for key in ("channel_mult", "levels"):
-            if key in d:
-                d[key] = tuple(int(v) for v in d[key])
-        return cls(**d)
 
 
 PRESETS: dict[str, TokenizerConfig] = {

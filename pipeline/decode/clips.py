@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from pipeline.decode.step import Clip, DecodeConfig, DecodeStep
 from pipeline.decode.failures import VideoFailure
-from pipeline.io.fetch import fetch_bytes
+from pipeline.decode.source import fetch_and_decode
 from pipeline.io.inputs import InputConfig, list_inputs
 from pipeline.io.storage import StorageConfig
 
@@ -34,11 +34,7 @@ def iter_clips(
         entries = entries[:max_videos]
     step = DecodeStep(decode)
     for entry in entries:
-        data = fetch_bytes(entry.uri, storage)
-        if isinstance(data, VideoFailure):
-            yield data
-            continue
-        result = step(data, entry.uri)
+        result = fetch_and_decode(entry.uri, storage, step)
         if isinstance(result, VideoFailure):
             logger.warning("%s", result.message)
             yield result

@@ -8,11 +8,9 @@ process that crashed or hung and has attempts left).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
-from schemas.config import check_keys
+from schemas.config import FrozenConfig
 
 STAGES = ("read", "decode")
 
@@ -29,7 +27,7 @@ def clean_message(text: str, limit: int = _MAX_MESSAGE_CHARS) -> str:
 
 
 @dataclass(frozen=True)
-class VideoFailure:
+class VideoFailure(FrozenConfig):
     """One video that produced no clips.
 
     uri: the source, as in the manifest; stage: "read" (fetching bytes) or "decode";
@@ -49,14 +47,6 @@ class VideoFailure:
             raise ValueError(f"VideoFailure.stage must be one of {STAGES}, got {self.stage!r}")
 
     ok = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> VideoFailure:
-        check_keys(cls, d)
-        return cls(**d)
 
     @classmethod
     def from_exception(cls, uri: str, stage: str, exc: BaseException, permanent: bool, what: str = "") -> VideoFailure:

@@ -15,7 +15,6 @@ Frames after the last full clip are dropped.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ import numpy as np
 
 from pipeline.decode import backends as decoders, frames
 from pipeline.decode.failures import VideoFailure, clean_message
-from schemas.config import check_keys
+from schemas.config import FrozenConfig
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +37,7 @@ DECORD_BAD_WIDTHS = frozenset({1, 2, 3, 4, 6, 8, 12, 16, 24, 48, 72})
 
 
 @dataclass(frozen=True)
-class DecodeConfig:
+class DecodeConfig(FrozenConfig):
     """How videos become clips.
 
     fps: output frame rate (nearest source frame in time), None keeps the source rate.
@@ -91,16 +90,6 @@ class DecodeConfig:
     @property
     def stride(self) -> int:
         return self.clip_stride if self.clip_stride is not None else self.clip_frames
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> DecodeConfig:
-        check_keys(cls, d)
-        return cls(**d)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["resolution"] = list(self.resolution)
-        return d
 
 
 @dataclass(frozen=True)

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.decode.isolate import IsolationConfig
 from pipeline.decode.step import DecodeConfig
 from pipeline.exec.plan import PlanConfig
+from pipeline.io.inputs import InputConfig
 from pipeline.io.storage import StorageConfig
 from pipeline.exec.tokenize_step import TokenizeConfig
-from schemas.config import check_keys
-
-JOB_FILE = "job.json"
-PLAN_FILE = "plan.json"
+from schemas.config import FrozenConfig
 
 # Settings that define the dataset's content: a rerun must match them exactly.
 CONTENT_KEYS = ("input", "decode", "tokenize", "plan", "extensions")
@@ -23,7 +21,7 @@ DECODE_OVERLAP: tuple[str, ...] = ("auto", "overlap", "alternate")
 
 
 @dataclass(frozen=True)
-class ExecConfig:
+class ExecConfig(FrozenConfig):
     """How the job runs (may change between a run and its resume).
 
     num_workers: tokenize actors (None: one per GPU, or 1 without GPUs).
@@ -69,8 +67,30 @@ class ExecConfig:
             raise ValueError(f"decode_timeout_s must be > 0, got {self.decode_timeout_s}")
 
 
+    @property
+    def isolation(self) -> IsolationConfig:
+        """The decode timeout and attempts as the isolated decoders take them (one source of truth)."""
+        return IsolationConfig(timeout_s=self.decode_timeout_s, attempts=self.decode_attempts)
+
+
+def decode_overlaps(ex: ExecConfig, model_on_gpu: bool) -> bool:
+    """Whether decoding runs alongside the model (see ExecConfig.decode_overlap)."""
+    if ex.decode_overlap == "auto":
+        return model_on_gpu
+    return ex.decode_overlap == "overlap"
+
+
+def cpu_threads(ex: ExecConfig, node_cpus: int) -> int:
+    """torch threads (and decoder processes) of a CPU tokenize actor: `torch_threads`, or (0) the
+    node's cores shared by its actors. Decoding is ~20x cheaper than the model per clip and
+    alternates with it, so both get every core."""
+    if ex.torch_threads > 0:
+        return ex.torch_threads
+    return max(1, node_cpus // (ex.num_workers or 1))
+
+
 @dataclass(frozen=True)
-class JobConfig:
+class JobConfig(FrozenConfig):
     """input: prefix or list file of videos; output: dataset root (folder or s3:// prefix)."""
 
     input: str
@@ -82,31 +102,14 @@ class JobConfig:
     execution: ExecConfig = ExecConfig()
     extensions: tuple[str, ...] | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "input": self.input,
-            "output": self.output,
-            "decode": self.decode.to_dict(),
-            "tokenize": dataclasses.asdict(self.tokenize),
-            "plan": self.plan.to_dict(),
-            "storage": self.storage.to_dict(),
-            "execution": dataclasses.asdict(self.execution),
-            "extensions": list(self.extensions) if self.extensions else None,
-        }
+    def __post_init__(self) -> None:
+        if self.extensions is not None and not self.extensions:
+            object.__setattr__(self, "extensions", None)  # () lists like None: the listing's defaults
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> JobConfig:
-        check_keys(cls, d)
-        return cls(
-            input=d["input"],
-            output=d["output"],
-            decode=DecodeConfig.from_dict(d.get("decode", {})),
-            tokenize=TokenizeConfig(**d.get("tokenize", {})),
-            plan=PlanConfig.from_dict(d.get("plan", {})),
-            storage=StorageConfig.from_dict(d.get("storage", {})),
-            execution=ExecConfig(**d.get("execution", {})),
-            extensions=tuple(d["extensions"]) if d.get("extensions") else None,
-        )
+    @property
+    def source(self) -> InputConfig:
+        """What to list: `input` with the job's extensions (the listing's defaults when None)."""
+        return InputConfig(uri=self.input, **({"extensions": self.extensions} if self.extensions else {}))
 
     def content(self) -> dict[str, Any]:
         """The settings that decide the dataset's rows (compared on resume)."""
@@ -124,3 +127,20 @@ def content_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> 
         elif a != b:
             out.append(f"{prefix}{key}: {a!r} -> {b!r}")
     return out
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What a run (or resume) of the job did; clips / tokens / errors count the whole dataset."""
+
+    output: str
+    n_shards: int
+    shards_run: int
+    shards_skipped: int
+    videos: int
+    clips: int
+    tokens: int
+    errors: int
+    shard_retries: int
+    seconds: float
+    tokenizer_id: str

@@ -1,6 +1,6 @@
 """The plan: a sorted manifest of source videos cut into fixed shards of K videos.
 
-Shard i holds manifest entries [i*K, (i+1)*K); its part name is `part-{i:06d}`. Both are
+Shard i holds manifest entries [i*K, (i+1)*K); its files are named by `schemas.layout`. Both are
 pure functions of the sorted manifest and K, so listing the same corpus twice, in any
 order, gives the same shards. The shard is the unit of work and of resume.
 
@@ -18,7 +18,6 @@ input uri and every entry uri are checked by `pipeline.io.inputs.check_no_creden
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -26,17 +25,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.io.inputs import InputConfig, ManifestEntry, list_inputs
-from pipeline.io.storage import StorageConfig, filesystem, with_retries
-from schemas.config import check_keys
+from pipeline.io.storage import StorageConfig
+from schemas.config import FrozenConfig
+from schemas.layout import part_stem
 
 logger = logging.getLogger(__name__)
 
 PLAN_VERSION = 1
-PART_DIGITS = 6
 
 
 @dataclass(frozen=True)
-class PlanConfig:
+class PlanConfig(FrozenConfig):
     """videos_per_shard: K, the number of videos in every shard but the last."""
 
     videos_per_shard: int = 64
@@ -44,14 +43,6 @@ class PlanConfig:
     def __post_init__(self) -> None:
         if isinstance(self.videos_per_shard, bool) or not isinstance(self.videos_per_shard, int) or self.videos_per_shard < 1:
             raise ValueError(f"videos_per_shard must be an integer >= 1, got {self.videos_per_shard!r}")
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> PlanConfig:
-        check_keys(cls, d)
-        return cls(**d)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def _sha256_json(obj: Any) -> str:
@@ -65,19 +56,15 @@ def entries_fingerprint(entries: tuple[ManifestEntry, ...] | list[ManifestEntry]
     return _sha256_json(rows)
 
 
-def part_name(shard_id: int, n_shards: int) -> str:
-    """`part-000123`: zero-padded to 6 digits, wider only for plans of a million shards or more."""
-    if not 0 <= shard_id < n_shards:
-        raise ValueError(f"shard_id must be in [0, {n_shards}), got {shard_id}")
-    width = max(PART_DIGITS, len(str(n_shards - 1)))
-    return f"part-{shard_id:0{width}d}"
-
-
 @dataclass(frozen=True)
 class Shard:
     shard_id: int
-    part_name: str
     entries: tuple[ManifestEntry, ...]
+
+    @property
+    def part_name(self) -> str:
+        """The stem of this shard's files (`schemas.layout`, the one naming rule)."""
+        return part_stem(self.shard_id)
 
     @property
     def fingerprint(self) -> str:
@@ -108,9 +95,10 @@ class Plan:
         return (len(self.entries) + k - 1) // k
 
     def shard(self, shard_id: int) -> Shard:
-        name = part_name(shard_id, self.n_shards)
+        if isinstance(shard_id, bool) or not isinstance(shard_id, int) or not 0 <= shard_id < self.n_shards:
+            raise ValueError(f"shard_id must be in [0, {self.n_shards}), got {shard_id!r}")
         k = self.config.videos_per_shard
-        return Shard(shard_id=shard_id, part_name=name, entries=self.entries[shard_id * k : (shard_id + 1) * k])
+        return Shard(shard_id=shard_id, entries=self.entries[shard_id * k : (shard_id + 1) * k])
 
     def shards(self) -> list[Shard]:
         return [self.shard(i) for i in range(self.n_shards)]
@@ -170,17 +158,6 @@ class Plan:
         except json.JSONDecodeError as exc:
             raise ValueError(f"plan is not valid JSON: {exc}") from None
         return cls.from_dict(d)
-
-    def save(self, uri: str, storage: StorageConfig = StorageConfig()) -> None:
-        """Write the plan as JSON to uri (e.g. OUTPUT/plan.json); one whole-object PUT."""
-        fs, path = filesystem(uri, storage)
-        blob = self.to_json().encode("utf-8")
-        with_retries(lambda: fs.pipe_file(path, blob), f"write plan {uri}")
-
-    @classmethod
-    def load(cls, uri: str, storage: StorageConfig = StorageConfig()) -> Plan:
-        fs, path = filesystem(uri, storage)
-        return cls.from_json(with_retries(lambda: fs.cat_file(path), f"read plan {uri}").decode("utf-8"))
 
 
 def plan_from_entries(entries: list[ManifestEntry], source: InputConfig, config: PlanConfig) -> Plan:

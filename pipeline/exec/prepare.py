@@ -11,12 +11,11 @@ import json
 import logging
 from dataclasses import dataclass
 
-from pipeline.io.inputs import InputConfig
-from pipeline.exec.job import JOB_FILE, PLAN_FILE, JobConfig, content_diff
-from schemas.layout import COMMITS_DIR, ERRORS_DIR, MANIFEST_NAME, TOKENS_DIR
+from pipeline.exec.job import JobConfig, content_diff
 from pipeline.exec.plan import Plan, make_plan
-from pipeline.io.storage import StorageConfig, filesystem, join, with_retries
-from pipeline.io.writer import check_compatible, put_atomic, read_commits
+from pipeline.io.dataset import DatasetDir
+from pipeline.io.writer import check_compatible
+from schemas.layout import COMMITS_DIR, ERRORS_DIR, JOB_FILE, MANIFEST_NAME, PLAN_FILE, TOKENS_DIR
 from schemas.tokens import TokenFileMeta
 
 logger = logging.getLogger(__name__)
@@ -33,58 +32,44 @@ class Prepared:
     todo: tuple[int, ...]
 
 
-def _exists(uri: str, storage: StorageConfig) -> bool:
-    fs, path = filesystem(uri, storage)
-    return bool(with_retries(lambda: fs.exists(path), f"stat {uri}"))
-
-
-def clear_output(output: str, storage: StorageConfig) -> None:
-    """Delete what a job writes under output (and nothing else)."""
-    fs, root = filesystem(output, storage)
-    for name in (MANIFEST_NAME, JOB_FILE, PLAN_FILE):
-        if fs.exists(join(root, name)):
-            fs.rm(join(root, name))
+def clear_output(ds: DatasetDir) -> None:
+    """Delete what a job writes under the output (and nothing else)."""
+    ds.remove([name for name in (MANIFEST_NAME, JOB_FILE, PLAN_FILE) if ds.exists(name)])
     for folder in (COMMITS_DIR, TOKENS_DIR, ERRORS_DIR):
-        path = join(root, folder)
-        if fs.exists(path):
-            files = fs.find(path)
-            if files:
-                fs.rm(files)
-    fs.invalidate_cache()
-    logger.info("cleared %s", output)
+        ds.remove(ds.find(folder))
+    ds.invalidate_cache()
+    logger.info("cleared %s", ds.root)
 
 
 def prepare_output(job: JobConfig, file_meta: TokenFileMeta, overwrite: bool = False) -> Prepared:
     """Plan the job and reconcile it with what the output already holds."""
-    storage = job.storage
+    ds = DatasetDir(job.output, job.storage)
     if overwrite:
-        clear_output(job.output, storage)
-    source = InputConfig(uri=job.input, **({"extensions": job.extensions} if job.extensions else {}))
-    plan = make_plan(source, job.plan, storage)
-    job_uri, plan_uri = join(job.output, JOB_FILE), join(job.output, PLAN_FILE)
-    if _exists(job_uri, storage):
-        fs, path = filesystem(job_uri, storage)
-        old = json.loads(with_retries(lambda: fs.cat_file(path), f"read {job_uri}"))
+        clear_output(ds)
+    plan = make_plan(job.source, job.plan, job.storage)
+    has_job, has_plan = ds.exists(JOB_FILE), ds.exists(PLAN_FILE)
+    if has_job:
+        old = json.loads(ds.read(JOB_FILE))
         diff = content_diff(old.get("content", {}), job.content())
         if diff:
             raise OutputMismatchError(
                 f"{job.output} holds a dataset made with other settings ({'; '.join(diff)}); "
                 "rerun with the same settings to resume, or pass --overwrite to start over"
             )
-    if _exists(plan_uri, storage):
+    if has_plan:
         try:
-            plan.check_same_as(Plan.load(plan_uri, storage))
+            plan.check_same_as(Plan.from_json(ds.read(PLAN_FILE).decode("utf-8")))
         except ValueError as exc:
             raise OutputMismatchError(f"{job.output}: {exc}; pass --overwrite to start over") from None
     try:
-        check_compatible(job.output, file_meta, storage)
+        check_compatible(ds, file_meta)
     except ValueError as exc:
         raise OutputMismatchError(f"{exc}; or pass --overwrite") from None
-    if not _exists(job_uri, storage):
-        put_atomic(job_uri, json.dumps({"content": job.content()}, indent=1, sort_keys=True).encode(), storage)
-    if not _exists(plan_uri, storage):
-        plan.save(plan_uri, storage)
-    commits = read_commits(job.output, storage)
+    if not has_job:
+        ds.put(JOB_FILE, json.dumps({"content": job.content()}, indent=1, sort_keys=True).encode())
+    if not has_plan:
+        ds.put(PLAN_FILE, plan.to_json().encode("utf-8"))
+    commits = ds.commits()
     stray = sorted(set(commits) - set(range(plan.n_shards)))
     if stray:
         raise OutputMismatchError(f"{job.output} has commit markers for shards {stray[:10]} outside the plan")

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from pipeline.decode.step import DecodedVideo
 from pipeline.decode.failures import VideoFailure
 from pipeline.io.inputs import ManifestEntry
-from pipeline.io.storage import StorageConfig
+from pipeline.io.dataset import DatasetDir
 from pipeline.exec.tokenize_step import PendingClip, TokenizeStep
 from pipeline.io.writer import write_shard
 from schemas.errors import ErrorRow
@@ -21,13 +20,6 @@ from schemas.manifest import ShardCommit
 from schemas.tokens import ClipTokens
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ShardStats:
-    videos: int
-    clips: int
-    errors: int
 
 
 def failure_row(entry: ManifestEntry, failure: VideoFailure, attempts: int = 1) -> ErrorRow:
@@ -41,8 +33,7 @@ def process_shard(
     entries: list[ManifestEntry],
     results: Iterable[DecodedVideo | VideoFailure],
     step: TokenizeStep,
-    output: str,
-    storage: StorageConfig,
+    ds: DatasetDir,
 ) -> ShardCommit:
     """Tokenize a shard from its decode results (one per entry, in entry order) and commit it."""
     rows: list[ClipTokens] = []
@@ -64,4 +55,4 @@ def process_shard(
         raise RuntimeError(f"shard {shard_id}: {n_results} decode results for {len(entries)} videos")
     if pending:
         rows += step(pending)
-    return write_shard(output, shard_id, rows, errors, step.file_meta, storage)
+    return write_shard(ds, shard_id, rows, errors, step.file_meta)

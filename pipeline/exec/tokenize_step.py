@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from schemas.config import FrozenConfig
 from pipeline.decode.step import Clip, SourceInfo
 from pipeline.tuning.record import TuningRecord
 from schemas.tokens import ClipTokens, TokenFileMeta
@@ -21,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class TokenizeConfig:
+class TokenizeConfig(FrozenConfig):
     """checkpoint: tokenizer file (None: the shipped default). beta: compression knob in (0, 1].
     expected_info: E[I] override (None: the checkpoint's). device: 'auto', 'cpu' or 'cuda[:n]'.
     batch_size: clips per model call. autocast: bf16 autocast on CUDA.
@@ -37,8 +38,6 @@ class TokenizeConfig:
     tuning: TuningRecord | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.tuning, dict):  # from job.json
-            object.__setattr__(self, "tuning", TuningRecord.from_dict(self.tuning))
         if self.tuning is not None and (self.tuning.beta != self.beta or self.tuning.expected_info != self.expected_info):
             raise ValueError(f"beta {self.beta!r} / expected_info {self.expected_info!r} differ from the tuning record's "
                              f"{self.tuning.beta!r} / {self.tuning.expected_info!r}")

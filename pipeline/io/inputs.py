@@ -12,7 +12,6 @@ the manifest is written to `plan.json` and to logs.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -25,7 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pipeline.io.storage import StorageConfig, filesystem, protocol_of, with_retries
-from schemas.config import check_keys
+from schemas.config import FrozenConfig
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +39,7 @@ _SECRET_QUERY_MARKERS = ("signature", "credential", "token", "x-amz-security")
 
 
 @dataclass(frozen=True)
-class InputConfig:
+class InputConfig(FrozenConfig):
     """What to read.
 
     uri: a prefix (folder or s3://bucket/prefix, listed recursively) or a list file.
@@ -74,38 +73,15 @@ class InputConfig:
             return self.kind
         return "list" if self.uri.lower().endswith(LIST_FILE_SUFFIXES) else "prefix"
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> InputConfig:
-        check_keys(cls, d)
-        d = dict(d)
-        if "extensions" in d:
-            d["extensions"] = tuple(d["extensions"])
-        return cls(**d)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["extensions"] = list(self.extensions)
-        return d
-
 
 @dataclass(frozen=True)
-class ManifestEntry:
+class ManifestEntry(FrozenConfig):
     """One source video. size is -1 and version "missing" for a listed uri that does not exist."""
 
     uri: str
     size: int
     version: str
     video_id: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ManifestEntry:
-        known = {f.name for f in dataclasses.fields(cls)}
-        if set(d) != known:
-            raise ValueError(f"ManifestEntry keys must be {sorted(known)}, got {sorted(d)}")
-        return cls(uri=str(d["uri"]), size=int(d["size"]), version=str(d["version"]), video_id=str(d["video_id"]))
 
 
 def check_no_credentials(uri: str) -> None:

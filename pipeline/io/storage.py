@@ -7,9 +7,10 @@ safe to log, lives in `StorageConfig`.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
+import os
 import random
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any, TypeVar
 
 import fsspec
 
-from schemas.config import check_keys
+from schemas.config import FrozenConfig
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class StorageConfig:
+class StorageConfig(FrozenConfig):
     """Where and how to reach object storage; contains no secrets.
 
     endpoint_url: S3-compatible endpoint (MinIO, moto, R2, ...); None for AWS.
@@ -36,14 +37,6 @@ class StorageConfig:
     endpoint_url: str | None = None
     profile: str | None = None
     anon: bool = False
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> StorageConfig:
-        check_keys(cls, d)
-        return cls(**d)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def protocol_of(uri: str) -> str:
@@ -71,14 +64,6 @@ def filesystem(uri: str, config: StorageConfig = StorageConfig()) -> tuple[fsspe
         return fs, fs._strip_protocol(path)
     fs = fsspec.filesystem(proto)
     return fs, fs._strip_protocol(uri)
-
-
-def join(root: str, *parts: str) -> str:
-    """Join path parts with '/', for local and object-store paths alike."""
-    out = root.rstrip("/")
-    for p in parts:
-        out = f"{out}/{p.strip('/')}"
-    return out
 
 
 class TransientStorageError(Exception):
@@ -116,3 +101,35 @@ def with_retries(
             logger.warning("%s failed (attempt %d/%d, retrying in %.2fs): %s", what, attempt, attempts, delay, exc)
             time.sleep(delay)
     raise AssertionError("unreachable")
+
+
+def put_atomic_fs(fs: fsspec.AbstractFileSystem, path: str, data: bytes, local: bool, what: str) -> None:
+    """Make `data` visible at `path` all at once: temp file, fsync and rename on a local disk; one PUT
+    (or a multipart upload that s3fs completes only after the last part) on an object store."""
+    if local:
+        folder = os.path.dirname(path)
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+        return
+    with_retries(lambda: fs.pipe_file(path, data), f"upload {what}")
+
+
+def put_atomic(uri: str, data: bytes, storage: StorageConfig = StorageConfig()) -> None:
+    """put_atomic_fs for a URI (reports, one-off files); datasets go through `DatasetDir.put`."""
+    fs, path = filesystem(uri, storage)
+    put_atomic_fs(fs, path, data, protocol_of(uri) == "file", uri)

@@ -15,8 +15,6 @@ from __future__ import annotations
 import datetime as _dt
 import io
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,18 +23,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from schemas.layout import commit_path, error_part_path, manifest_path, shard_of, token_part_path
-from pipeline.io.storage import StorageConfig, filesystem, join, protocol_of, with_retries
+from pipeline.io.dataset import DatasetDir
+from schemas.layout import MANIFEST_NAME, commit_marker, error_part, token_part
 from schemas.errors import ERRORS_SCHEMA, ErrorRow, errors_to_table
 from schemas.manifest import DatasetManifest, ShardCommit
-from schemas.config import check_keys
+from schemas.config import FrozenConfig
 from schemas.tokens import SCHEMA_VERSION, ClipTokens, TokenFileMeta, clips_to_table
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class WriterConfig:
+class WriterConfig(FrozenConfig):
     """Parquet layout of token parts.
 
     row_group_tokens: a row group is closed once it holds this many kept ids (~2 bytes each
@@ -54,12 +52,6 @@ class WriterConfig:
             raise ValueError(f"row_group_tokens must be in [1, 2^30), got {self.row_group_tokens}")
         if self.max_row_group_rows < 1:
             raise ValueError(f"max_row_group_rows must be >= 1, got {self.max_row_group_rows}")
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> WriterConfig:
-        check_keys(cls, d)
-        return cls(**d)
-
 
 # Ids: BYTE_STREAM_SPLIT + zstd, no dictionary (benchmarks/bench_storage_bytes.py: on
 # high-entropy FSQ ids 1.96 B/id vs 2.29 with a dictionary and 2.47 plain). Parquet names the
@@ -110,40 +102,12 @@ def errors_table_bytes(table: pa.Table) -> bytes:
     return sink.getvalue()
 
 
-def put_atomic(uri: str, data: bytes, storage: StorageConfig) -> None:
-    """Make `data` visible at `uri` all at once (temp + rename locally, one PUT on S3)."""
-    fs, path = filesystem(uri, storage)
-    if protocol_of(uri) == "file":
-        folder = os.path.dirname(path)
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-        return
-    # s3fs pipe_file: one PutObject, or a multipart upload completed after the last part.
-    with_retries(lambda: fs.pipe_file(path, data), f"upload {uri}")
-
-
 def write_shard(
-    root: str,
+    ds: DatasetDir,
     shard_id: int,
     token_rows: Sequence[ClipTokens],
     error_rows: Sequence[ErrorRow],
     file_meta: TokenFileMeta,
-    storage: StorageConfig = StorageConfig(),
     config: WriterConfig = WriterConfig(),
 ) -> ShardCommit:
     """Write one shard's token part, error part and commit marker (in that order).
@@ -154,8 +118,8 @@ def write_shard(
     table = clips_to_table(token_rows, file_meta)
     token_data, row_groups = token_table_bytes(table, config)
     error_data = errors_table_bytes(errors_to_table(error_rows))
-    put_atomic(token_part_path(root, shard_id), token_data, storage)
-    put_atomic(error_part_path(root, shard_id), error_data, storage)
+    ds.put(token_part(shard_id), token_data)
+    ds.put(error_part(shard_id), error_data)
     commit = ShardCommit(
         shard=shard_id,
         n_rows=table.num_rows,
@@ -168,56 +132,36 @@ def write_shard(
         schema_version=SCHEMA_VERSION,
         file_meta=file_meta,
     )
-    put_atomic(commit_path(root, shard_id), commit.to_json().encode(), storage)
+    ds.put(commit_marker(shard_id), commit.to_json().encode())
     logger.info("shard %d: %d clips, %d tokens, %d errors, %d bytes", shard_id, commit.n_rows, commit.n_tokens,
                 commit.n_errors, len(token_data))
     return commit
 
 
-def read_commits(root: str, storage: StorageConfig = StorageConfig()) -> dict[int, ShardCommit]:
-    """All commit markers under root, by shard id (empty when none)."""
-    fs, path = filesystem(join(root, "_commits"), storage)
-    try:
-        names = with_retries(lambda: fs.ls(path, detail=False), f"list {path}")
-    except FileNotFoundError:
-        return {}
-    out: dict[int, ShardCommit] = {}
-    for name in sorted(names):
-        if not name.endswith(".json") or name.rsplit("/", 1)[-1].startswith("."):
-            continue
-        text = with_retries(lambda n=name: fs.cat_file(n), f"read {name}")
-        commit = ShardCommit.from_json(text.decode())
-        if commit.shard != shard_of(name):
-            raise ValueError(f"commit marker {name} names shard {commit.shard}")
-        out[commit.shard] = commit
-    return out
-
-
-def check_compatible(root: str, file_meta: TokenFileMeta, storage: StorageConfig = StorageConfig()) -> None:
+def check_compatible(ds: DatasetDir, file_meta: TokenFileMeta) -> None:
     """Refuse to add shards to an output written with another tokenizer, beta or schema.
 
     Raises ValueError naming the field that differs; silent for an empty output.
     """
-    for commit in read_commits(root, storage).values():
+    for commit in ds.commits().values():
         if commit.schema_version != SCHEMA_VERSION:
             raise ValueError(
-                f"{root} holds shard {commit.shard} with schema_version {commit.schema_version}, "
+                f"{ds.root} holds shard {commit.shard} with schema_version {commit.schema_version}, "
                 f"this writer makes {SCHEMA_VERSION}"
             )
         mine, theirs = file_meta.to_dict(), commit.file_meta.to_dict()
         for key in mine:
             if mine[key] != theirs[key]:
                 raise ValueError(
-                    f"{root} was written with {key}={theirs[key]!r} (shard {commit.shard}), "
+                    f"{ds.root} was written with {key}={theirs[key]!r} (shard {commit.shard}), "
                     f"this run has {key}={mine[key]!r}: use a new output or the same settings"
                 )
         return
 
 
 def write_manifest(
-    root: str,
+    ds: DatasetDir,
     params: dict[str, Any],
-    storage: StorageConfig = StorageConfig(),
     expected_shards: Sequence[int] | None = None,
     created_at: str | None = None,
 ) -> DatasetManifest:
@@ -226,18 +170,18 @@ def write_manifest(
     expected_shards: the plan's shard ids; missing markers raise ValueError naming them.
     params: creation parameters (job config) stored verbatim; must be JSON-serializable.
     """
-    commits = read_commits(root, storage)
+    commits = ds.commits()
     if expected_shards is not None:
         missing = sorted(set(expected_shards) - set(commits))
         if missing:
-            raise ValueError(f"cannot finalize {root}: shards {missing[:20]} have no commit marker")
+            raise ValueError(f"cannot finalize {ds.root}: shards {missing[:20]} have no commit marker")
         extra = sorted(set(commits) - set(expected_shards))
         if extra:
-            raise ValueError(f"cannot finalize {root}: committed shards {extra[:20]} are not in the plan")
+            raise ValueError(f"cannot finalize {ds.root}: committed shards {extra[:20]} are not in the plan")
     stamp = created_at or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     manifest = DatasetManifest.build(list(commits.values()), stamp, params)
-    put_atomic(manifest_path(root), manifest.to_json().encode(), storage)
-    logger.info("manifest %s: %d shards, %d clips, %d tokens", manifest_path(root), manifest.n_shards,
+    ds.put(MANIFEST_NAME, manifest.to_json().encode())
+    logger.info("manifest %s: %d shards, %d clips, %d tokens", ds.uri(MANIFEST_NAME), manifest.n_shards,
                 manifest.n_clips, manifest.n_tokens)
     return manifest
 
@@ -246,8 +190,6 @@ __all__ = [
     "ERRORS_SCHEMA",
     "WriterConfig",
     "check_compatible",
-    "put_atomic",
-    "read_commits",
     "write_manifest",
     "write_shard",
 ]

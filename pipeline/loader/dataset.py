@@ -37,11 +37,12 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from schemas.layout import read_manifest, token_part_path
+from schemas.layout import token_part
 from pipeline.loader.pack import POLICIES, Columns, Cursor, build_stream, pack
 from pipeline.loader.order import Unit, role_windows, window_permutation
-from pipeline.io.storage import StorageConfig, filesystem, protocol_of
-from schemas.config import check_keys
+from pipeline.io.dataset import DatasetDir
+from pipeline.io.storage import StorageConfig
+from schemas.config import FrozenConfig
 from schemas.tokens import META_VERSION, SCHEMA_VERSION
 
 logger = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ _IDENTITY = ("format", "dataset", "seed", "world_size", "rank", "num_workers", "
 
 
 @dataclass(frozen=True)
-class LoaderConfig:
+class LoaderConfig(FrozenConfig):
     """mode: "packed" or "clips"; seq_len / pack_policy apply to "packed".
 
     window_row_groups: row groups whose clips are shuffled together (the shuffle buffer: with
@@ -81,11 +82,6 @@ class LoaderConfig:
         if self.window_row_groups < 1:
             raise ValueError(f"window_row_groups must be >= 1, got {self.window_row_groups}")
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> LoaderConfig:
-        check_keys(cls, d)
-        return cls(**d)
-
 
 def _dist_rank_world() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -96,18 +92,18 @@ def _dist_rank_world() -> tuple[int, int]:
 class _PartReader:
     """Open Parquet parts of one worker, each opened once (one footer read per part)."""
 
-    def __init__(self, root: str, storage: StorageConfig, columns: list[str] | None) -> None:
-        self.root, self.storage, self.columns = root, storage, columns
+    def __init__(self, ds: DatasetDir, columns: list[str] | None) -> None:
+        self.ds, self.columns = ds, columns
         self._files: dict[int, pq.ParquetFile] = {}
 
     def _open(self, shard: int) -> pq.ParquetFile:
-        uri = token_part_path(self.root, shard)
-        if protocol_of(uri) == "file":
-            pf = pq.ParquetFile(filesystem(uri, self.storage)[1])
+        rel = token_part(shard)
+        uri = self.ds.uri(rel)
+        if self.ds.is_local:
+            pf = pq.ParquetFile(self.ds.path(rel))
         else:
-            fs, path = filesystem(uri, self.storage)
             # No fsspec cache: pre_buffer coalesces a row group's column chunks into one GET.
-            pf = pq.ParquetFile(fs.open(path, "rb", cache_type="none"), pre_buffer=True)
+            pf = pq.ParquetFile(self.ds.fs.open(self.ds.path(rel), "rb", cache_type="none"), pre_buffer=True)
         version = (pf.schema_arrow.metadata or {}).get(META_VERSION)
         if version != str(SCHEMA_VERSION).encode():
             raise ValueError(f"{uri}: schema_version {version!r}, this loader reads {SCHEMA_VERSION}")
@@ -140,7 +136,8 @@ class TokenDataset(IterableDataset):
     ) -> None:
         super().__init__()
         self.root, self.config, self.storage = root, config, storage
-        self.manifest = read_manifest(root, storage)
+        self.ds = DatasetDir(root, storage)
+        self.manifest = self.ds.read_manifest()
         if self.manifest.schema_version != SCHEMA_VERSION:
             raise ValueError(f"{root}: schema_version {self.manifest.schema_version}, loader reads {SCHEMA_VERSION}")
         d_rank, d_world = _dist_rank_world()
@@ -188,7 +185,7 @@ class TokenDataset(IterableDataset):
         c = self.config
         windows = self._windows(worker_role)
         role = self.rank * self._n_local + worker_role
-        reader = _PartReader(self.root, self.storage, PACKED_COLUMNS if c.mode == "packed" else None)
+        reader = _PartReader(self.ds, PACKED_COLUMNS if c.mode == "packed" else None)
 
         def tables() -> Iterator[tuple[int, pa.Table, np.ndarray]]:
             for w in range(cursor[0], len(windows)):

@@ -15,11 +15,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.io.inputs import InputConfig
-from pipeline.exec.job import JOB_FILE, JobConfig, content_diff
+from pipeline.exec.job import JobConfig, content_diff
 from pipeline.exec.prepare import OutputMismatchError
-from pipeline.io.storage import filesystem, join, with_retries
-from pipeline.tuning.corpus import SampleConfig, TuningReport, read_report, report_paths, run_tuning, write_report
+from pipeline.io.dataset import DatasetDir
+from schemas.layout import JOB_FILE
+from pipeline.tuning.report import TuningReport, read_report, report_paths, run_tuning, write_report
+from pipeline.tuning.sample import SampleConfig
 from pipeline.tuning.record import TuningRecord
 
 logger = logging.getLogger(__name__)
@@ -62,11 +63,10 @@ class TuneRequest:
 
 
 def _read_job_content(job: JobConfig) -> dict[str, Any] | None:
-    uri = join(job.output, JOB_FILE)
-    fs, path = filesystem(uri, job.storage)
-    if not with_retries(lambda: fs.exists(path), f"stat {uri}"):
+    ds = DatasetDir(job.output, job.storage)
+    if not ds.exists(JOB_FILE):
         return None
-    return json.loads(with_retries(lambda: fs.cat_file(path), f"read {uri}")).get("content", {})
+    return json.loads(ds.read(JOB_FILE)).get("content", {})
 
 
 def _with_tuning(job: JobConfig, record: TuningRecord) -> JobConfig:
@@ -87,20 +87,6 @@ def _check_report_fits(report: TuningReport, job: JobConfig, uri: str) -> None:
         raise ValueError(f"tuning report {uri} was made with other decode settings: {'; '.join(diff)}")
     if report.input.rstrip("/") != job.input.rstrip("/"):
         logger.warning("tuning report %s was made on %s, the job reads %s", uri, report.input, job.input)
-
-
-def _record(report: TuningReport, sha: str, request: TuneRequest) -> TuningRecord:
-    r = report.result
-    psnr_clips = report.tune.get("psnr_clips")
-    return TuningRecord(
-        source=request.source, report_uri=request.report_uri or "", report_sha256=sha,
-        target_kind=r.target.kind, target_value=r.target.value, sample_clips=int(report.sample["clips"]),
-        clips_per_video=int(report.sample["clips_per_video"]), seed=int(report.sample["seed"]),
-        psnr_clips=-1 if psnr_clips is None else int(psnr_clips), mean_info_source=r.mean_info_source,
-        beta=r.beta, expected_info=r.mean_info, rate=r.rate, rate_low=r.rate_ci[0], rate_high=r.rate_ci[1],
-        bpp16=r.bpp16, psnr=r.psnr, psnr_low=r.psnr_ci[0] if r.psnr_ci else None,
-        psnr_high=r.psnr_ci[1] if r.psnr_ci else None, tokenizer_id=report.tokenizer_id,
-    )
 
 
 def resolve_auto_beta(job: JobConfig, request: TuneRequest, overwrite: bool = False) -> JobConfig:
@@ -129,13 +115,12 @@ def resolve_auto_beta(job: JobConfig, request: TuneRequest, overwrite: bool = Fa
         report, _ = read_report(request.report_uri, job.storage)
         _check_report_fits(report, job, request.report_uri)
     else:
-        source = InputConfig(uri=job.input, **({"extensions": job.extensions} if job.extensions else {}))
-        report = run_tuning(source, job.decode, job.storage, job.tokenize.checkpoint, job.tokenize.device,
+        report = run_tuning(job.source, job.decode, job.storage, job.tokenize.checkpoint, job.tokenize.device,
                             TuningTarget(request.target_kind, float(request.target_value)), request.sample,
                             TuneConfig.from_dict(dict(request.tune, batch_size=job.tokenize.batch_size,
                                                       autocast=job.tokenize.autocast)))
     sha = write_report(report, json_uri, png_uri, job.storage)
-    record = _record(report, sha, request)
+    record = TuningRecord.from_report(report, sha, request.source, request.report_uri or "")
     logger.info("%s: tuned beta %.6f, E[I] %.6g (sample mean rate %.4f); report %s", job.output, record.beta,
                 record.expected_info, record.rate, json_uri)
     return _with_tuning(job, record)

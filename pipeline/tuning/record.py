@@ -7,17 +7,19 @@ Flat scalars only: the record round-trips through JSON unchanged, so the resume 
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-REPORT_NAME = "tuning.json"
-FIGURE_NAME = "tuning.png"
+from schemas.config import FrozenConfig
+
+if TYPE_CHECKING:
+    from pipeline.tuning.report import TuningReport
+
 TUNING_SOURCES = ("tuned", "report")
 
 
 @dataclass(frozen=True)
-class TuningRecord:
+class TuningRecord(FrozenConfig):
     """How a job's beta and E[I] were chosen (InfoTok beta tuning).
 
     source: "tuned" (tuned by this job before it started) or "report" (taken from a
@@ -60,19 +62,23 @@ class TuningRecord:
         if not self.expected_info > 0:
             raise ValueError(f"tuned expected_info must be > 0, got {self.expected_info!r}")
 
+    @classmethod
+    def from_report(cls, report: TuningReport, sha256: str, source: str, report_uri: str = "") -> TuningRecord:
+        """The record of `report` (whose bytes hash to sha256), tuned here or read from report_uri."""
+        r = report.result
+        psnr_clips = report.tune.get("psnr_clips")
+        return cls(
+            source=source, report_uri=report_uri, report_sha256=sha256,
+            target_kind=r.target.kind, target_value=r.target.value, sample_clips=int(report.sample["clips"]),
+            clips_per_video=int(report.sample["clips_per_video"]), seed=int(report.sample["seed"]),
+            psnr_clips=-1 if psnr_clips is None else int(psnr_clips), mean_info_source=r.mean_info_source,
+            beta=r.beta, expected_info=r.mean_info, rate=r.rate, rate_low=r.rate_ci[0], rate_high=r.rate_ci[1],
+            bpp16=r.bpp16, psnr=r.psnr, psnr_low=r.psnr_ci[0] if r.psnr_ci else None,
+            psnr_high=r.psnr_ci[1] if r.psnr_ci else None, tokenizer_id=report.tokenizer_id,
+        )
+
     def request(self) -> dict[str, Any]:
         """The fields that say what was asked (a resume must ask the same)."""
         keys = ("source", "report_uri", "target_kind", "target_value", "sample_clips", "clips_per_video", "seed",
                 "psnr_clips", "mean_info_source")
         return {k: getattr(self, k) for k in keys}
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TuningRecord:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown, missing = set(d) - known, known - set(d)
-        if unknown or missing:
-            raise ValueError(f"TuningRecord keys: unknown {sorted(unknown)}, missing {sorted(missing)}")
-        return cls(**d)

@@ -18,18 +18,16 @@ at r = 1 the adaptive path equals the fixed-rate tokenizer exactly.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from schemas.config import check_keys
+from schemas.config import FrozenConfig
 
 
 @dataclass(frozen=True)
-class AdaptiveConfig:
+class AdaptiveConfig(FrozenConfig):
     """Size of the adaptive layer.
 
     preset: name recorded in checkpoints.
@@ -56,14 +54,6 @@ class AdaptiveConfig:
             raise ValueError(
                 f"block counts must be >= 1, got {self.compressor_blocks}, {self.decompressor_blocks}"
             )
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> AdaptiveConfig:
-        check_keys(cls, d)
-        return cls(**d)
 
 
 ADAPTIVE_PRESETS: dict[str, AdaptiveConfig] = {

@@ -16,7 +16,6 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +25,7 @@ from tokenizer.eval.baselines import POSITION_METHODS, apportion, elastic_search
 from tokenizer.eval.metrics import psnr, ssim
 from tokenizer.adaptive.router import check_beta, top_n_mask
 from tokenizer.video import frames_to_tensor
-from schemas.config import check_keys
+from schemas.config import FrozenConfig
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +33,7 @@ METHODS: tuple[str, ...] = ("infotok", "fixed", "raster", "jump", "random", "ela
 
 
 @dataclass(frozen=True)
-class RDConfig:
+class RDConfig(FrozenConfig):
     """methods: subset of METHODS ('full' = fixed-rate base model, once, beta ignored);
     betas: each in (0, 1]; mean_info: E[I] override (None: the checkpoint's)."""
 
@@ -52,15 +51,6 @@ class RDConfig:
             check_beta(b)
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RDConfig:
-        check_keys(cls, d)
-        d = dict(d)
-        for key in ("methods", "betas"):
-            if key in d:
-                d[key] = tuple(d[key])
-        return cls(**d)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ on top of a trained, frozen fixed-rate tokenizer.
 
 Per step: one frozen base encode and one full-rate router decode (no grad) give the token
 scores; E[I] is updated as an EMA of the batch's I(x); each clip draws its beta from
-`TrainConfig.betas`; the keep mask is the router's top-N_x; the loss (taken by the loop) is
+`AdaptiveStageConfig.betas`; the keep mask is the router's top-N_x; the loss (taken by the loop) is
 the L1 error of the adaptive reconstruction. `tokenizer.train.trainer.train` runs the loop, checkpoints and resume.
 """
 

@@ -4,14 +4,13 @@ warmup + cosine schedule, resumable from its own checkpoints, deterministic from
 Data arrives through `batch_fn(step) -> uint8 (B, T, H, W, 3)`, a pure function of the
 step, so a resumed run sees exactly the batches an uninterrupted run would have.
 
-`stage="adaptive"` trains the InfoTok adaptive layer (arXiv 2512.16975) on top of the
-fixed-rate checkpoint `init` instead (see `tokenizer.train.adaptive_stage`); the loop, the
-checkpoints and the resume rules are the same.
+With `adaptive` set (an `AdaptiveStageConfig`), it trains the InfoTok adaptive layer
+(arXiv 2512.16975) on top of the fixed-rate checkpoint `init` instead (see
+`tokenizer.train.adaptive_stage`); the loop, the checkpoints and the resume rules are the same.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -32,7 +31,7 @@ from tokenizer.eval.metrics import psnr, ssim
 from tokenizer.nn.model import VideoTokenizer
 from tokenizer.train.prefetch import BatchPrefetcher
 from tokenizer.video import frames_to_tensor
-from schemas.config import check_keys
+from schemas.config import FrozenConfig
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +48,35 @@ _RESUMABLE_CHANGES = {"steps", "checkpoint_every", "log_every", "eval_every", "t
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class AdaptiveStageConfig(FrozenConfig):
+    """Stage 2: the InfoTok layer trained on a frozen fixed-rate base (`TrainConfig.init`).
+
+    preset: adaptive layer size (`tokenizer.adaptive.modules.ADAPTIVE_PRESETS`); betas: sampled
+    per clip; info_ema: EMA decay of E[I]; train_decoder: also fine-tune the base decoder.
+    """
+
+    preset: str = "tiny"
+    betas: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25)
+    info_ema: float = 0.99
+    train_decoder: bool = False
+
+    def __post_init__(self) -> None:
+        from tokenizer.adaptive.router import check_beta
+
+        if not self.betas:
+            raise ValueError("betas must not be empty for the adaptive stage")
+        for b in self.betas:
+            check_beta(b)
+        if not 0.0 <= self.info_ema < 1.0:
+            raise ValueError(f"info_ema must be in [0, 1), got {self.info_ema}")
+
+
+@dataclass(frozen=True)
+class TrainConfig(FrozenConfig):
     """One training run. `data` is 'procedural' or a folder / s3:// prefix of videos.
 
+    adaptive: None trains the fixed-rate tokenizer (stage 1); set, the InfoTok layer on the
+    fixed-rate checkpoint `init` (stage 2).
     device: 'auto' (the first GPU if there is one), 'cpu', 'cuda' or 'cuda:N'.
     autocast: bfloat16 mixed precision for the model passes on CUDA (weights, optimizer
     state and checkpoints stay float32 until `save_dtype`); ignored on the CPU.
@@ -76,11 +101,7 @@ class TrainConfig:
     eval_every: int = 0
     threads: int = 0
     save_dtype: str = "float32"
-    stage: str = "fixed"
-    adaptive_preset: str = "tiny"
-    betas: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25)
-    info_ema: float = 0.99
-    train_decoder: bool = False
+    adaptive: AdaptiveStageConfig | None = None
     device: str = "auto"
     autocast: bool = True
 
@@ -96,27 +117,13 @@ class TrainConfig:
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         check_device_spec(self.device)
-        if self.stage not in ("fixed", "adaptive"):
-            raise ValueError(f"stage must be 'fixed' or 'adaptive', got {self.stage!r}")
-        if self.stage == "adaptive":
-            from tokenizer.adaptive.router import check_beta
+        if self.adaptive is not None and not self.init:
+            raise ValueError("the adaptive stage starts from a trained checkpoint: set init")
 
-            if not self.betas:
-                raise ValueError("betas must not be empty for the adaptive stage")
-            for b in self.betas:
-                check_beta(b)
-            if not self.init:
-                raise ValueError("the adaptive stage starts from a trained checkpoint: set init")
-            if not 0.0 <= self.info_ema < 1.0:
-                raise ValueError(f"info_ema must be in [0, 1), got {self.info_ema}")
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        check_keys(cls, d)
-        d = dict(d)
-        if "betas" in d:
-            d["betas"] = tuple(float(b) for b in d["betas"])
-        return cls(**d)
+    @property
+    def stage(self) -> str:
+        """'fixed' (stage 1) or 'adaptive' (stage 2)."""
+        return "fixed" if self.adaptive is None else "adaptive"
 
 
 @dataclass(frozen=True)
@@ -149,7 +156,7 @@ def _save_state(out: Path, cfg: TrainConfig, step: int, model: VideoTokenizer, o
     save_file(tensors, str(tmp), metadata={"param_groups": json.dumps(osd["param_groups"])})
     os.replace(tmp, out / STATE_TENSORS)
     # The JSON is the commit point of a checkpoint: written last, atomically.
-    doc = {"step": step, "config": dataclasses.asdict(cfg), "history": history}
+    doc = {"step": step, "config": cfg.to_dict(), "history": history}
     tmp_json = out / (STATE_JSON + ".tmp")
     tmp_json.write_text(json.dumps(doc, indent=1))
     os.replace(tmp_json, out / STATE_JSON)
@@ -173,14 +180,35 @@ def _load_state(out: Path, model: VideoTokenizer, opt: torch.optim.Optimizer) ->
     return int(doc["step"]), list(doc.get("history", []))
 
 
+_STAGE2_FLAT = {"adaptive_preset": "preset", "betas": "betas", "info_ema": "info_ema", "train_decoder": "train_decoder"}
+
+
+def saved_config(old: dict[str, Any]) -> dict[str, Any]:
+    """A saved run's config in today's shape: a run saved before a field existed ran with that
+    field's default; runs saved before stage 2 had its own config kept its fields flat (`stage`,
+    `adaptive_preset`, `betas`, `info_ema`, `train_decoder`)."""
+    old = dict(old)
+    if "stage" in old:
+        flat = {k: old.pop(k) for k in list(_STAGE2_FLAT) if k in old}
+        old["adaptive"] = ({_STAGE2_FLAT[k]: v for k, v in flat.items()} if old.pop("stage") == "adaptive" else None)
+        if old["adaptive"] is not None:
+            old["adaptive"] = {**AdaptiveStageConfig().to_dict(), **old["adaptive"]}
+    return {**TrainConfig().to_dict(), **old}
+
+
 def check_resume_compatible(out: Path, cfg: TrainConfig) -> None:
     """Raise ValueError naming every field that differs from the run being resumed."""
-    old = json.loads((out / STATE_JSON).read_text())["config"]
-    new = json.loads(json.dumps(dataclasses.asdict(cfg)))  # tuples compare as the JSON lists
-    # a run saved before a field existed ran with that field's default
-    defaults = json.loads(json.dumps(dataclasses.asdict(TrainConfig())))
-    old = {**{k: v for k, v in defaults.items() if k not in old}, **old}
-    diff = [f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in new if k not in _RESUMABLE_CHANGES and old.get(k) != new[k]]
+    old = saved_config(json.loads((out / STATE_JSON).read_text())["config"])
+    new = cfg.to_dict()
+    diff = []
+    for k in new:
+        if k in _RESUMABLE_CHANGES or old.get(k) == new[k]:
+            continue
+        a, b = old.get(k), new[k]
+        if isinstance(a, dict) and isinstance(b, dict):
+            diff += [f"{k}.{f}: {a.get(f)!r} -> {b.get(f)!r}" for f in b if a.get(f) != b.get(f)]
+        else:
+            diff.append(f"{k}: {a!r} -> {b!r}")
     if diff:
         raise ValueError(
             f"{out} holds a run with a different configuration ({'; '.join(diff)}); "
@@ -236,12 +264,12 @@ def train(
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # every step has the same shapes
     torch.manual_seed(cfg.seed)
-    adaptive = cfg.stage == "adaptive"
-    if adaptive:
+    adaptive = cfg.adaptive is not None
+    if cfg.adaptive is not None:
         from tokenizer.train import adaptive_stage as stage2
 
-        model = stage2.build_adaptive(cfg.preset, cfg.adaptive_preset)
-        params = stage2.freeze_base(model, cfg.train_decoder)
+        model = stage2.build_adaptive(cfg.preset, cfg.adaptive.preset)
+        params = stage2.freeze_base(model, cfg.adaptive.train_decoder)
     else:
         model = VideoTokenizer(preset(cfg.preset))
         params = list(model.parameters())
@@ -269,7 +297,7 @@ def train(
 
     def checkpoint() -> str:
         _save_state(out, cfg, step, model, opt, history)
-        return save_tokenizer(model, out / WEIGHTS, info={"train": dataclasses.asdict(cfg), "step": step,
+        return save_tokenizer(model, out / WEIGHTS, info={"train": cfg.to_dict(), "step": step,
                                                           "history": history[-1:]}, dtype=dtype)
 
     batches = BatchPrefetcher(batch_fn, data_workers, last=cfg.steps)
@@ -283,8 +311,8 @@ def train(
             x = frames_to_tensor(batches.get(step)).to(device, non_blocking=True)  # (B, 3, T, H, W) in [-1, 1]
             with mixed_precision(device, cfg.autocast):
                 if adaptive:
-                    betas = stage2.sample_betas(cfg.seed, step, x.shape[0], cfg.betas)
-                    y = stage2.adaptive_forward(model, x, betas, cfg.info_ema)
+                    betas = stage2.sample_betas(cfg.seed, step, x.shape[0], cfg.adaptive.betas)
+                    y = stage2.adaptive_forward(model, x, betas, cfg.adaptive.info_ema)
                 else:
                     y = model(x).reconstruction
             y = y.float()  # the loss in float32 whatever the passes ran in

@@ -14,18 +14,16 @@ Targets outside that range raise `TargetOutOfReach`, which names the reachable r
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 
-from schemas.config import check_keys
+from schemas.config import FrozenConfig
 from tokenizer.adaptive.model import AdaptiveTokenizer
 from tokenizer.nn.model import Encoding
 from tokenizer.adaptive.router import MIN_RATE, budget_rate, budget_tokens, check_mean_info, clip_information
@@ -48,7 +46,7 @@ class TargetOutOfReach(ValueError):
 
 
 @dataclass(frozen=True)
-class TuningTarget:
+class TuningTarget(FrozenConfig):
     """What the user cares about. kind: 'rate' (mean kept fraction of the token grid, a budget:
     the chosen beta keeps the sample's mean rate <= value), 'bpp16' (the same budget in
     16 x bits per pixel, mask bits excluded as in the paper) or 'psnr' (a floor in dB: the
@@ -64,17 +62,9 @@ class TuningTarget:
             raise ValueError(f"target {self.kind} must be a finite number > 0, got {self.value!r}")
         object.__setattr__(self, "value", float(self.value))
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TuningTarget:
-        check_keys(cls, d)
-        return cls(**d)
-
 
 @dataclass(frozen=True)
-class TuneConfig:
+class TuneConfig(FrozenConfig):
     """How the sweep runs.
 
     grid_size: betas of the reported curve (geometric from the rate floor's beta to 1).
@@ -102,14 +92,6 @@ class TuneConfig:
             raise ValueError(f"mean_info must be one of {MEAN_INFO_SOURCES}, got {self.mean_info!r}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TuneConfig:
-        check_keys(cls, d)
-        return cls(**d)
 
 
 @dataclass(frozen=True)

@@ -8,15 +8,14 @@ clip and distinct token count (`QualityProbe`). Model-side only: no storage acce
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
+from schemas.config import FrozenConfig
 from tokenizer.adaptive.model import AdaptiveTokenizer
 from tokenizer.tuning.quality import QualityPoint, QualityProbe, solve_psnr
 from tokenizer.tuning.budget import (
@@ -35,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class CurvePoint:
+class CurvePoint(FrozenConfig):
     """The sample at one beta; psnr / ssim are None where not decoded."""
 
     beta: float
@@ -47,7 +46,7 @@ class CurvePoint:
 
 
 @dataclass(frozen=True)
-class TuningResult:
+class TuningResult(FrozenConfig):
     """What tuning found on a sample (JSON-able through to_dict / from_dict).
 
     beta / mean_info: the pair to tokenize with. rate, bpp16(_mask): the sample's budget at
@@ -80,24 +79,6 @@ class TuningResult:
     clip_rates: tuple[float, ...]
     clip_info: tuple[float, ...]
     cost: dict[str, float]
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TuningResult:
-        names = {f.name for f in dataclasses.fields(cls)}
-        if set(d) != names:
-            raise ValueError(f"TuningResult keys differ: missing {sorted(names - set(d))}, "
-                             f"unknown {sorted(set(d) - names)}")
-        pair = lambda v: None if v is None else (float(v[0]), float(v[1]))  # noqa: E731
-        return cls(**dict(
-            d, target=TuningTarget.from_dict(d["target"]), rate_ci=pair(d["rate_ci"]), psnr_ci=pair(d["psnr_ci"]),
-            reachable_rate=pair(d["reachable_rate"]), reachable_bpp16=pair(d["reachable_bpp16"]),
-            reachable_psnr=pair(d["reachable_psnr"]), curve=tuple(CurvePoint(**p) for p in d["curve"]),
-            clip_rates=tuple(d["clip_rates"]), clip_info=tuple(d["clip_info"]), cost=dict(d["cost"]),
-        ))
 
 
 def probe_indices(n: int, k: int | None) -> list[int]:

@@ -1,0 +1,61 @@
+"""Fetch then decode: one video's bytes from storage through a decode function, in one place.
+
+Every path that turns a URI into clips goes through `fetch_and_decode`: the Ray decode tasks,
+the actor's isolated decoder processes, the beta-tuning sample, `infotok eval` / `train --data`.
+The decode function is a `DecodeStep`, a `FaultableDecode` or an `IsolatedDecoder`: anything
+that maps (bytes, uri) to a DecodedVideo or a VideoFailure without raising.
+
+`FaultableDecode` adds the fault drill: with INFOTOK_FAULT_INJECT="crash=NEEDLE,hang=NEEDLE"
+the decode of every uri containing NEEDLE aborts its process or hangs, as a native decoder can;
+it is how recovery is tested (and rehearsed on a real cluster).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pipeline.decode.failures import VideoFailure
+from pipeline.decode.step import DecodeConfig, DecodedVideo, DecodeStep
+from pipeline.io.fetch import fetch_bytes
+from pipeline.io.storage import StorageConfig
+
+logger = logging.getLogger(__name__)
+
+DecodeFn = Callable[[bytes, str], Any]  # (data, uri) -> DecodedVideo | VideoFailure, never raises
+
+FAULT_ENV = "INFOTOK_FAULT_INJECT"
+
+
+def fetch_and_decode(uri: str, storage: StorageConfig, decode: DecodeFn) -> DecodedVideo | VideoFailure:
+    """The video's clips, or the read / decode failure that becomes its error row."""
+    data = fetch_bytes(uri, storage)
+    if isinstance(data, VideoFailure):
+        return data
+    return decode(data, uri)
+
+
+def _inject_fault(uri: str) -> None:
+    for item in os.environ.get(FAULT_ENV, "").split(","):
+        kind, _, needle = item.partition("=")
+        if needle and needle in uri:
+            logger.warning("%s: injecting decoder %s for %s", FAULT_ENV, kind, uri)
+            if kind == "crash":
+                os.abort()
+            if kind == "hang":
+                time.sleep(24 * 3600)
+
+
+class FaultableDecode:
+    """DecodeStep plus the FAULT_ENV drill: what runs in a Ray decode task or an isolated decoder
+    process (picklable: it holds the config as a dict)."""
+
+    def __init__(self, decode: dict[str, Any]) -> None:
+        self.step = DecodeStep(DecodeConfig.from_dict(decode))
+
+    def __call__(self, data: bytes, uri: str) -> DecodedVideo | VideoFailure:
+        _inject_fault(uri)
+        return self.step(data, uri)

@@ -1,0 +1,125 @@
+"""One handle on a dataset's root: the URI and its filesystem, resolved once and passed down.
+
+The writer, the resume check, `status`, `validate` and the loader all address files by their
+path relative to the root (`schemas.layout` names them) through this handle, instead of each
+leaf re-resolving storage from a URI. Every read and write is retried on transient errors.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from pipeline.io.storage import StorageConfig, filesystem, protocol_of, put_atomic_fs, with_retries
+from schemas.layout import COMMITS_DIR, MANIFEST_NAME, join, shard_of
+
+if TYPE_CHECKING:
+    import fsspec
+
+    from schemas.manifest import DatasetManifest, ShardCommit
+
+logger = logging.getLogger(__name__)
+
+
+class DatasetNotReadyError(FileNotFoundError):
+    """The dataset has no manifest: it is unfinished (job still running or died) or not a dataset."""
+
+
+class DatasetDir:
+    """A dataset root (local folder or s3:// prefix). Paths given to methods are relative to it.
+
+    Picklable (it travels to loader workers and Ray actors): the filesystem is resolved lazily
+    and not pickled.
+    """
+
+    def __init__(self, root: str, storage: StorageConfig = StorageConfig()) -> None:
+        self.root = root.rstrip("/") or root
+        self.storage = storage
+        self._fs: Any = None
+        self._path = ""
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"root": self.root, "storage": self.storage, "_fs": None, "_path": ""}
+
+    def __repr__(self) -> str:
+        return f"DatasetDir({self.root!r})"
+
+    @property
+    def fs(self) -> fsspec.AbstractFileSystem:
+        if self._fs is None:
+            self._fs, self._path = filesystem(self.root, self.storage)
+        return self._fs
+
+    @property
+    def is_local(self) -> bool:
+        return protocol_of(self.root) == "file"
+
+    def uri(self, rel: str = "") -> str:
+        """The URI of `rel` (as users and messages name it)."""
+        return join(self.root, rel) if rel else self.root
+
+    def path(self, rel: str = "") -> str:
+        """The path of `rel` within the filesystem."""
+        self.fs  # noqa: B018 - resolves _path
+        return join(self._path, rel) if rel else self._path
+
+    def read(self, rel: str) -> bytes:
+        """Whole-object read; FileNotFoundError when absent."""
+        return with_retries(lambda: self.fs.cat_file(self.path(rel)), f"read {self.uri(rel)}")
+
+    def exists(self, rel: str) -> bool:
+        return bool(with_retries(lambda: self.fs.exists(self.path(rel)), f"stat {self.uri(rel)}"))
+
+    def list(self, rel: str) -> list[str]:
+        """Sorted file names directly in folder `rel`; [] when it does not exist."""
+        try:
+            names = with_retries(lambda: self.fs.ls(self.path(rel), detail=False), f"list {self.uri(rel)}")
+        except FileNotFoundError:
+            return []
+        return sorted(str(n).rsplit("/", 1)[-1] for n in names)
+
+    def put(self, rel: str, data: bytes) -> None:
+        """Make `data` visible at `rel` all at once (temp + rename locally, one PUT on S3)."""
+        put_atomic_fs(self.fs, self.path(rel), data, self.is_local, self.uri(rel))
+
+    def remove(self, rels: list[str]) -> None:
+        """Delete the given files (paths relative to the root)."""
+        if rels:
+            self.fs.rm([self.path(r) for r in rels])
+
+    def find(self, rel: str) -> list[str]:
+        """Every file below folder `rel`, relative to the root; [] when it does not exist."""
+        base = self.path()
+        if not self.exists(rel):
+            return []
+        return sorted(p[len(base) + 1 :] for p in self.fs.find(self.path(rel)))
+
+    def invalidate_cache(self) -> None:
+        self.fs.invalidate_cache()
+
+    def read_manifest(self) -> DatasetManifest:
+        """ROOT/dataset.json; DatasetNotReadyError with a clear message if it is absent."""
+        from schemas.manifest import DatasetManifest
+
+        try:
+            text = self.read(MANIFEST_NAME)
+        except FileNotFoundError:
+            raise DatasetNotReadyError(
+                f"no manifest at {self.uri(MANIFEST_NAME)}: the dataset is unfinished (its job has not written "
+                f"{MANIFEST_NAME} yet) or {self.root!r} is not an infotok dataset"
+            ) from None
+        return DatasetManifest.from_json(text.decode())
+
+    def commits(self) -> dict[int, ShardCommit]:
+        """Every commit marker, by shard id (empty when none)."""
+        from schemas.manifest import ShardCommit
+
+        out: dict[int, ShardCommit] = {}
+        for name in self.list(COMMITS_DIR):
+            if not name.endswith(".json") or name.startswith("."):
+                continue
+            commit = ShardCommit.from_json(self.read(f"{COMMITS_DIR}/{name}").decode())
+            if commit.shard != shard_of(name):
+                raise ValueError(f"commit marker {self.uri(COMMITS_DIR + '/' + name)} names shard {commit.shard}")
+            out[commit.shard] = commit
+        return out
