@@ -15,7 +15,14 @@ from typing import Any
 
 import click
 
-from jobs.options import clip_frames_option, parse_resolution, resolution_option, storage_from, storage_options
+from jobs.options import (
+    clip_frames_option,
+    json_option,
+    parse_resolution,
+    resolution_option,
+    storage_from,
+    storage_options,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -33,10 +40,11 @@ logger = logging.getLogger(__name__)
 @click.option("--num-procedural", default=50, show_default=True, type=int, help="Clips when INPUT is 'procedural'.")
 @click.option("--batch-size", default=4, show_default=True, type=int)
 @storage_options
+@json_option
 def calibrate(input_uri: str, checkpoint: str | None, out_path: str | None, write_checkpoint: str | None,
               resolution: str, clip_frames: int, max_videos: int | None, max_clips: int, num_procedural: int,
-              batch_size: int, **o: Any) -> None:
-    """Mean clip information E[I] of INPUT (folder, s3:// prefix, list file or 'procedural'), as JSON."""
+              batch_size: int, as_json: bool, **o: Any) -> None:
+    """Mean clip information E[I] of INPUT (folder, s3:// prefix, list file or 'procedural')."""
     import numpy as np
     import torch
 
@@ -82,4 +90,14 @@ def calibrate(input_uri: str, checkpoint: str | None, out_path: str | None, writ
     if out_path:
         Path(out_path).parent.mkdir(parents=True, exist_ok=True)
         Path(out_path).write_text(text + "\n")
-    click.echo(text)
+    if as_json:
+        click.echo(text)
+        return
+    q = doc["info_quantiles"]
+    click.echo(f"E[I] {mean_info:.6g} over {len(infos)} clips of {input_uri} (the checkpoint's: "
+               f"{doc['checkpoint_mean_info']:.6g}); I(x) 10/50/90%: {q['0.1']:.4g} / {q['0.5']:.4g} / {q['0.9']:.4g}"
+               + (f"; {len(failures)} videos failed" if failures else ""))
+    if write_checkpoint:
+        click.echo(f"wrote {write_checkpoint} (tokenizer {doc['written_tokenizer_id']})")
+    if out_path:
+        click.echo(f"wrote {out_path}")

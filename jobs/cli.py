@@ -2,6 +2,10 @@
 
 Commands live in their own modules and are imported only when invoked, so that
 `infotok --help` does not pay for torch or Ray imports.
+
+Errors are one line on stderr, `Error: ...`, naming the thing and the value: exit status 2 for a
+usage error (a bad option), 1 for anything that failed while running. The traceback is printed
+only with `-v`.
 """
 
 from __future__ import annotations
@@ -26,8 +30,25 @@ _COMMANDS: dict[str, str] = {
 }
 
 
+def one_line(exc: BaseException) -> str:
+    """`Type: message` on one line (what a failed command prints without -v)."""
+    text = " ".join(str(exc).split()) or "(no message)"
+    return text if isinstance(exc, click.ClickException) else f"{type(exc).__name__}: {text}"
+
+
 class LazyGroup(click.Group):
-    """A click group whose subcommands are imported on first use."""
+    """A click group whose subcommands are imported on first use, and whose unexpected errors
+    become one `Error:` line (exit 1) unless -v asks for the traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the one place that turns a failure into an exit status
+            if ctx.params.get("verbose"):
+                raise
+            raise click.ClickException(one_line(exc)) from exc
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(_COMMANDS)

@@ -21,15 +21,29 @@ from jobs.options import clip_frames_option, json_option, parse_resolution, reso
 logger = logging.getLogger(__name__)
 
 
-def side_by_side(original: np.ndarray, reconstruction: np.ndarray, path: Path, n_frames: int = 4) -> Path:
-    """PNG with original frames on the top row and reconstructed frames below."""
-    from PIL import Image
+LABEL_WIDTH = 120  # pixels of the row-label column
+CAPTION_HEIGHT = 16  # pixels of the caption strip
+
+
+def comparison_png(original: np.ndarray, reconstruction: np.ndarray, path: Path, caption: str,
+                   n_frames: int = 4) -> Path:
+    """PNG of `n_frames` frames spread over the clip: the original row above the reconstruction row,
+    each row labelled on the left, `caption` (clip, tokens, PSNR) on a strip at the top.
+    original / reconstruction: uint8 (T, H, W, 3)."""
+    from PIL import Image, ImageDraw
 
     idx = np.linspace(0, len(original) - 1, n_frames).round().astype(int)
-    top = np.concatenate([original[i] for i in idx], axis=1)
-    bottom = np.concatenate([reconstruction[i] for i in idx], axis=1)
+    rows = [np.concatenate([frames[i] for i in idx], axis=1) for frames in (original, reconstruction)]
+    h, w = rows[0].shape[:2]
+    canvas = Image.new("RGB", (LABEL_WIDTH + w, CAPTION_HEIGHT + 2 * h), "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((4, 2), caption, fill="black")
+    for r, (label, row) in enumerate(zip(("original", "reconstruction"), rows)):
+        top = CAPTION_HEIGHT + r * h
+        canvas.paste(Image.fromarray(row), (LABEL_WIDTH, top))
+        draw.text((4, top + h // 2 - 6), label, fill="black")
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.concatenate([top, bottom], axis=0)).save(path)
+    canvas.save(path)
     return path
 
 
@@ -54,27 +68,37 @@ def demo(out_dir: str, checkpoint: str | None, resolution: str, clip_frames: int
     from pipeline.exec.tokenize_step import TokenizeConfig
     from pipeline.decode.video_write import write_video
     from pipeline.io.dataset import DatasetDir
+    from pipeline.io.inputs import normalize_uri
     from schemas.validate import validate_dataset
     from tokenizer.adaptive.tokens import AdaptiveTokens
-    from tokenizer.checkpoint import load_tokenizer
+    from pipeline.exec.prepare import PreflightError, preflight
+    from tokenizer.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_tokenizer, read_header
     from tokenizer.eval.metrics import psnr, ssim
     from tokenizer.video import frames_to_tensor, tensor_to_frames
 
     out = Path(out_dir)
     height, width = parse_resolution(resolution)
     frames = clip_frames
-    try:
+    try:  # every setting is checked before anything is written or started
         decode = DecodeConfig(resolution=(height, width), clip_frames=frames)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
-    videos = write_samples(out / "videos", height=height, width=width, frames=2 * frames)
-    try:
         job = JobConfig(input=str(out / "videos"), output=str(out / "dataset"), decode=decode,
                         tokenize=TokenizeConfig(checkpoint=checkpoint, beta=beta),
                         plan=PlanConfig(videos_per_shard=2), execution=ExecConfig(decode_cpus=0.5))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    result = run_job(job, overwrite=True, progress=not as_json)
+    try:
+        read_header(checkpoint or DEFAULT_CHECKPOINT)
+    except CheckpointError as exc:
+        raise click.BadParameter(str(exc), param_hint="--checkpoint") from None
+    videos = write_samples(out / "videos", height=height, width=width, frames=2 * frames)
+    try:
+        plan = preflight(job)
+    except PreflightError as exc:
+        raise click.ClickException(str(exc)) from None
+    say = (lambda text: None) if as_json else (lambda text: click.echo(text, err=True))
+    say(f"tokenizing {len(videos)} sample videos into {job.output} with Ray (a local cluster starts first) ...")
+    result = run_job(job, overwrite=True, progress=not as_json, plan=plan)
+    say("rebuilding every clip from the tokens and masks the dataset stores ...")
     report = validate_dataset(DatasetDir(job.output))
     if not report.ok:
         raise click.ClickException(f"the demo dataset failed validation: {report.violations[0]}")
@@ -92,7 +116,9 @@ def demo(out_dir: str, checkpoint: str | None, resolution: str, clip_frames: int
         decoded = step(path.read_bytes(), str(path))
         if isinstance(decoded, VideoFailure):
             raise click.ClickException(f"sample video failed to decode: {decoded.message}")
-        rows = sorted(rows_by_uri[str(path)], key=lambda r: r["clip_index"])
+        rows = sorted(rows_by_uri[normalize_uri(str(path))], key=lambda r: r["clip_index"])
+        if not rows:
+            raise click.ClickException(f"the dataset {job.output} holds no clips of {path}")
         recon_clips = []
         for row in rows:  # rebuild each clip from what the dataset stores: ids + packed mask
             grid = (row["grid_t"], row["grid_h"], row["grid_w"])
@@ -111,17 +137,20 @@ def demo(out_dir: str, checkpoint: str | None, resolution: str, clip_frames: int
         n_positions = sum(r["grid_t"] * r["grid_h"] * r["grid_w"] for r in rows)
         recon_frames = np.concatenate(list(tensor_to_frames(recon)))
         orig_frames = np.concatenate([c.frames for c in decoded.clips])
+        clip_psnr = float(psnr(recon, original).mean())
+        caption = f"{path.stem}: {n_tokens} tokens ({n_tokens / n_positions:.0%} kept), PSNR {clip_psnr:.2f} dB"
         table.append({
             "clip": path.stem,
             "clips": len(rows),
             "tokens": int(n_tokens),
             "kept": n_tokens / n_positions,
             "info": float(np.mean([r["info"] for r in rows])),
-            "psnr": float(psnr(recon, original).mean()),
+            "psnr": clip_psnr,
             "ssim": float(ssim(recon, original).mean()),
             "reconstruction": str(write_video(out / "reconstructions" / path.name, recon_frames,
                                               fps=decoded.source.fps)),
-            "compare_png": str(side_by_side(orig_frames, recon_frames, out / "compare" / f"{path.stem}.png")),
+            "compare_png": str(comparison_png(orig_frames, recon_frames, out / "compare" / f"{path.stem}.png",
+                                              caption)),
         })
     if as_json:
         click.echo(json.dumps({"tokenizer_id": tok.tokenizer_id, "adaptive": tok.is_adaptive,

@@ -24,11 +24,15 @@ def tokenize(input_uri: str, output: str, address: str | None, overwrite: bool, 
     """Tokenize the videos under INPUT (folder, s3:// prefix or list file) into a dataset at OUTPUT.
 
     Rerunning the same command resumes: committed shards are skipped, the rest redone."""
-    from pipeline.exec.prepare import OutputMismatchError
+    from pipeline.exec.prepare import OutputMismatchError, PreflightError, preflight
     from pipeline.exec.ray_exec import run_job
 
     job = build_job(input_uri, output, **o)
     request = tuning_request(o)
+    try:
+        plan = preflight(job)  # checkpoint, input, output and storage: before Ray starts
+    except PreflightError as exc:
+        raise click.ClickException(str(exc)) from None
     if request is not None:  # --beta auto: tune now, or re-use the tuning recorded in OUTPUT/job.json
         from pipeline.tuning.auto_beta import resolve_auto_beta
 
@@ -36,16 +40,22 @@ def tokenize(input_uri: str, output: str, address: str | None, overwrite: bool, 
             job = resolve_auto_beta(job, request, overwrite=overwrite)
         except ValueError as exc:  # a changed request (OutputMismatchError), a target out of reach, a bad report
             raise click.ClickException(str(exc)) from None
+    if not as_json:
+        click.echo(f"{input_uri}: {len(plan.entries)} videos in {plan.n_shards} shards; starting Ray "
+                   f"({address or 'a local cluster'}) ...", err=True)
     try:
-        result = run_job(job, address=address, overwrite=overwrite, progress=not as_json)
+        result = run_job(job, address=address, overwrite=overwrite, progress=not as_json, plan=plan)
     except OutputMismatchError as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(json.dumps(result.__dict__))
         return
+    source = ("tuned" if job.tokenize.tuning is not None else
+              "given" if job.tokenize.expected_info is not None else "the checkpoint's")
     click.echo(f"{result.output}: {result.n_shards} shards ({result.shards_skipped} already done), "
                f"{result.clips} clips, {result.tokens} tokens, {result.errors} errors in {result.seconds:.1f}s "
-               f"(tokenizer {result.tokenizer_id})")
+               f"(tokenizer {result.tokenizer_id}, beta {result.beta:g} with E[I] {result.expected_info:.6g}, "
+               f"{source})")
 
 
 @click.command("status")
@@ -57,13 +67,18 @@ def status(output: str, as_json: bool, **o: Any) -> None:
     from pipeline.exec.status import dataset_status
     from pipeline.io.dataset import DatasetDir
 
-    st = dataset_status(DatasetDir(output.rstrip("/"), storage_from(o)))
+    try:
+        st = dataset_status(DatasetDir(output.rstrip("/"), storage_from(o)))
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(json.dumps(st, indent=1))
         return
-    total = st["n_shards"] if st["n_shards"] is not None else "?"
+    total = st["shards"] if st["shards"] is not None else "?"
     click.echo(f"{output}: {st['shards_done']}/{total} shards committed, {st['clips']} clips, "
                f"{st['tokens']} tokens, {st['errors']} errors; "
                f"{'finished (dataset.json present)' if st['finished'] else 'not finished'}")
-    for kind, n in sorted(st["errors_by_kind"].items()):
-        click.echo(f"  errors {kind}: {n}")
+    if st["errors"]:
+        kinds = ", ".join(f"{k} {v}" for k, v in st["errors_by_kind"].items())
+        stages = ", ".join(f"{k} {v}" for k, v in st["errors_by_stage"].items())
+        click.echo(f"  errors by kind: {kinds}; by stage: {stages}")

@@ -24,6 +24,8 @@ from jobs.options import (
 
 logger = logging.getLogger(__name__)
 
+SMALL_SAMPLE = 30  # clips; fewer give a wide confidence interval of the corpus mean rate
+
 
 @click.command("tune-beta")
 @click.argument("input_uri", metavar="INPUT")
@@ -79,5 +81,18 @@ def tune_beta(input_uri: str, checkpoint: str | None, resolution: str, clip_fram
                + (f", PSNR {r.psnr:.2f} dB on {r.psnr_clips} clips" if r.psnr is not None else ""))
     click.echo(f"reachable with beta in (0, 1]: rate {r.reachable_rate[0]:.4f}..{r.reachable_rate[1]:.4f}, "
                f"BPP16 {r.reachable_bpp16[0]:.4f}..{r.reachable_bpp16[1]:.4f}")
+    if r.n_clips < SMALL_SAMPLE:
+        click.echo(f"warning: the sample has only {r.n_clips} clips; the corpus mean rate may lie anywhere in "
+                   f"{r.rate_ci[0]:.4f}..{r.rate_ci[1]:.4f} (95% CI)", err=True)
+    # beta only means this budget together with this E[I]: apply both, never beta alone
+    ckpt = f"{r.checkpoint_mean_info:.6g}" if r.checkpoint_mean_info is not None else "?"
+    target_flag = {"rate": "--target-rate", "bpp16": "--target-bpp16", "psnr": "--target-psnr"}[r.target.kind]
     if report_dir:
-        click.echo(f"report: {report_paths(report_dir.rstrip('/'))[0]}")
+        click.echo(f"apply it: infotok tokenize {input_uri} OUTPUT --beta auto --tuning "
+                   f"{report_paths(report_dir.rstrip('/'))[0]} (same decode options)")
+    else:
+        click.echo(f"apply it: infotok tokenize {input_uri} OUTPUT --beta auto {target_flag} {r.target.value:g} "
+                   "(tunes again on the same sample), or rerun with --report DIR and pass --tuning DIR/tuning.json")
+    if r.mean_info_source == "dataset":
+        click.echo(f"(--beta {r.beta:.6f} alone would use the checkpoint's E[I] {ckpt}, not {r.mean_info:.6g}, "
+                   "and miss the target)")

@@ -220,6 +220,8 @@ def _check_token_part(ds: DatasetReader, part: PartInfo, m: DatasetManifest, out
         if meta.get(key) != value:
             out.add(uri, None, key.decode(), f"file metadata has {meta.get(key)!r}, expected {value!r}")
     rgs = tuple(pf.metadata.row_group(i).num_rows for i in range(pf.metadata.num_row_groups))
+    if rgs == (0,):
+        rgs = ()  # a part of 0 clips (every video of the shard failed) holds one empty group; markers list none
     if rgs != part.row_groups:
         out.add(uri, None, "row_groups", f"file has row groups {rgs}, manifest says {part.row_groups}")
     t = pf.read()

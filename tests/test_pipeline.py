@@ -44,7 +44,7 @@ def test_folder_to_valid_dataset(corpus, reference, tiny_checkpoint):
     assert dict(counts) == expected
     assert len(set(clip_keys(rows))) == len(rows)  # every clip exactly once
     st = dataset_status(DatasetDir(out))
-    assert st["finished"] and st["shards_done"] == st["n_shards"] == 3 and st["errors"] == 0
+    assert st["finished"] and st["shards_done"] == st["shards"] == 3 and st["errors"] == 0
 
     from pipeline.loader.dataset import LoaderConfig, TokenDataset
 

@@ -81,6 +81,20 @@ def test_tune_beta_writes_a_deterministic_report(corpora, adaptive_checkpoint, t
     assert other["sample"]["seed"] == 7 and other["sample"]["ids"] != report["sample"]["ids"]
 
 
+def test_human_output_says_how_to_apply_the_tuning(corpora, adaptive_checkpoint, tmp_path):
+    # tune-beta once printed a beta that missed its own target when passed alone to tokenize: that
+    # beta belongs with the sample's E[I], not the checkpoint's
+    result = CliRunner().invoke(main, ["tune-beta", str(corpora["calm"]), "--checkpoint", adaptive_checkpoint,
+                                       *DECODE_ARGS, "--sample", "6", "--tune-clips-per-video", "2",
+                                       "--psnr-clips", "2", "--target-rate", "0.3", "--report", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    report = str(tmp_path / "r" / "tuning.json")
+    assert f"apply it: infotok tokenize {corpora['calm']} OUTPUT --beta auto --tuning {report}" in out
+    assert "alone would use the checkpoint's E[I] 0.54," in out
+    assert "warning: the sample has only 6 clips" in out
+
+
 def test_two_corpora_get_different_betas(corpora, adaptive_checkpoint):
     betas, info = {}, {}
     for name in ("calm", "busy"):
@@ -197,3 +211,8 @@ def test_tokenize_with_a_tuning_report(corpora, adaptive_checkpoint, tiny_checkp
                           "--resolution", "32", "--clip-frames", "9", "--device", "cpu", "--beta", "auto",
                           "--tuning", uri])
     assert code == 1 and "other decode settings: clip_frames: 5 (report) vs 9 (job)" in text
+    # a fixed beta says which E[I] it is paired with (a tuned beta belongs with its tuned E[I])
+    code, text = _invoke(["tokenize", str(corpora["calm"]), str(tmp_path / "ds4"), "--checkpoint", adaptive_checkpoint,
+                          *DECODE_ARGS, "--shard-size", "5", "--beta", "0.5"])
+    assert code == 0, text
+    assert "beta 0.5 with E[I] 0.54, the checkpoint's" in " ".join(text.split())

@@ -41,6 +41,18 @@ def test_clean_dataset_passes(tmp_path: Path) -> None:
     assert report.rows_checked == 30
 
 
+def test_shard_of_zero_clips_passes(tmp_path: Path) -> None:
+    # every video of a shard failed: its token part holds no rows (validate once refused such datasets)
+    root = str(tmp_path)
+    rng = np.random.default_rng(0)
+    write_shard(DatasetDir(root), 0, [make_clip(rng, 0, 0, grid=(2, 3, 5))], [], META)
+    write_shard(DatasetDir(root), 1, [], [ErrorRow("/v/bad.mp4", "decode", "permanent", "E", "bad")], META)
+    write_manifest(DatasetDir(root), {})
+    report = validate_dataset(DatasetDir(root))
+    assert report.ok, [str(v) for v in report.violations]
+    assert report.rows_checked == 1
+
+
 def test_missing_manifest_is_reported(tmp_path: Path) -> None:
     _dataset(str(tmp_path))
     Path(manifest_path(str(tmp_path))).unlink()

@@ -144,3 +144,5 @@ class JobResult:
     shard_retries: int
     seconds: float
     tokenizer_id: str
+    beta: float
+    expected_info: float

@@ -25,6 +25,43 @@ class OutputMismatchError(ValueError):
     """The output holds a dataset made with other settings, from another corpus or tokenizer."""
 
 
+class PreflightError(ValueError):
+    """Something the job needs is missing or unusable; found before any worker starts."""
+
+
+def preflight(job: JobConfig) -> Plan:
+    """Check, before Ray starts, what can fail without it, and list the corpus once.
+
+    The checkpoint must be a readable tokenizer checkpoint; the input must exist and hold at
+    least one video; the output must not be a file. Storage errors (missing credentials, an
+    unreachable endpoint) surface here from the listing. Raises PreflightError naming the thing
+    and the value; returns the plan, which `run_job` then uses instead of listing again.
+    """
+    from tokenizer.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, read_header
+
+    try:
+        read_header(job.tokenize.checkpoint or DEFAULT_CHECKPOINT)
+    except CheckpointError as exc:
+        raise PreflightError(str(exc)) from None
+    ds = DatasetDir(job.output, job.storage)
+    try:
+        if ds.fs.isfile(ds.path()):
+            raise PreflightError(f"output {job.output!r} is a file, not a folder or prefix")
+        plan = make_plan(job.source, job.plan, job.storage)
+    except PreflightError:
+        raise
+    except FileNotFoundError as exc:
+        raise PreflightError(f"input {job.input!r} not found ({exc})") from None
+    except (OSError, ValueError, PermissionError) as exc:
+        raise PreflightError(f"cannot read {job.input!r}: {type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - botocore's credential / endpoint errors are not OSErrors
+        raise PreflightError(f"cannot reach storage for {job.input!r}: {type(exc).__name__}: {exc}") from None
+    if not plan.entries:
+        exts = "" if job.source.resolved_kind == "list" else f" with extensions {', '.join(job.source.extensions)}"
+        raise PreflightError(f"no videos under input {job.input!r}{exts}")
+    return plan
+
+
 @dataclass(frozen=True)
 class Prepared:
     plan: Plan
@@ -41,12 +78,15 @@ def clear_output(ds: DatasetDir) -> None:
     logger.info("cleared %s", ds.root)
 
 
-def prepare_output(job: JobConfig, file_meta: TokenFileMeta, overwrite: bool = False) -> Prepared:
-    """Plan the job and reconcile it with what the output already holds."""
+def prepare_output(job: JobConfig, file_meta: TokenFileMeta, overwrite: bool = False,
+                   plan: Plan | None = None) -> Prepared:
+    """Plan the job (unless `plan` is given: `preflight` listed it) and reconcile it with what the
+    output already holds."""
     ds = DatasetDir(job.output, job.storage)
     if overwrite:
         clear_output(ds)
-    plan = make_plan(job.source, job.plan, job.storage)
+    if plan is None:
+        plan = make_plan(job.source, job.plan, job.storage)
     has_job, has_plan = ds.exists(JOB_FILE), ds.exists(PLAN_FILE)
     if has_job:
         old = json.loads(ds.read(JOB_FILE))

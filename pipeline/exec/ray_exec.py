@@ -26,6 +26,7 @@ from pipeline.decode.isolate import IsolatedDecoderPool
 from pipeline.decode.source import FaultableDecode, fetch_and_decode
 from pipeline.decode.step import DecodedVideo
 from pipeline.exec.job import JobConfig, JobResult, cpu_threads, decode_overlaps
+from pipeline.exec.plan import Plan
 from pipeline.exec.prepare import Prepared, prepare_output
 from pipeline.io.dataset import DatasetDir
 from pipeline.io.inputs import ManifestEntry
@@ -146,6 +147,10 @@ def init_ray(address: str | None) -> bool:
         return False
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     if address is None and not os.environ.get("RAY_ADDRESS"):
+        # Ray logs its token-auth mode (enabled by default, or the user's RAY_AUTH_MODE) at every local
+        # start; it says nothing about this job, so it shows only with -v.
+        if not logger.isEnabledFor(logging.INFO):
+            logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
         ray.init(address="local", num_cpus=os.cpu_count() or 2, include_dashboard=False,
                  logging_level=logging.WARNING, log_to_driver=False)
     else:
@@ -154,9 +159,10 @@ def init_ray(address: str | None) -> bool:
 
 
 def run_job(job: JobConfig, address: str | None = None, overwrite: bool = False, progress: bool = True,
-            workers_out: list[Any] | None = None) -> JobResult:
+            workers_out: list[Any] | None = None, plan: Plan | None = None) -> JobResult:
     """Run (or resume) the job to a finished dataset. `workers_out` receives the live actor
-    handles (for operational tooling and fault-injection tests)."""
+    handles (for operational tooling and fault-injection tests); `plan`: the corpus as `preflight`
+    listed it (listed again here when None)."""
     import ray
 
     t0 = time.monotonic()
@@ -164,7 +170,7 @@ def run_job(job: JobConfig, address: str | None = None, overwrite: bool = False,
     try:
         pool = _Workers(job, workers_out)
         meta = pool.start()
-        prepared = prepare_output(job, meta, overwrite=overwrite)
+        prepared = prepare_output(job, meta, overwrite=overwrite, plan=plan)
         totals = _dispatch(job, prepared, pool, progress, t0)
         return _finalise(job, prepared, pool, meta, totals, t0)
     finally:
@@ -297,4 +303,5 @@ def _finalise(job: JobConfig, prepared: Prepared, pool: _Workers, meta: TokenFil
     return JobResult(output=job.output, n_shards=plan.n_shards, shards_run=len(prepared.todo),
                      shards_skipped=len(prepared.done), videos=totals.videos, clips=manifest.n_clips,
                      tokens=manifest.n_tokens, errors=manifest.n_errors, shard_retries=totals.retries,
-                     seconds=time.monotonic() - t0, tokenizer_id=meta.tokenizer_id)
+                     seconds=time.monotonic() - t0, tokenizer_id=meta.tokenizer_id, beta=meta.beta,
+                     expected_info=meta.expected_info)

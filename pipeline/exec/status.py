@@ -8,28 +8,38 @@ from typing import Any
 
 from pipeline.exec.plan import Plan
 from pipeline.io.dataset import DatasetDir
-from schemas.layout import MANIFEST_NAME, PLAN_FILE, error_part
+from schemas.layout import JOB_FILE, MANIFEST_NAME, PLAN_FILE, error_part
 
 
 def dataset_status(ds: DatasetDir) -> dict[str, Any]:
-    """Counts from the plan and commit markers; errors by kind and stage from committed error parts."""
+    """Counts from the plan and commit markers; errors by kind and stage from committed error parts.
+
+    Keys as `infotok inspect` names them (root, shards, clips, tokens, errors, errors_by_kind and
+    errors_by_stage);
+    `shards` is None before a job has written its plan. FileNotFoundError when `ds` holds neither a
+    plan nor a job's settings nor a manifest: not a dataset, nor one being written.
+    """
     import pyarrow.parquet as pq
 
+    if not any(ds.exists(name) for name in (PLAN_FILE, JOB_FILE, MANIFEST_NAME)):
+        raise FileNotFoundError(f"no dataset at {ds.root!r}: it holds no {PLAN_FILE}, {JOB_FILE} or {MANIFEST_NAME}")
     n_shards = Plan.from_json(ds.read(PLAN_FILE).decode("utf-8")).n_shards if ds.exists(PLAN_FILE) else None
     commits = ds.commits()
     kinds: Counter[str] = Counter()
+    stages: Counter[str] = Counter()
     for shard, commit in commits.items():
         if commit.n_errors:
             table = pq.read_table(io.BytesIO(ds.read(error_part(shard))), columns=["kind", "stage"])
-            for kind, stage in zip(table.column("kind").to_pylist(), table.column("stage").to_pylist()):
-                kinds[f"{stage}/{kind}"] += 1
+            kinds.update(table.column("kind").to_pylist())
+            stages.update(table.column("stage").to_pylist())
     return {
-        "output": ds.root,
-        "n_shards": n_shards,
+        "root": ds.root,
+        "shards": n_shards,
         "shards_done": len(commits),
         "clips": sum(c.n_rows for c in commits.values()),
         "tokens": sum(c.n_tokens for c in commits.values()),
         "errors": sum(c.n_errors for c in commits.values()),
-        "errors_by_kind": dict(kinds),
+        "errors_by_kind": dict(sorted(kinds.items())),
+        "errors_by_stage": dict(sorted(stages.items())),
         "finished": ds.exists(MANIFEST_NAME),
     }

@@ -103,14 +103,31 @@ def with_retries(
     raise AssertionError("unreachable")
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where /proc tells it (os.umask sets it to read it)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def put_atomic_fs(fs: fsspec.AbstractFileSystem, path: str, data: bytes, local: bool, what: str) -> None:
     """Make `data` visible at `path` all at once: temp file, fsync and rename on a local disk; one PUT
-    (or a multipart upload that s3fs completes only after the last part) on an object store."""
+    (or a multipart upload that s3fs completes only after the last part) on an object store.
+    A local file gets the mode any new file gets (0666 less the umask), not the temp file's 0600:
+    a dataset is read by other accounts (a training job's service user)."""
     if local:
         folder = os.path.dirname(path)
         os.makedirs(folder, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
         try:
+            os.fchmod(fd, 0o666 & ~current_umask())
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()
