@@ -16,7 +16,7 @@ import click
 if TYPE_CHECKING:
     from pipeline.exec.job import JobConfig
     from pipeline.io.storage import StorageConfig
-    from pipeline.tuning.auto_beta import TuneRequest
+    from pipeline.exec.auto_beta import TuneRequest
     from pipeline.tuning.sample import SampleConfig
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -150,7 +150,7 @@ def tune_configs(kind: str, o: dict[str, Any]) -> tuple[SampleConfig, dict[str, 
 
 def tuning_request(o: dict[str, Any]) -> TuneRequest | None:
     """The TuneRequest of `tokenize --beta auto ...`, None for a fixed beta; UsageError if inconsistent."""
-    from pipeline.tuning.auto_beta import TuneRequest
+    from pipeline.exec.auto_beta import TuneRequest
 
     target, report = target_of(o), o.get("tuning")
     if o["beta"] != "auto":

@@ -34,7 +34,7 @@ def tokenize(input_uri: str, output: str, address: str | None, overwrite: bool, 
     except PreflightError as exc:
         raise click.ClickException(str(exc)) from None
     if request is not None:  # --beta auto: tune now, or re-use the tuning recorded in OUTPUT/job.json
-        from pipeline.tuning.auto_beta import resolve_auto_beta
+        from pipeline.exec.auto_beta import resolve_auto_beta
 
         try:
             job = resolve_auto_beta(job, request, overwrite=overwrite)

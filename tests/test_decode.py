@@ -9,7 +9,7 @@ from media import frame_levels, index_frames, moving_square_frames, noise_frames
 
 from pipeline.decode.step import DecodeConfig, DecodedVideo, DecodeStep
 from pipeline.decode.failures import VideoFailure
-from pipeline.io.fetch import fetch_bytes
+from pipeline.decode.source import fetch_bytes
 from pipeline.io.storage import StorageConfig, filesystem
 
 DECODERS = ["decord", "pyav"]

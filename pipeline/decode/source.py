@@ -1,4 +1,6 @@
-"""Fetch then decode: one video's bytes from storage through a decode function, in one place.
+"""Where a video's clips come from: its bytes fetched from storage (whole-object reads: decord
+copies its input into memory anyway, and small ranged reads cost a round trip each on object
+stores, ~30 ms on moto), then a decode function, in one place.
 
 Every path that turns a URI into clips goes through `fetch_and_decode`: the Ray decode tasks,
 the actor's isolated decoder processes, the beta-tuning sample, `infotok eval` / `train --data`.
@@ -18,16 +20,34 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pipeline.decode.failures import VideoFailure
+from pipeline.decode.failures import VideoFailure, clean_message
 from pipeline.decode.step import DecodeConfig, DecodedVideo, DecodeStep
-from pipeline.io.fetch import fetch_bytes
-from pipeline.io.storage import StorageConfig
+from pipeline.io.storage import StorageConfig, filesystem, is_transient, with_retries
 
 logger = logging.getLogger(__name__)
 
 DecodeFn = Callable[[bytes, str], Any]  # (data, uri) -> DecodedVideo | VideoFailure, never raises
 
 FAULT_ENV = "INFOTOK_FAULT_INJECT"
+
+
+def fetch_bytes(uri: str, storage: StorageConfig = StorageConfig(), attempts: int = 5,
+                max_bytes: int | None = None) -> bytes | VideoFailure:
+    """The object's bytes, retrying transient errors; a VideoFailure(stage="read") otherwise.
+
+    max_bytes: refuse (permanently) objects larger than this, before downloading them.
+    """
+    try:
+        fs, path = filesystem(uri, storage)
+        if max_bytes is not None:
+            size = with_retries(lambda: fs.size(path), f"stat {uri}", attempts=attempts)
+            if size is not None and size > max_bytes:
+                return VideoFailure(uri, "read", True, "TooLarge", f"{uri}: {size} bytes, more than max_bytes={max_bytes}")
+        return with_retries(lambda: fs.cat_file(path), f"read {uri}", attempts=attempts)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a row
+        permanent = not is_transient(exc)
+        logger.warning("read failed (%s): %s", "permanent" if permanent else "transient", clean_message(f"{uri}: {exc}"))
+        return VideoFailure.from_exception(uri, "read", exc, permanent=permanent, what="reading")
 
 
 def fetch_and_decode(uri: str, storage: StorageConfig, decode: DecodeFn) -> DecodedVideo | VideoFailure:
