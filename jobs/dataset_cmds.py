@@ -8,7 +8,6 @@ bits per clip.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import sys
@@ -17,17 +16,12 @@ from typing import Any
 
 import click
 import numpy as np
-import pyarrow.parquet as pq
 
 from pipeline.io.dataset import DatasetDir, DatasetNotReadyError
 from jobs.options import json_option, storage_from, storage_options
 from schemas.layout import error_part, token_part
 
 _SUMMARY_COLUMNS = ["n_tokens", "rate", "frame_count", "height", "width", "grid_t", "grid_h", "grid_w"]
-
-
-def _read(ds: DatasetDir, rel: str, columns: list[str] | None = None) -> Any:
-    return pq.read_table(io.BytesIO(ds.read(rel)), columns=columns)
 
 
 def dataset_summary(ds: DatasetDir, bins: int = 10) -> dict[str, Any]:
@@ -37,10 +31,10 @@ def dataset_summary(ds: DatasetDir, bins: int = 10) -> dict[str, Any]:
     by_kind: Counter = Counter()
     by_stage: Counter = Counter()
     for p in m.parts:
-        t = _read(ds, token_part(p.shard), _SUMMARY_COLUMNS)
+        t = ds.read_table(token_part(p.shard), _SUMMARY_COLUMNS)
         for c in _SUMMARY_COLUMNS:
             cols[c].append(t.column(c).to_numpy().astype(np.float64))
-        e = _read(ds, error_part(p.shard), ["kind", "stage"])
+        e = ds.read_table(error_part(p.shard), ["kind", "stage"])
         by_kind.update(e.column("kind").to_pylist())
         by_stage.update(e.column("stage").to_pylist())
     a = {c: np.concatenate(v) if v else np.zeros(0) for c, v in cols.items()}

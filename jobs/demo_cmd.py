@@ -69,6 +69,7 @@ def demo(out_dir: str, checkpoint: str | None, resolution: str, clip_frames: int
     from pipeline.decode.video_write import write_video
     from pipeline.io.dataset import DatasetDir
     from pipeline.io.inputs import normalize_uri
+    from schemas.layout import token_part
     from schemas.validate import validate_dataset
     from tokenizer.adaptive.tokens import AdaptiveTokens
     from pipeline.exec.prepare import PreflightError, preflight
@@ -103,11 +104,10 @@ def demo(out_dir: str, checkpoint: str | None, resolution: str, clip_frames: int
     if not report.ok:
         raise click.ClickException(f"the demo dataset failed validation: {report.violations[0]}")
 
-    import pyarrow.parquet as pq
-
     rows_by_uri: dict[str, list[dict]] = defaultdict(list)
-    for part in sorted((out / "dataset" / "tokens").glob("part-*.parquet")):
-        for row in pq.read_table(part).to_pylist():
+    dataset = DatasetDir(job.output)
+    for part in dataset.read_manifest().parts:
+        for row in dataset.read_table(token_part(part.shard)).to_pylist():
             rows_by_uri[row["source_uri"]].append(row)
     tok = load_tokenizer(checkpoint)
     step = DecodeStep(decode)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from collections import Counter
 from typing import Any
 
@@ -19,8 +18,6 @@ def dataset_status(ds: DatasetDir) -> dict[str, Any]:
     `shards` is None before a job has written its plan. FileNotFoundError when `ds` holds neither a
     plan nor a job's settings nor a manifest: not a dataset, nor one being written.
     """
-    import pyarrow.parquet as pq
-
     if not any(ds.exists(name) for name in (PLAN_FILE, JOB_FILE, MANIFEST_NAME)):
         raise FileNotFoundError(f"no dataset at {ds.root!r}: it holds no {PLAN_FILE}, {JOB_FILE} or {MANIFEST_NAME}")
     n_shards = Plan.from_json(ds.read(PLAN_FILE).decode("utf-8")).n_shards if ds.exists(PLAN_FILE) else None
@@ -29,7 +26,7 @@ def dataset_status(ds: DatasetDir) -> dict[str, Any]:
     stages: Counter[str] = Counter()
     for shard, commit in commits.items():
         if commit.n_errors:
-            table = pq.read_table(io.BytesIO(ds.read(error_part(shard))), columns=["kind", "stage"])
+            table = ds.read_table(error_part(shard), columns=["kind", "stage"])
             kinds.update(table.column("kind").to_pylist())
             stages.update(table.column("stage").to_pylist())
     return {

@@ -15,10 +15,24 @@ from schemas.layout import COMMITS_DIR, MANIFEST_NAME, join, shard_of
 
 if TYPE_CHECKING:
     import fsspec
+    import pyarrow as pa
 
     from schemas.manifest import DatasetManifest, ShardCommit
 
 logger = logging.getLogger(__name__)
+
+
+def read_parquet(data: bytes, columns: list[str] | None = None) -> pa.Table:
+    """A Parquet file held in memory, through the single-file reader.
+
+    Not `pq.read_table`: its dataset scanner leaves threads behind that abort the interpreter at
+    exit ("terminate called without an active exception", exit 134) in 13 of 20 runs here
+    (pyarrow 26, a 6 KB token part); `ParquetFile.read` exited cleanly 50 of 50 times.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(pa.BufferReader(data)).read(columns=columns)
 
 
 class DatasetNotReadyError(FileNotFoundError):
@@ -77,6 +91,10 @@ class DatasetDir:
         except FileNotFoundError:
             return []
         return sorted(str(n).rsplit("/", 1)[-1] for n in names)
+
+    def read_table(self, rel: str, columns: list[str] | None = None) -> pa.Table:
+        """A whole Parquet file of the dataset (see `read_parquet`)."""
+        return read_parquet(self.read(rel), columns)
 
     def put(self, rel: str, data: bytes) -> None:
         """Make `data` visible at `rel` all at once (temp + rename locally, one PUT on S3)."""

@@ -167,7 +167,7 @@ def read_list_file(uri: str, storage: StorageConfig, uri_column: str = "uri") ->
 
         # One whole-object GET: pyarrow's small ranged reads crawl on object stores.
         raw = with_retries(lambda: fs.cat_file(path), f"read {uri}")
-        table = pq.read_table(pa.BufferReader(raw))
+        table = pq.ParquetFile(pa.BufferReader(raw)).read()  # not read_table: see pipeline.io.dataset.read_parquet
         if uri_column not in table.column_names:
             raise ValueError(f"list file {uri} has no column {uri_column!r}; columns: {table.column_names}")
         return [str(u) for u in table.column(uri_column).to_pylist() if u]
