@@ -105,12 +105,13 @@ def inspect_cmd(dataset: str, as_json: bool, **o: Any) -> None:
 @click.argument("dataset")
 @json_option
 @click.option("--max-per-check", default=20, show_default=True, help="Violations listed per file and field.")
+@click.option("--quick", is_flag=True, help="Check part sizes, not their SHA-256 (no hashing).")
 @storage_options
-def validate_cmd(dataset: str, as_json: bool, max_per_check: int, **o: Any) -> None:
+def validate_cmd(dataset: str, as_json: bool, max_per_check: int, quick: bool, **o: Any) -> None:
     """Check DATASET thoroughly; exit status 1 when any violation is found."""
     from schemas.validate import validate_dataset
 
-    report = validate_dataset(DatasetDir(dataset, storage_from(o)), max_per_check=max_per_check)
+    report = validate_dataset(DatasetDir(dataset, storage_from(o)), max_per_check=max_per_check, checksums=not quick)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=1))
     else:

@@ -19,13 +19,16 @@ logger = logging.getLogger(__name__)
 @job_options
 @click.option("--address", default=None, help="Ray cluster to join (default: start Ray in-process).")
 @click.option("--overwrite", is_flag=True, help="Delete an existing dataset at OUTPUT and start over.")
+@click.option("--retry-errors", is_flag=True,
+              help="Also redo committed shards whose error rows are transient (datasets from older versions).")
 @json_option
-def tokenize(input_uri: str, output: str, address: str | None, overwrite: bool, as_json: bool, **o) -> None:  # noqa: ANN003
+def tokenize(input_uri: str, output: str, address: str | None, overwrite: bool, retry_errors: bool, as_json: bool,
+             **o) -> None:  # noqa: ANN003
     """Tokenize the videos under INPUT (folder, s3:// prefix or list file) into a dataset at OUTPUT.
 
     Rerunning the same command resumes: committed shards are skipped, the rest redone."""
     from pipeline.exec.prepare import OutputMismatchError, PreflightError, preflight
-    from pipeline.exec.ray_exec import run_job
+    from pipeline.exec.ray_exec import JobIncompleteError, run_job
 
     job = build_job(input_uri, output, **o)
     request = tuning_request(o)
@@ -44,8 +47,9 @@ def tokenize(input_uri: str, output: str, address: str | None, overwrite: bool, 
         click.echo(f"{input_uri}: {len(plan.entries)} videos in {plan.n_shards} shards; starting Ray "
                    f"({address or 'a local cluster'}) ...", err=True)
     try:
-        result = run_job(job, address=address, overwrite=overwrite, progress=not as_json, plan=plan)
-    except OutputMismatchError as exc:
+        result = run_job(job, address=address, overwrite=overwrite, progress=not as_json, plan=plan,
+                         retry_errors=retry_errors)
+    except (OutputMismatchError, JobIncompleteError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(json.dumps(result.__dict__))

@@ -9,6 +9,8 @@ own files and a rerun finds the same names.
     ROOT/_commits/part-{shard:06d}.json    commit marker, written after both parts
     ROOT/dataset.json                      manifest, written last
     ROOT/job.json, ROOT/plan.json          the job's settings and its listed corpus
+    ROOT/tuning.json, ROOT/tuning.png      the beta tuning of `--beta auto` (when tuned)
+    ROOT/<part folder>/.tmp-*              a local write in progress (renamed when complete)
 
 Shard ids are zero-padded to 6 digits and grow wider by themselves past 999,999, so every
 name is unique and `shard_of` reads any of them back.
@@ -24,6 +26,10 @@ COMMITS_DIR = "_commits"
 MANIFEST_NAME = "dataset.json"
 JOB_FILE = "job.json"
 PLAN_FILE = "plan.json"
+TUNING_REPORT = "tuning.json"
+TUNING_FIGURE = "tuning.png"
+TEMP_PREFIX = ".tmp-"
+ROOT_FILES: tuple[str, ...] = (MANIFEST_NAME, JOB_FILE, PLAN_FILE, TUNING_REPORT, TUNING_FIGURE)
 
 PART_DIGITS = 6
 PART_FOLDERS: tuple[tuple[str, str], ...] = ((TOKENS_DIR, "parquet"), (ERRORS_DIR, "parquet"), (COMMITS_DIR, "json"))
@@ -76,6 +82,18 @@ def commit_path(root: str, shard: int) -> str:
 
 def manifest_path(root: str) -> str:
     return join(root, MANIFEST_NAME)
+
+
+def is_part_file(folder: str, name: str) -> bool:
+    """Whether `folder/name` is a file the writer makes: a part or marker named by the layout, or the
+    temp file of a write in progress. Anything else under a dataset is not the job's."""
+    for sub, ext in PART_FOLDERS:
+        if folder == sub:
+            if name.startswith(TEMP_PREFIX):
+                return True
+            m = _PART_RE.search(name)
+            return m is not None and name == part_name(int(m.group(1)), ext)
+    return False
 
 
 def shard_of(path: str) -> int:

@@ -19,7 +19,12 @@ from schemas.tokens import BOS_ID, EOS_ID, PAD_ID, SCHEMA_NAME, SCHEMA_VERSION, 
 
 @dataclass(frozen=True)
 class ShardCommit(FrozenConfig):
-    """What one shard wrote. row_groups: rows per row group of the token part, in order."""
+    """What one shard wrote. row_groups: rows per row group of the token part, in order.
+
+    token_sha256 / error_sha256: SHA-256 (hex) of the two parts' bytes, so that a reader can tell a
+    damaged or swapped part from the one that was committed; "" in datasets written before they
+    were recorded (then only sizes can be checked).
+    """
 
     shard: int
     n_rows: int
@@ -31,6 +36,8 @@ class ShardCommit(FrozenConfig):
     error_bytes: int
     schema_version: int
     file_meta: TokenFileMeta
+    token_sha256: str = ""
+    error_sha256: str = ""
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, indent=1)
@@ -51,10 +58,13 @@ class PartInfo(FrozenConfig):
     row_groups: tuple[int, ...]
     token_bytes: int
     error_bytes: int
+    token_sha256: str = ""
+    error_sha256: str = ""
 
     @classmethod
     def from_commit(cls, c: ShardCommit) -> PartInfo:
-        return cls(c.shard, c.n_rows, c.n_tokens, c.n_errors, c.row_groups, c.token_bytes, c.error_bytes)
+        return cls(c.shard, c.n_rows, c.n_tokens, c.n_errors, c.row_groups, c.token_bytes, c.error_bytes,
+                   c.token_sha256, c.error_sha256)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Thorough check of an InfoTok token dataset; every violation names file, row and field.
 
 Checks: manifest present and readable, schema name/version, every manifest part has its
-token part, error part and commit marker (and no stray parts), marker and manifest counts
+token part, error part and commit marker (and no stray parts), each part's size and SHA-256 as
+its commit recorded them (`checksums=False` skips the hashing), marker and manifest counts
 match the files, exact Arrow schemas and Parquet metadata (version, tokenizer id, FSQ
 levels, bit order), and per row: n_tokens == len(tokens) == popcount(mask), mask length fits
 the grid, padding bits clear, ids < codebook size, grid consistent with frame count and
@@ -10,7 +11,7 @@ pixel size, rate consistent with n_tokens, no duplicate (video_id, clip_index).
 
 from __future__ import annotations
 
-import io
+import hashlib
 import json
 import logging
 from collections import defaultdict
@@ -101,8 +102,9 @@ class _Collector:
             self.report.violations.append(Violation(file, None, fld, f"... and {bad.size - self.cap} more rows"))
 
 
-def validate_dataset(ds: DatasetReader, max_per_check: int = 20) -> ValidationReport:
-    """Validate the dataset `ds` reads; never raises for a bad dataset (only for unreachable storage)."""
+def validate_dataset(ds: DatasetReader, max_per_check: int = 20, checksums: bool = True) -> ValidationReport:
+    """Validate the dataset `ds` reads; never raises for a bad dataset (only for unreachable storage).
+    checksums: hash every part and compare with its commit (False: sizes only)."""
     report = ValidationReport(ds.root)
     out = _Collector(report, max_per_check)
     mpath = ds.uri(MANIFEST_NAME)
@@ -123,8 +125,14 @@ def validate_dataset(ds: DatasetReader, max_per_check: int = 20) -> ValidationRe
     seen: dict[tuple[str, int], tuple[str, int]] = {}
     for part in manifest.parts:
         _check_commit(ds, part, manifest, out)
-        _check_token_part(ds, part, manifest, out, seen)
-        _check_error_part(ds, part, out)
+        for rel, check in ((token_part(part.shard), lambda: _check_token_part(ds, part, manifest, out, seen, checksums)),
+                           (error_part(part.shard), lambda: _check_error_part(ds, part, out, checksums))):
+            try:
+                check()
+            except (FileNotFoundError, ConnectionError, TimeoutError):
+                raise  # storage, not the dataset
+            except Exception as exc:  # noqa: BLE001 - a damaged file is a finding, never a crash
+                out.add(ds.uri(rel), None, "file", f"unreadable: {type(exc).__name__}: {' '.join(str(exc).split())}")
     return report
 
 
@@ -179,14 +187,35 @@ def _check_commit(ds: DatasetReader, part: PartInfo, m: DatasetManifest, out: _C
         out.add(uri, None, "file_meta", f"{commit.file_meta} differs from the manifest's {m.file_meta}")
 
 
-def _read_parquet(ds: DatasetReader, rel: str, out: _Collector) -> pq.ParquetFile | None:
+def _read_part(ds: DatasetReader, rel: str, size: int, sha256: str, out: _Collector,
+               checksums: bool) -> pq.ParquetFile | None:
+    """The part's footer, after its bytes were checked against the commit's size and hash."""
     uri = ds.uri(rel)
     try:
-        return pq.ParquetFile(io.BytesIO(ds.read(rel)))
+        data = ds.read(rel)
     except FileNotFoundError:
         return None  # reported by the listing
-    except (pa.ArrowException, OSError) as exc:
-        out.add(uri, None, "file", f"not a readable Parquet file: {exc}")
+    if len(data) != size:
+        out.add(uri, None, "size", f"{len(data)} bytes, its commit says {size}")
+    if checksums and sha256:
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != sha256:
+            out.add(uri, None, "checksum", f"sha256 {actual[:16]}..., its commit says {sha256[:16]}...: "
+                    "the part was damaged or replaced after it was committed")
+    try:
+        return pq.ParquetFile(pa.BufferReader(data))
+    except (pa.ArrowException, OSError, ValueError) as exc:  # a damaged footer can fail to decode as text too
+        out.add(uri, None, "file", f"not a readable Parquet file: {' '.join(str(exc).split())}")
+        return None
+
+
+def _read_all(pf: pq.ParquetFile, uri: str, out: _Collector) -> pa.Table | None:
+    """Every row, decoded on this thread (Arrow's thread pool can abort the interpreter at exit, 134);
+    a part whose pages do not decode (a flipped byte in compressed data) is a violation, not a crash."""
+    try:
+        return pf.read(use_threads=False)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        out.add(uri, None, "file", f"not a readable Parquet file: {' '.join(str(exc).split())}")
         return None
 
 
@@ -204,9 +233,9 @@ def _schema_diff(actual: pa.Schema, expected: pa.Schema) -> str | None:
 
 
 def _check_token_part(ds: DatasetReader, part: PartInfo, m: DatasetManifest, out: _Collector,
-                      seen: dict[tuple[str, int], tuple[str, int]]) -> None:
+                      seen: dict[tuple[str, int], tuple[str, int]], checksums: bool) -> None:
     uri = ds.uri(token_part(part.shard))
-    pf = _read_parquet(ds, token_part(part.shard), out)
+    pf = _read_part(ds, token_part(part.shard), part.token_bytes, part.token_sha256, out, checksums)
     if pf is None:
         return
     diff = _schema_diff(pf.schema_arrow, TOKEN_SCHEMA)
@@ -224,7 +253,9 @@ def _check_token_part(ds: DatasetReader, part: PartInfo, m: DatasetManifest, out
         rgs = ()  # a part of 0 clips (every video of the shard failed) holds one empty group; markers list none
     if rgs != part.row_groups:
         out.add(uri, None, "row_groups", f"file has row groups {rgs}, manifest says {part.row_groups}")
-    t = pf.read()
+    t = _read_all(pf, uri, out)
+    if t is None:
+        return
     out.report.rows_checked += t.num_rows
     if t.num_rows != part.n_rows:
         out.add(uri, None, "n_rows", f"file has {t.num_rows} rows, manifest says {part.n_rows}")
@@ -287,16 +318,18 @@ def _check_rows(uri: str, t: pa.Table, m: DatasetManifest, part: PartInfo, out: 
     out.rows(uri, "rate", bad, lambda r: f"rate {rate[r]:.4f} x {cells[r]} cells != {lengths[r]} tokens")
 
 
-def _check_error_part(ds: DatasetReader, part: PartInfo, out: _Collector) -> None:
+def _check_error_part(ds: DatasetReader, part: PartInfo, out: _Collector, checksums: bool) -> None:
     uri = ds.uri(error_part(part.shard))
-    pf = _read_parquet(ds, error_part(part.shard), out)
+    pf = _read_part(ds, error_part(part.shard), part.error_bytes, part.error_sha256, out, checksums)
     if pf is None:
         return
     diff = _schema_diff(pf.schema_arrow, ERRORS_SCHEMA)
     if diff:
         out.add(uri, None, "schema", diff)
         return
-    t = pf.read()
+    t = _read_all(pf, uri, out)
+    if t is None:
+        return
     if t.num_rows != part.n_errors:
         out.add(uri, None, "n_errors", f"file has {t.num_rows} rows, manifest says {part.n_errors}")
     for fld, allowed in (("kind", KINDS), ("stage", STAGES)):

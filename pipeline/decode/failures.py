@@ -8,6 +8,7 @@ process that crashed or hung and has attempts left).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from schemas.config import FrozenConfig
@@ -19,9 +20,18 @@ STAGES = ("read", "decode")
 _MAX_MESSAGE_CHARS = 500
 
 
+# What differs between two runs that hit the same cause: decord stamps its messages with the wall
+# clock ("[16:02:51] .../video_reader.cc:151: ..."), native errors print object addresses. Error rows
+# must be reproducible (a redone shard's error part equals the uninterrupted run's).
+_CLOCK = re.compile(r"\[\d{1,2}:\d{2}:\d{2}(?:\.\d+)?\]\s*")
+_ADDRESS = re.compile(r"\b0x[0-9a-fA-F]{6,}\b")
+
+
 def clean_message(text: str, limit: int = _MAX_MESSAGE_CHARS) -> str:
-    """Printable, single-line, bounded version of an error text."""
+    """Printable, single-line, bounded, reproducible version of an error text (no clock stamps or
+    memory addresses: the cause stays, what changes from run to run goes)."""
     out = "".join(c if c.isprintable() else " " for c in text.replace("\n", " "))
+    out = _ADDRESS.sub("0x?", _CLOCK.sub("", out))
     out = " ".join(out.split())
     return out if len(out) <= limit else out[: limit - 3] + "..."
 

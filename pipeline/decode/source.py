@@ -7,9 +7,10 @@ the actor's isolated decoder processes, the beta-tuning sample, `infotok eval` /
 The decode function is a `DecodeStep`, a `FaultableDecode` or an `IsolatedDecoder`: anything
 that maps (bytes, uri) to a DecodedVideo or a VideoFailure without raising.
 
-`FaultableDecode` adds the fault drill: with INFOTOK_FAULT_INJECT="crash=NEEDLE,hang=NEEDLE"
-the decode of every uri containing NEEDLE aborts its process or hangs, as a native decoder can;
-it is how recovery is tested (and rehearsed on a real cluster).
+`FaultableDecode` adds the fault drill: with INFOTOK_FAULT_INJECT="crash=NEEDLE,hang=NEEDLE,
+transient=NEEDLE" the decode of every uri containing NEEDLE aborts its process, hangs (as a native
+decoder can), or fails in a way a retry may fix (as an unreachable store does); it is how
+recovery is tested (and rehearsed on a real cluster).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def fetch_and_decode(uri: str, storage: StorageConfig, decode: DecodeFn) -> Deco
     return decode(data, uri)
 
 
-def _inject_fault(uri: str) -> None:
+def _inject_fault(uri: str) -> VideoFailure | None:
     for item in os.environ.get(FAULT_ENV, "").split(","):
         kind, _, needle = item.partition("=")
         if needle and needle in uri:
@@ -67,6 +68,9 @@ def _inject_fault(uri: str) -> None:
                 os.abort()
             if kind == "hang":
                 time.sleep(24 * 3600)
+            if kind == "transient":
+                return VideoFailure(uri, "decode", False, "InjectedTransient", f"{uri}: injected transient failure")
+    return None
 
 
 class FaultableDecode:
@@ -77,5 +81,4 @@ class FaultableDecode:
         self.step = DecodeStep(DecodeConfig.from_dict(decode))
 
     def __call__(self, data: bytes, uri: str) -> DecodedVideo | VideoFailure:
-        _inject_fault(uri)
-        return self.step(data, uri)
+        return _inject_fault(uri) or self.step(data, uri)

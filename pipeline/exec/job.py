@@ -8,7 +8,7 @@ from typing import Any
 from pipeline.decode.isolate import IsolationConfig
 from pipeline.decode.step import DecodeConfig
 from pipeline.exec.plan import PlanConfig
-from pipeline.io.inputs import InputConfig
+from pipeline.io.inputs import InputConfig, canonical_input
 from pipeline.io.storage import StorageConfig
 from pipeline.exec.tokenize_step import TokenizeConfig
 from schemas.config import FrozenConfig
@@ -28,7 +28,9 @@ class ExecConfig(FrozenConfig):
     decode_window: videos decoded ahead of the model per worker (bounds memory).
     decode_timeout_s: a decode taking longer is cancelled and retried, then recorded.
     decode_attempts: tries per video for crashed / hung decodes.
-    max_shard_attempts: tries per shard when its worker dies.
+    max_shard_attempts: tries per shard when its worker dies or a video in it fails transiently;
+      a shard still failing is left uncommitted (the job then ends with an error; a rerun retries it).
+    retry_delay_s / max_retry_delay_s: backoff before a shard's next try (doubling, jittered).
     worker_cpus / decode_cpus: Ray CPU resources of a tokenize actor / a decode task. Fractions
       keep small machines from deadlocking (actors holding every CPU while decodes wait).
     torch_threads: threads of a CPU tokenize actor (0: the node's cores / num_workers).
@@ -44,6 +46,8 @@ class ExecConfig(FrozenConfig):
     decode_timeout_s: float = 300.0
     decode_attempts: int = 2
     max_shard_attempts: int = 3
+    retry_delay_s: float = 2.0
+    max_retry_delay_s: float = 30.0
     worker_cpus: float = 1.0
     decode_cpus: float = 0.5
     torch_threads: int = 0
@@ -63,6 +67,9 @@ class ExecConfig(FrozenConfig):
                 f"decode_window, decode_attempts and max_shard_attempts must be >= 1, got "
                 f"{self.decode_window}, {self.decode_attempts}, {self.max_shard_attempts}"
             )
+        if not (0 <= self.retry_delay_s <= self.max_retry_delay_s):
+            raise ValueError(f"retry delays must satisfy 0 <= retry_delay_s <= max_retry_delay_s, got "
+                             f"{self.retry_delay_s}, {self.max_retry_delay_s}")
         if not self.decode_timeout_s > 0:
             raise ValueError(f"decode_timeout_s must be > 0, got {self.decode_timeout_s}")
 
@@ -103,6 +110,7 @@ class JobConfig(FrozenConfig):
     extensions: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "input", canonical_input(self.input))  # the resume key: one spelling
         if self.extensions is not None and not self.extensions:
             object.__setattr__(self, "extensions", None)  # () lists like None: the listing's defaults
 

@@ -14,9 +14,20 @@ from dataclasses import dataclass
 from pipeline.exec.job import JobConfig, content_diff
 from pipeline.exec.plan import Plan, make_plan
 from pipeline.io.dataset import DatasetDir
+from pipeline.io.inputs import canonical_input
 from pipeline.io.writer import check_compatible
-from schemas.layout import COMMITS_DIR, ERRORS_DIR, JOB_FILE, MANIFEST_NAME, PLAN_FILE, TOKENS_DIR
-from schemas.tokens import TokenFileMeta
+from schemas.layout import (
+    COMMITS_DIR,
+    JOB_FILE,
+    MANIFEST_NAME,
+    PART_FOLDERS,
+    PLAN_FILE,
+    ROOT_FILES,
+    error_part,
+    is_part_file,
+)
+from schemas.manifest import ShardCommit
+from schemas.tokens import SCHEMA_NAME, TokenFileMeta
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +58,7 @@ def preflight(job: JobConfig) -> Plan:
     try:
         if ds.fs.isfile(ds.path()):
             raise PreflightError(f"output {job.output!r} is a file, not a folder or prefix")
+        check_output_is_ours(ds)
         plan = make_plan(job.source, job.plan, job.storage)
     except PreflightError:
         raise
@@ -70,18 +82,49 @@ class Prepared:
 
 
 def clear_output(ds: DatasetDir) -> None:
-    """Delete what a job writes under the output (and nothing else)."""
-    ds.remove([name for name in (MANIFEST_NAME, JOB_FILE, PLAN_FILE) if ds.exists(name)])
-    for folder in (COMMITS_DIR, TOKENS_DIR, ERRORS_DIR):
-        ds.remove(ds.find(folder))
+    """Delete the dataset's files (`--overwrite`): the manifest, job.json, plan.json and every part,
+    marker and temp file the layout names. Nothing else: a user's own file in OUTPUT (or in
+    OUTPUT/tokens) stays, and so does the tuning report `--beta auto` has just written."""
+    ours = [name for name in (MANIFEST_NAME, JOB_FILE, PLAN_FILE) if ds.exists(name)]
+    for folder, _ in PART_FOLDERS:
+        ours += [f"{folder}/{name}" for name in ds.list(folder) if is_part_file(folder, name)]
+    ds.remove(ours)
     ds.invalidate_cache()
-    logger.info("cleared %s", ds.root)
+    logger.info("cleared %s (%d files)", ds.root, len(ours))
+
+
+def check_output_is_ours(ds: DatasetDir) -> None:
+    """Refuse an OUTPUT that holds files but no infotok dataset (not even a started one): the job
+    would write among, and `--overwrite` would then clear around, someone else's files."""
+    names = ds.list("")
+    if not names:
+        return
+    if JOB_FILE in names or PLAN_FILE in names or COMMITS_DIR in names:
+        return
+    if MANIFEST_NAME in names:
+        try:
+            if ds.read_manifest().schema_name == SCHEMA_NAME:
+                return
+        except (ValueError, KeyError, TypeError):
+            pass
+    foreign = [n for n in names if n not in ROOT_FILES]
+    if foreign or MANIFEST_NAME in names:
+        shown = ", ".join(repr(n) for n in (foreign or [MANIFEST_NAME])[:5])
+        raise PreflightError(f"output {ds.root!r} is a non-empty folder that is not an infotok dataset (it holds "
+                             f"{shown}); choose an empty or new OUTPUT")
+
+
+def shards_with_transient_errors(ds: DatasetDir, commits: dict[int, ShardCommit]) -> set[int]:
+    """Committed shards with an error row of kind "transient" (datasets written before transient
+    failures stopped being committed): what `--retry-errors` redoes."""
+    return {shard for shard, c in commits.items()
+            if c.n_errors and "transient" in ds.read_table(error_part(shard), ["kind"]).column("kind").to_pylist()}
 
 
 def prepare_output(job: JobConfig, file_meta: TokenFileMeta, overwrite: bool = False,
-                   plan: Plan | None = None) -> Prepared:
+                   plan: Plan | None = None, retry_errors: bool = False) -> Prepared:
     """Plan the job (unless `plan` is given: `preflight` listed it) and reconcile it with what the
-    output already holds."""
+    output already holds. retry_errors: committed shards with transient error rows are redone."""
     ds = DatasetDir(job.output, job.storage)
     if overwrite:
         clear_output(ds)
@@ -89,8 +132,10 @@ def prepare_output(job: JobConfig, file_meta: TokenFileMeta, overwrite: bool = F
         plan = make_plan(job.source, job.plan, job.storage)
     has_job, has_plan = ds.exists(JOB_FILE), ds.exists(PLAN_FILE)
     if has_job:
-        old = json.loads(ds.read(JOB_FILE))
-        diff = content_diff(old.get("content", {}), job.content())
+        old = json.loads(ds.read(JOB_FILE)).get("content", {})
+        if isinstance(old.get("input"), str):  # written before INPUT was kept canonical
+            old["input"] = canonical_input(old["input"])
+        diff = content_diff(old, job.content())
         if diff:
             raise OutputMismatchError(
                 f"{job.output} holds a dataset made with other settings ({'; '.join(diff)}); "
@@ -114,6 +159,11 @@ def prepare_output(job: JobConfig, file_meta: TokenFileMeta, overwrite: bool = F
     if stray:
         raise OutputMismatchError(f"{job.output} has commit markers for shards {stray[:10]} outside the plan")
     done = frozenset(commits)
+    if retry_errors:
+        redo = shards_with_transient_errors(ds, commits)
+        if redo:
+            logger.info("%s: redoing %d committed shards with transient error rows", job.output, len(redo))
+        done -= redo
     todo = tuple(i for i in range(plan.n_shards) if i not in done)
     logger.info("%s: %d of %d shards already committed", job.output, len(done), plan.n_shards)
     return Prepared(plan=plan, done=done, todo=todo)

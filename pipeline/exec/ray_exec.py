@@ -13,19 +13,21 @@ between model batches (`IsolatedDecoderPool`). Then batch, tokenize, write (`pro
 
 from __future__ import annotations
 
+import heapq
 import logging
 import os
+import random
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.decode.failures import VideoFailure
 from pipeline.decode.isolate import IsolatedDecoderPool
 from pipeline.decode.source import FaultableDecode, fetch_and_decode
 from pipeline.decode.step import DecodedVideo
-from pipeline.exec.job import JobConfig, JobResult, cpu_threads, decode_overlaps
+from pipeline.exec.job import ExecConfig, JobConfig, JobResult, cpu_threads, decode_overlaps
 from pipeline.exec.plan import Plan
 from pipeline.exec.prepare import Prepared, prepare_output
 from pipeline.io.dataset import DatasetDir
@@ -159,7 +161,7 @@ def init_ray(address: str | None) -> bool:
 
 
 def run_job(job: JobConfig, address: str | None = None, overwrite: bool = False, progress: bool = True,
-            workers_out: list[Any] | None = None, plan: Plan | None = None) -> JobResult:
+            workers_out: list[Any] | None = None, plan: Plan | None = None, retry_errors: bool = False) -> JobResult:
     """Run (or resume) the job to a finished dataset. `workers_out` receives the live actor
     handles (for operational tooling and fault-injection tests); `plan`: the corpus as `preflight`
     listed it (listed again here when None)."""
@@ -170,7 +172,7 @@ def run_job(job: JobConfig, address: str | None = None, overwrite: bool = False,
     try:
         pool = _Workers(job, workers_out)
         meta = pool.start()
-        prepared = prepare_output(job, meta, overwrite=overwrite, plan=plan)
+        prepared = prepare_output(job, meta, overwrite=overwrite, plan=plan, retry_errors=retry_errors)
         totals = _dispatch(job, prepared, pool, progress, t0)
         return _finalise(job, prepared, pool, meta, totals, t0)
     finally:
@@ -239,45 +241,83 @@ class _Totals:
     tokens: int = 0
     errors: int = 0
     retries: int = 0
+    failed: dict[int, str] = field(default_factory=dict)  # shard -> last error, after every attempt
+
+
+class JobIncompleteError(RuntimeError):
+    """Shards stayed uncommitted after every attempt; the dataset has no manifest. A rerun of the
+    same command keeps the committed shards and retries these."""
+
+
+def retry_delay_s(ex: ExecConfig, attempt: int) -> float:
+    """Jittered exponential backoff before try `attempt + 1` of a shard: a storage outage or a lost
+    node gets time to pass instead of burning every attempt within a second."""
+    return min(ex.max_retry_delay_s, ex.retry_delay_s * 2 ** (attempt - 1)) * (0.5 + random.random())
+
+
+def _cause(exc: BaseException) -> str:
+    inner = getattr(exc, "cause", None) or exc
+    return " ".join(f"{type(inner).__name__}: {inner}".split())[:500]
 
 
 def _dispatch(job: JobConfig, prepared: Prepared, pool: _Workers, progress: bool, t0: float) -> _Totals:
-    """Every shard still to do, one at a time per actor; a shard whose actor died (or whose task
-    failed) goes back to the front of the queue, up to `max_shard_attempts` tries."""
+    """Every shard still to do, one at a time per actor. A shard whose actor died or whose task failed
+    (a transient failure is never committed: `process_shard` raises) is tried again after a backoff,
+    up to `max_shard_attempts` tries; then it is left uncommitted and the others go on."""
     import ray
     from ray.exceptions import RayActorError, RayTaskError
     from tqdm import tqdm
 
+    ex = job.execution
     plan = prepared.plan
     todo: deque[tuple[int, int]] = deque((s, 1) for s in prepared.todo)
+    later: list[tuple[float, int, int]] = []  # heap of (due time, shard, attempt): retries after their backoff
     running: dict[Any, tuple[int, int, int]] = {}  # ref -> (shard, attempt, worker index)
+    idle = list(range(len(pool.handles)))
     totals = _Totals()
     bar = tqdm(total=plan.n_shards, initial=len(prepared.done), desc="shards", unit="shard", disable=not progress)
 
-    def dispatch(w: int) -> None:
-        if todo:
-            shard, attempt = todo.popleft()
+    def dispatch() -> None:
+        while idle:
+            if later and later[0][0] <= time.monotonic():
+                _, shard, attempt = heapq.heappop(later)
+            elif todo:
+                shard, attempt = todo.popleft()
+            else:
+                return
+            w = idle.pop()
             entries = [e.to_dict() for e in plan.shard(shard).entries]
             running[pool.handles[w].run_shard.remote(shard, entries)] = (shard, attempt, w)
 
     try:
-        for w in range(len(pool.handles)):
-            dispatch(w)
-        while running:
-            ready, _ = ray.wait(list(running), num_returns=1)
+        dispatch()
+        while running or later:
+            if not running:  # only retries waiting out their backoff
+                time.sleep(max(0.0, later[0][0] - time.monotonic()))
+                dispatch()
+                continue
+            wait_s = max(0.0, later[0][0] - time.monotonic()) if later and idle else None
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=wait_s)
+            if not ready:
+                dispatch()
+                continue
             shard, attempt, w = running.pop(ready[0])
+            idle.append(w)
             try:
                 commit = ray.get(ready[0])
             except (RayActorError, RayTaskError) as exc:
-                if attempt >= job.execution.max_shard_attempts:
-                    raise RuntimeError(f"shard {shard} failed {attempt} times, last: {exc}") from exc
-                logger.warning("shard %d failed on worker %d (attempt %d): %s; retrying", shard, w, attempt,
-                               type(exc).__name__)
                 if isinstance(exc, RayActorError):
                     pool.replace(w)
-                totals.retries += 1
-                todo.appendleft((shard, attempt + 1))
-                dispatch(w)
+                if attempt >= ex.max_shard_attempts:
+                    logger.error("shard %d failed %d times, left uncommitted: %s", shard, attempt, _cause(exc))
+                    totals.failed[shard] = _cause(exc)
+                else:
+                    delay = retry_delay_s(ex, attempt)
+                    logger.warning("shard %d failed on worker %d (attempt %d): %s; retrying in %.1fs", shard, w,
+                                   attempt, _cause(exc), delay)
+                    totals.retries += 1
+                    heapq.heappush(later, (time.monotonic() + delay, shard, attempt + 1))
+                dispatch()
                 continue
             totals.videos += commit["n_videos"]
             totals.clips += commit["n_rows"]
@@ -287,7 +327,7 @@ def _dispatch(job: JobConfig, prepared: Prepared, pool: _Workers, progress: bool
             bar.set_postfix(videos=totals.videos, clips=totals.clips, errors=totals.errors,
                             clips_s=f"{totals.clips / elapsed:.2f}")
             bar.update(1)
-            dispatch(w)
+            dispatch()
     finally:
         bar.close()
     return totals
@@ -295,9 +335,16 @@ def _dispatch(job: JobConfig, prepared: Prepared, pool: _Workers, progress: bool
 
 def _finalise(job: JobConfig, prepared: Prepared, pool: _Workers, meta: TokenFileMeta, totals: _Totals,
               t0: float) -> JobResult:
-    """Every shard is committed: release the actors, then write the manifest (last)."""
+    """Release the actors; then, if every shard is committed, write the manifest (last), else
+    raise JobIncompleteError naming the shards left."""
     pool.kill()
     plan = prepared.plan
+    if totals.failed:
+        shards = sorted(totals.failed)
+        raise JobIncompleteError(
+            f"{len(shards)} of {plan.n_shards} shards are not committed (shards {shards[:20]}); last error of "
+            f"shard {shards[0]}: {totals.failed[shards[0]]}. The {plan.n_shards - len(shards)} committed shards "
+            "are kept: rerun the same command to retry the rest")
     manifest = write_manifest(DatasetDir(job.output, job.storage), params=job.to_dict(),
                               expected_shards=range(plan.n_shards))
     return JobResult(output=job.output, n_shards=plan.n_shards, shards_run=len(prepared.todo),

@@ -2,6 +2,10 @@
 
 Clips are batched in plan order with a fixed batch size, so a shard's bytes depend only on
 its videos and the job settings, never on timing: a retried or resumed shard is identical.
+
+A transient failure (storage unreachable after its retries, a decoder out of memory) is never
+committed: the shard raises `TransientShardError` instead, and the driver tries it again later.
+Only permanent failures become committed error rows.
 """
 
 from __future__ import annotations
@@ -20,6 +24,10 @@ from schemas.manifest import ShardCommit
 from schemas.tokens import ClipTokens
 
 logger = logging.getLogger(__name__)
+
+
+class TransientShardError(RuntimeError):
+    """A video of the shard failed in a way a retry may fix; nothing of the shard was written."""
 
 
 def failure_row(entry: ManifestEntry, failure: VideoFailure, attempts: int = 1) -> ErrorRow:
@@ -44,6 +52,10 @@ def process_shard(
     for entry, result in zip(entries, results):
         n_results += 1
         if isinstance(result, VideoFailure):
+            if not result.permanent:  # stop at once: the whole shard is tried again later
+                raise TransientShardError(f"shard {shard_id}: {entry.uri} failed transiently at {result.stage} "
+                                          f"({result.error_type}: {result.message}); nothing of the shard was "
+                                          "committed")
             errors.append(failure_row(entry, result))
             continue
         for clip in result.clips:

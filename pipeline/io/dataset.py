@@ -23,16 +23,18 @@ logger = logging.getLogger(__name__)
 
 
 def read_parquet(data: bytes, columns: list[str] | None = None) -> pa.Table:
-    """A Parquet file held in memory, through the single-file reader.
+    """A Parquet file held in memory, read on the calling thread.
 
-    Not `pq.read_table`: its dataset scanner leaves threads behind that abort the interpreter at
-    exit ("terminate called without an active exception", exit 134) in 13 of 20 runs here
-    (pyarrow 26, a 6 KB token part); `ParquetFile.read` exited cleanly 50 of 50 times.
+    Arrow's thread pools abort the interpreter at exit now and then ("terminate called without an
+    active exception", exit 134, after the command has printed its output): `pq.read_table`'s
+    dataset scanner in 13 of 20 runs of a one-file read here (pyarrow 26), `ParquetFile.read` with
+    threads in 1 of 40 runs of `infotok inspect`. Dataset parts are a few MB: one thread reads them
+    fast enough, and a command that succeeded must exit 0.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    return pq.ParquetFile(pa.BufferReader(data)).read(columns=columns)
+    return pq.ParquetFile(pa.BufferReader(data)).read(columns=columns, use_threads=False)
 
 
 class DatasetNotReadyError(FileNotFoundError):

@@ -110,6 +110,14 @@ def normalize_uri(uri: str) -> str:
     return uri
 
 
+def canonical_input(uri: str) -> str:
+    """INPUT as the resume key holds it: `normalize_uri`, without a trailing slash on a prefix, so
+    that `small`, `small/`, `./small` and its absolute path are the same corpus."""
+    norm = normalize_uri(uri)
+    stripped = norm.rstrip("/")
+    return stripped if stripped and not stripped.endswith(":") else norm
+
+
 def video_id_of(uri: str) -> str:
     """Stable short id of a normalized uri (first 64 bits of its SHA-256, hex)."""
     return hashlib.sha256(uri.encode("utf-8")).hexdigest()[:VIDEO_ID_HEX]
@@ -146,11 +154,16 @@ def _list_prefix(cfg: InputConfig, storage: StorageConfig) -> list[ManifestEntry
     skipped = 0
     for path, info in found.items():
         name = posixpath.basename(path)
-        if info.get("type", "file") != "file" or (cfg.skip_hidden and name.startswith(".")):
+        dangling = bool(info.get("islink")) and info.get("type") == "other"  # a link to nothing
+        if (info.get("type", "file") != "file" and not dangling) or (cfg.skip_hidden and name.startswith(".")):
             skipped += 1
             continue
         if not name.lower().endswith(cfg.extensions):
             skipped += 1
+            continue
+        if dangling:  # listed like a missing list-file entry: its read fails, and it becomes an error row
+            norm = normalize_uri(_uri_of(proto, path))
+            out.append(ManifestEntry(uri=norm, size=-1, version=MISSING_VERSION, video_id=video_id_of(norm)))
             continue
         out.append(_entry(_uri_of(proto, path), info))
     logger.info("listed %s: %d videos, %d other objects skipped", cfg.uri, len(out), skipped)
@@ -167,7 +180,7 @@ def read_list_file(uri: str, storage: StorageConfig, uri_column: str = "uri") ->
 
         # One whole-object GET: pyarrow's small ranged reads crawl on object stores.
         raw = with_retries(lambda: fs.cat_file(path), f"read {uri}")
-        table = pq.ParquetFile(pa.BufferReader(raw)).read()  # not read_table: see pipeline.io.dataset.read_parquet
+        table = pq.ParquetFile(pa.BufferReader(raw)).read(use_threads=False)  # see pipeline.io.dataset.read_parquet
         if uri_column not in table.column_names:
             raise ValueError(f"list file {uri} has no column {uri_column!r}; columns: {table.column_names}")
         return [str(u) for u in table.column(uri_column).to_pylist() if u]

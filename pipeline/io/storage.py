@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import fsspec
 
 from schemas.config import FrozenConfig
+from schemas.layout import TEMP_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ def put_atomic_fs(fs: fsspec.AbstractFileSystem, path: str, data: bytes, local: 
     if local:
         folder = os.path.dirname(path)
         os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=folder)
         try:
             os.fchmod(fd, 0o666 & ~current_umask())
             with os.fdopen(fd, "wb") as f:

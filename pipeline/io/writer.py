@@ -13,6 +13,7 @@ re-running the shard; keep shards to a few hundred MB.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import io
 import logging
 from collections.abc import Sequence
@@ -129,6 +130,8 @@ def write_shard(
         row_groups=row_groups,
         token_bytes=len(token_data),
         error_bytes=len(error_data),
+        token_sha256=hashlib.sha256(token_data).hexdigest(),
+        error_sha256=hashlib.sha256(error_data).hexdigest(),
         schema_version=SCHEMA_VERSION,
         file_meta=file_meta,
     )

@@ -41,6 +41,7 @@ from schemas.layout import token_part
 from pipeline.loader.pack import POLICIES, Columns, Cursor, build_stream, pack
 from pipeline.loader.order import Unit, role_windows, window_permutation
 from pipeline.io.dataset import DatasetDir
+from schemas.manifest import PartInfo
 from pipeline.io.storage import StorageConfig
 from schemas.config import FrozenConfig
 from schemas.tokens import META_VERSION, SCHEMA_VERSION
@@ -62,6 +63,9 @@ class LoaderConfig(FrozenConfig):
     ~1,000 clips per row group, 4 groups hold ~4,000 clips in memory per worker).
     grid_positions: packed mode returns `grid_positions`; False (an LM with 1-D positions only
     needs `position_ids`) skips decoding the masks. Clips mode always returns positions.
+    verify_checksums: hash each token part when a worker first opens it and refuse it (naming the
+      file) unless size and SHA-256 equal its commit's: a damaged or swapped part never yields a
+      row. Costs one extra sequential read of each part (benchmarks/bench_checksums.py).
     """
 
     mode: str = "packed"
@@ -71,6 +75,7 @@ class LoaderConfig(FrozenConfig):
     seed: int = 0
     window_row_groups: int = 4
     grid_positions: bool = True
+    verify_checksums: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -83,6 +88,9 @@ class LoaderConfig(FrozenConfig):
             raise ValueError(f"window_row_groups must be >= 1, got {self.window_row_groups}")
 
 
+_HASH_BLOCK = 8 * 2**20  # bytes per read while hashing a part
+
+
 def _dist_rank_world() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
@@ -90,15 +98,30 @@ def _dist_rank_world() -> tuple[int, int]:
 
 
 class _PartReader:
-    """Open Parquet parts of one worker, each opened once (one footer read per part)."""
+    """Open Parquet parts of one worker, each opened once (one footer read per part), each checked
+    against its commit first when `parts` is given."""
 
-    def __init__(self, ds: DatasetDir, columns: list[str] | None) -> None:
-        self.ds, self.columns = ds, columns
+    def __init__(self, ds: DatasetDir, columns: list[str] | None, parts: dict[int, PartInfo] | None) -> None:
+        self.ds, self.columns, self.parts = ds, columns, parts
         self._files: dict[int, pq.ParquetFile] = {}
+
+    def _verify(self, rel: str, part: PartInfo) -> None:
+        uri = self.ds.uri(rel)
+        digest, size = hashlib.sha256(), 0
+        with self.ds.fs.open(self.ds.path(rel), "rb", block_size=_HASH_BLOCK) as f:
+            while chunk := f.read(_HASH_BLOCK):
+                digest.update(chunk)
+                size += len(chunk)
+        if size != part.token_bytes or (part.token_sha256 and digest.hexdigest() != part.token_sha256):
+            raise ValueError(f"{uri}: {size} bytes with sha256 {digest.hexdigest()[:16]}..., its commit says "
+                             f"{part.token_bytes} bytes with sha256 {part.token_sha256[:16] or '(not recorded)'}...: "
+                             "the part was damaged or replaced after it was committed (infotok validate lists more)")
 
     def _open(self, shard: int) -> pq.ParquetFile:
         rel = token_part(shard)
         uri = self.ds.uri(rel)
+        if self.parts is not None:
+            self._verify(rel, self.parts[shard])
         if self.ds.is_local:
             pf = pq.ParquetFile(self.ds.path(rel))
         else:
@@ -185,7 +208,8 @@ class TokenDataset(IterableDataset):
         c = self.config
         windows = self._windows(worker_role)
         role = self.rank * self._n_local + worker_role
-        reader = _PartReader(self.ds, PACKED_COLUMNS if c.mode == "packed" else None)
+        parts = {p.shard: p for p in self.manifest.parts} if c.verify_checksums else None
+        reader = _PartReader(self.ds, PACKED_COLUMNS if c.mode == "packed" else None, parts)
 
         def tables() -> Iterator[tuple[int, pa.Table, np.ndarray]]:
             for w in range(cursor[0], len(windows)):

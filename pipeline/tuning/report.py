@@ -22,14 +22,14 @@ from pipeline.decode.step import DecodeConfig
 from pipeline.io.inputs import InputConfig
 from pipeline.io.storage import StorageConfig, filesystem, put_atomic, with_retries
 from pipeline.tuning.sample import SampleConfig, sample_clips
-from schemas.layout import join
+from schemas.layout import TUNING_FIGURE, TUNING_REPORT, join
 
 logger = logging.getLogger(__name__)
 
 REPORT_FORMAT = "infotok-beta-tuning"
 REPORT_VERSION = "1"
-REPORT_NAME = "tuning.json"
-FIGURE_NAME = "tuning.png"
+REPORT_NAME = TUNING_REPORT
+FIGURE_NAME = TUNING_FIGURE
 
 
 @dataclass(frozen=True)
