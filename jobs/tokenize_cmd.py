@@ -19,16 +19,20 @@ logger = logging.getLogger(__name__)
 @job_options
 @click.option("--address", default=None, help="Ray cluster to join (default: start Ray in-process).")
 @click.option("--overwrite", is_flag=True, help="Delete an existing dataset at OUTPUT and start over.")
+@click.option("--force-unlock", is_flag=True,
+              help="Take OUTPUT over from a job that holds its lease but is gone (a killed driver's lease "
+                   "also expires by itself after 2 minutes).")
 @click.option("--retry-errors", is_flag=True,
               help="Also redo committed shards whose error rows are transient (datasets from older versions).")
 @json_option
-def tokenize(input_uri: str, output: str, address: str | None, overwrite: bool, retry_errors: bool, as_json: bool,
-             **o) -> None:  # noqa: ANN003
+def tokenize(input_uri: str, output: str, address: str | None, overwrite: bool, force_unlock: bool,
+             retry_errors: bool, as_json: bool, **o) -> None:  # noqa: ANN003
     """Tokenize the videos under INPUT (folder, s3:// prefix or list file) into a dataset at OUTPUT.
 
     Rerunning the same command resumes: committed shards are skipped, the rest redone."""
     from pipeline.exec.prepare import OutputMismatchError, PreflightError, preflight
     from pipeline.exec.ray_exec import JobIncompleteError, run_job
+    from pipeline.io.lease import LeaseHeldError, LeaseLostError
 
     job = build_job(input_uri, output, **o)
     request = tuning_request(o)
@@ -48,8 +52,8 @@ def tokenize(input_uri: str, output: str, address: str | None, overwrite: bool, 
                    f"({address or 'a local cluster'}) ...", err=True)
     try:
         result = run_job(job, address=address, overwrite=overwrite, progress=not as_json, plan=plan,
-                         retry_errors=retry_errors)
-    except (OutputMismatchError, JobIncompleteError) as exc:
+                         retry_errors=retry_errors, force_unlock=force_unlock)
+    except (OutputMismatchError, JobIncompleteError, LeaseHeldError, LeaseLostError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(json.dumps(result.__dict__))

@@ -11,6 +11,7 @@ own files and a rerun finds the same names.
     ROOT/job.json, ROOT/plan.json          the job's settings and its listed corpus
     ROOT/tuning.json, ROOT/tuning.png      the beta tuning of `--beta auto` (when tuned)
     ROOT/<part folder>/.tmp-*              a local write in progress (renamed when complete)
+    ROOT/_lease.json                       the running job's hold on the dataset (pipeline.io.lease)
 
 Shard ids are zero-padded to 6 digits and grow wider by themselves past 999,999, so every
 name is unique and `shard_of` reads any of them back.
@@ -29,7 +30,8 @@ PLAN_FILE = "plan.json"
 TUNING_REPORT = "tuning.json"
 TUNING_FIGURE = "tuning.png"
 TEMP_PREFIX = ".tmp-"
-ROOT_FILES: tuple[str, ...] = (MANIFEST_NAME, JOB_FILE, PLAN_FILE, TUNING_REPORT, TUNING_FIGURE)
+LEASE_FILE = "_lease.json"
+ROOT_FILES: tuple[str, ...] = (MANIFEST_NAME, JOB_FILE, PLAN_FILE, TUNING_REPORT, TUNING_FIGURE, LEASE_FILE)
 
 PART_DIGITS = 6
 PART_FOLDERS: tuple[tuple[str, str], ...] = ((TOKENS_DIR, "parquet"), (ERRORS_DIR, "parquet"), (COMMITS_DIR, "json"))

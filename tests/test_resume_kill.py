@@ -14,6 +14,7 @@ import pytest
 from pipeline_helpers import good_corpus, read_rows
 
 from pipeline.io.dataset import DatasetDir
+from pipeline.io.lease import Lease, LeaseHeldError, read_lease
 from schemas.validate import validate_dataset
 
 pytestmark = pytest.mark.timeout(600)
@@ -45,12 +46,19 @@ def test_killed_driver_resumes_to_identical_dataset(tiny_checkpoint, tmp_path):
         assert proc.poll() is None, "job finished before it could be killed"
         assert time.monotonic() < deadline
         time.sleep(0.05)
+    # the running job holds the dataset's lease: a second writer is refused, naming it
+    held = read_lease(DatasetDir(out))
+    assert held is not None and held.pid == proc.pid and held.is_live()
+    with pytest.raises(LeaseHeldError, match=f"pid {proc.pid} on"):
+        Lease(DatasetDir(out)).acquire()
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started
     proc.wait(timeout=30)
     done_before = len(list(commits.glob("*.json")))
     assert 2 <= done_before < 6
     assert not (tmp_path / "out" / "dataset.json").exists()
 
+    # its lease is left behind, unexpired, but its owner is gone: the rerun takes it over at once
+    assert read_lease(DatasetDir(out)).pid == proc.pid
     rerun = subprocess.run(_cmd(str(folder), out, tiny_checkpoint), env=_env(), capture_output=True, text=True,
                            timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
@@ -60,3 +68,4 @@ def test_killed_driver_resumes_to_identical_dataset(tiny_checkpoint, tmp_path):
     assert summary["shards_skipped"] + summary["shards_run"] == 6
     assert read_rows(out) == read_rows(ref)
     assert validate_dataset(DatasetDir(out)).ok
+    assert read_lease(DatasetDir(out)) is None  # released at the end

@@ -31,6 +31,8 @@ class ExecConfig(FrozenConfig):
     max_shard_attempts: tries per shard when its worker dies or a video in it fails transiently;
       a shard still failing is left uncommitted (the job then ends with an error; a rerun retries it).
     retry_delay_s / max_retry_delay_s: backoff before a shard's next try (doubling, jittered).
+    lease_ttl_s: how long the job's lease on OUTPUT lasts unrenewed (renewed every third of it): after
+      a killed driver, another run can take the dataset over this long after the last renewal.
     worker_cpus / decode_cpus: Ray CPU resources of a tokenize actor / a decode task. Fractions
       keep small machines from deadlocking (actors holding every CPU while decodes wait).
     torch_threads: threads of a CPU tokenize actor (0: the node's cores / num_workers).
@@ -48,6 +50,7 @@ class ExecConfig(FrozenConfig):
     max_shard_attempts: int = 3
     retry_delay_s: float = 2.0
     max_retry_delay_s: float = 30.0
+    lease_ttl_s: float = 120.0
     worker_cpus: float = 1.0
     decode_cpus: float = 0.5
     torch_threads: int = 0
@@ -70,6 +73,8 @@ class ExecConfig(FrozenConfig):
         if not (0 <= self.retry_delay_s <= self.max_retry_delay_s):
             raise ValueError(f"retry delays must satisfy 0 <= retry_delay_s <= max_retry_delay_s, got "
                              f"{self.retry_delay_s}, {self.max_retry_delay_s}")
+        if not self.lease_ttl_s > 0:
+            raise ValueError(f"lease_ttl_s must be > 0, got {self.lease_ttl_s}")
         if not self.decode_timeout_s > 0:
             raise ValueError(f"decode_timeout_s must be > 0, got {self.decode_timeout_s}")
 

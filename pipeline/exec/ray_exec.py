@@ -125,8 +125,9 @@ class ShardWorker:
     def pid(self) -> int:
         return os.getpid()
 
-    def run_shard(self, shard_id: int, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    def run_shard(self, shard_id: int, entries: list[dict[str, Any]], lease_token: str | None = None) -> dict[str, Any]:
         from pipeline.exec.shard import process_shard
+        from pipeline.io.lease import check_lease
 
         es = [ManifestEntry.from_dict(e) for e in entries]
         ex = self.job.execution
@@ -137,7 +138,8 @@ class ShardWorker:
                 self.local = IsolatedDecoderPool(FaultableDecode(self.job.decode.to_dict()), self.job.storage,
                                                  ex.isolation, slots=self.threads, window=ex.decode_window)
             results = self.local.decodes([e.uri for e in es])
-        return process_shard(shard_id, es, results, self.step, self.ds).to_dict()
+        check = None if lease_token is None else (lambda: check_lease(self.ds, lease_token))
+        return process_shard(shard_id, es, results, self.step, self.ds, before_commit=check).to_dict()
 
 
 def init_ray(address: str | None) -> bool:
@@ -161,23 +163,32 @@ def init_ray(address: str | None) -> bool:
 
 
 def run_job(job: JobConfig, address: str | None = None, overwrite: bool = False, progress: bool = True,
-            workers_out: list[Any] | None = None, plan: Plan | None = None, retry_errors: bool = False) -> JobResult:
+            workers_out: list[Any] | None = None, plan: Plan | None = None, retry_errors: bool = False,
+            force_unlock: bool = False) -> JobResult:
     """Run (or resume) the job to a finished dataset. `workers_out` receives the live actor
     handles (for operational tooling and fault-injection tests); `plan`: the corpus as `preflight`
     listed it (listed again here when None)."""
     import ray
 
+    from pipeline.io.lease import Lease
+
     t0 = time.monotonic()
-    started = init_ray(address)
+    lease = Lease(DatasetDir(job.output, job.storage), ttl_s=job.execution.lease_ttl_s)
+    lease.acquire(force=force_unlock)  # before anything touches OUTPUT; LeaseHeldError names the holder
     try:
-        pool = _Workers(job, workers_out)
-        meta = pool.start()
-        prepared = prepare_output(job, meta, overwrite=overwrite, plan=plan, retry_errors=retry_errors)
-        totals = _dispatch(job, prepared, pool, progress, t0)
-        return _finalise(job, prepared, pool, meta, totals, t0)
+        started = init_ray(address)
+        try:
+            pool = _Workers(job, workers_out)
+            meta = pool.start()
+            prepared = prepare_output(job, meta, overwrite=overwrite, plan=plan, retry_errors=retry_errors)
+            totals = _dispatch(job, prepared, pool, progress, t0, lease.info.token)
+            lease.check()
+            return _finalise(job, prepared, pool, meta, totals, t0)
+        finally:
+            if started:
+                ray.shutdown()
     finally:
-        if started:
-            ray.shutdown()
+        lease.release()
 
 
 class _Workers:
@@ -260,7 +271,8 @@ def _cause(exc: BaseException) -> str:
     return " ".join(f"{type(inner).__name__}: {inner}".split())[:500]
 
 
-def _dispatch(job: JobConfig, prepared: Prepared, pool: _Workers, progress: bool, t0: float) -> _Totals:
+def _dispatch(job: JobConfig, prepared: Prepared, pool: _Workers, progress: bool, t0: float,
+              lease_token: str | None = None) -> _Totals:
     """Every shard still to do, one at a time per actor. A shard whose actor died or whose task failed
     (a transient failure is never committed: `process_shard` raises) is tried again after a backoff,
     up to `max_shard_attempts` tries; then it is left uncommitted and the others go on."""
@@ -287,7 +299,7 @@ def _dispatch(job: JobConfig, prepared: Prepared, pool: _Workers, progress: bool
                 return
             w = idle.pop()
             entries = [e.to_dict() for e in plan.shard(shard).entries]
-            running[pool.handles[w].run_shard.remote(shard, entries)] = (shard, attempt, w)
+            running[pool.handles[w].run_shard.remote(shard, entries, lease_token)] = (shard, attempt, w)
 
     try:
         dispatch()

@@ -11,7 +11,7 @@ Only permanent failures become committed error rows.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from pipeline.decode.step import DecodedVideo
 from pipeline.decode.failures import VideoFailure
@@ -42,6 +42,7 @@ def process_shard(
     results: Iterable[DecodedVideo | VideoFailure],
     step: TokenizeStep,
     ds: DatasetDir,
+    before_commit: Callable[[], None] | None = None,
 ) -> ShardCommit:
     """Tokenize a shard from its decode results (one per entry, in entry order) and commit it."""
     rows: list[ClipTokens] = []
@@ -67,4 +68,4 @@ def process_shard(
         raise RuntimeError(f"shard {shard_id}: {n_results} decode results for {len(entries)} videos")
     if pending:
         rows += step(pending)
-    return write_shard(ds, shard_id, rows, errors, step.file_meta)
+    return write_shard(ds, shard_id, rows, errors, step.file_meta, before_commit=before_commit)

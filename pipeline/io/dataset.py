@@ -98,9 +98,13 @@ class DatasetDir:
         """A whole Parquet file of the dataset (see `read_parquet`)."""
         return read_parquet(self.read(rel), columns)
 
-    def put(self, rel: str, data: bytes) -> None:
-        """Make `data` visible at `rel` all at once (temp + rename locally, one PUT on S3)."""
-        put_atomic_fs(self.fs, self.path(rel), data, self.is_local, self.uri(rel))
+    def put(self, rel: str, data: bytes, exclusive: bool = False) -> bool:
+        """Make `data` visible at `rel` all at once (temp + rename locally, one PUT on S3).
+        exclusive: only if nothing is there (False then); see `put_atomic_fs`."""
+        written = put_atomic_fs(self.fs, self.path(rel), data, self.is_local, self.uri(rel), exclusive)
+        if exclusive:
+            self.invalidate_cache()
+        return written
 
     def remove(self, rels: list[str]) -> None:
         """Delete the given files (paths relative to the root)."""

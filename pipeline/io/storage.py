@@ -118,11 +118,17 @@ def current_umask() -> int:
     return mask
 
 
-def put_atomic_fs(fs: fsspec.AbstractFileSystem, path: str, data: bytes, local: bool, what: str) -> None:
+def put_atomic_fs(fs: fsspec.AbstractFileSystem, path: str, data: bytes, local: bool, what: str,
+                  exclusive: bool = False) -> bool:
     """Make `data` visible at `path` all at once: temp file, fsync and rename on a local disk; one PUT
     (or a multipart upload that s3fs completes only after the last part) on an object store.
     A local file gets the mode any new file gets (0666 less the umask), not the temp file's 0600:
-    a dataset is read by other accounts (a training job's service user)."""
+    a dataset is read by other accounts (a training job's service user).
+
+    exclusive: create only if nothing is at `path` (the temp file is hard-linked into place instead
+    of renamed; on S3 a PUT with If-None-Match: *, what s3fs's "xb" mode sends). Returns False when
+    something was there, True when `data` was written.
+    """
     if local:
         folder = os.path.dirname(path)
         os.makedirs(folder, exist_ok=True)
@@ -133,7 +139,15 @@ def put_atomic_fs(fs: fsspec.AbstractFileSystem, path: str, data: bytes, local: 
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, path)
+            if exclusive:
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    return False
+                finally:
+                    os.unlink(tmp)
+            else:
+                os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):
                 os.unlink(tmp)
@@ -143,8 +157,24 @@ def put_atomic_fs(fs: fsspec.AbstractFileSystem, path: str, data: bytes, local: 
             os.fsync(dfd)
         finally:
             os.close(dfd)
-        return
-    with_retries(lambda: fs.pipe_file(path, data), f"upload {what}")
+        return True
+    if not exclusive:
+        with_retries(lambda: fs.pipe_file(path, data), f"upload {what}")
+        return True
+
+    def create() -> bool:
+        try:
+            with fs.open(path, "xb") as f:
+                f.write(data)
+        except FileExistsError:
+            return False
+        except OSError as exc:  # a lost conditional PUT: 412 Precondition Failed
+            if "precondition" in str(exc).lower() or "412" in str(exc):
+                return False
+            raise
+        return True
+
+    return with_retries(create, f"create {what}")
 
 
 def put_atomic(uri: str, data: bytes, storage: StorageConfig = StorageConfig()) -> None:

@@ -16,7 +16,7 @@ import datetime as _dt
 import hashlib
 import io
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,8 +110,12 @@ def write_shard(
     error_rows: Sequence[ErrorRow],
     file_meta: TokenFileMeta,
     config: WriterConfig = WriterConfig(),
+    before_commit: Callable[[], None] | None = None,
 ) -> ShardCommit:
     """Write one shard's token part, error part and commit marker (in that order).
+
+    before_commit: called after both parts are durable and before the marker is written; it raises
+    to stop the commit (the job's lease check: a worker of a dead driver never commits).
 
     Rows are written in the order given (the pipeline passes them in plan order, so the
     output is deterministic). Returns the commit marker that was written.
@@ -135,6 +139,8 @@ def write_shard(
         schema_version=SCHEMA_VERSION,
         file_meta=file_meta,
     )
+    if before_commit is not None:
+        before_commit()
     ds.put(commit_marker(shard_id), commit.to_json().encode())
     logger.info("shard %d: %d clips, %d tokens, %d errors, %d bytes", shard_id, commit.n_rows, commit.n_tokens,
                 commit.n_errors, len(token_data))
