@@ -35,7 +35,7 @@ def ray_head() -> Iterator[tuple[str, dict[str, str]]]:
     """A real Ray head with the dashboard (Jobs API); yields (dashboard url, client env).
 
     The head runs in its own session (`setsid ray start --block`) and is ended by signalling that
-    process group, never with `ray stop`, which ends every Ray on the machine (a user's too)."""
+    process group, never with the ray CLI's stop command, which ends every Ray on the machine (a user's too)."""
     bindir = str(Path(sys.executable).parent)
     temp = tempfile.mkdtemp(prefix="rh-", dir="/tmp")
     env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16),
