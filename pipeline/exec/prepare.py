@@ -23,6 +23,7 @@ from schemas.layout import (
     PART_FOLDERS,
     PLAN_FILE,
     ROOT_FILES,
+    TEMP_PREFIX,
     error_part,
     is_part_file,
 )
@@ -107,7 +108,7 @@ def check_output_is_ours(ds: DatasetDir) -> None:
                 return
         except (ValueError, KeyError, TypeError):
             pass
-    foreign = [n for n in names if n not in ROOT_FILES]
+    foreign = [n for n in names if n not in ROOT_FILES and not n.startswith(TEMP_PREFIX)]  # temp: a killed write
     if foreign or MANIFEST_NAME in names:
         shown = ", ".join(repr(n) for n in (foreign or [MANIFEST_NAME])[:5])
         raise PreflightError(f"output {ds.root!r} is a non-empty folder that is not an infotok dataset (it holds "
