@@ -12,7 +12,7 @@ The final run loses one tokenize worker (its Ray actor process, SIGKILL, 0-1 s a
 started) and must still finish. Prints one row per kill (when, what the output held then) and
 whether the final dataset equals the reference.
 
-    python benchmarks/bench_chaos.py --kills 20 --videos 100 --seed 0
+    python benchmarks/bench_chaos.py --kills 20 --seed 0
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def kill_a_worker(proc: subprocess.Popen, out: Path, max_wait: float, rng: rando
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kills", type=int, default=20)
-    ap.add_argument("--videos", type=int, default=12)
+    ap.add_argument("--videos", type=int, default=100)
     ap.add_argument("--max-wait", type=float, default=60.0, help="longest wait for a kill's target commit (s)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--checkpoint", default=None)
