@@ -111,13 +111,6 @@ class DatasetDir:
         if rels:
             self.fs.rm([self.path(r) for r in rels])
 
-    def find(self, rel: str) -> list[str]:
-        """Every file below folder `rel`, relative to the root; [] when it does not exist."""
-        base = self.path()
-        if not self.exists(rel):
-            return []
-        return sorted(p[len(base) + 1 :] for p in self.fs.find(self.path(rel)))
-
     def invalidate_cache(self) -> None:
         self.fs.invalidate_cache()
 

@@ -28,8 +28,6 @@ logger = logging.getLogger(__name__)
 
 REPORT_FORMAT = "infotok-beta-tuning"
 REPORT_VERSION = "1"
-REPORT_NAME = TUNING_REPORT
-FIGURE_NAME = TUNING_FIGURE
 
 
 @dataclass(frozen=True)
@@ -114,4 +112,4 @@ def read_report(uri: str, storage: StorageConfig) -> tuple[TuningReport, str]:
 
 def report_paths(folder: str) -> tuple[str, str]:
     """(json, png) locations of a report written into folder."""
-    return join(folder, REPORT_NAME), join(folder, FIGURE_NAME)
+    return join(folder, TUNING_REPORT), join(folder, TUNING_FIGURE)
