@@ -1,19 +1,24 @@
-"""Wall time per clip of InfoTok (arXiv 2512.16975) vs the fixed-rate tokenizer vs an
-ElasticTok-style binary search, side by side on the same held-out clips, in one process.
+"""Wall time per clip of each router (elbo = InfoTok, arXiv 2512.16975; gain; latent) vs the
+fixed-rate tokenizer vs an ElasticTok-style binary search, side by side on the same held-out
+clips, in one process.
 
     python benchmarks/bench_adaptive.py --checkpoint CKPT [--clips 10] [--size 128]
         [--frames 17] [--beta 0.5] [--reps 3] [--threads 1] [--device auto] [--autocast] [--json]
+    python benchmarks/bench_adaptive.py --untrained base:reference ...   (architecture cost only)
 
 Per method, `tokenize` is the work to produce the tokens and `round trip` adds the
 reconstruction:
-- fixed:   base encode (-> ids)                        | + base decode
-- infotok: encode + router decode + compressor        | + decompressor + decode
+- fixed:   base encode (-> ids)                                    | + base decode
+- elbo:    encode + full-rate decode + compressor                 | + decompressor + decode
+- gain:    encode + 2 x (compressor + decode) + compressor         | + decompressor + decode
+- latent:  encode + router head + compressor                      | + decompressor + decode
 - elastic: encode + per-clip binary search over the raster-prefix token count, each probe
-           one compressor + decoder pass, threshold = InfoTok's mean L1 error at --beta
+           one compressor + decoder pass, threshold = elbo's mean L1 error at --beta
            (the tokens then come from one more compressor pass) | + decompressor + decode
-Methods run interleaved clip batch by clip batch, each repeated --reps times (median), so
-background load hits them alike. Ratios: infotok / fixed (target <= 2.2) and
-elastic / infotok (target >= 4); passes per clip count base encoder + decoder passes.
+The latent router's tokenize time is also split into encoder, head and compressor (each timed
+alone). Methods run interleaved clip batch by clip batch, each repeated --reps times (median),
+so background load hits them alike. Ratios: each router / fixed (latent target <= 1.5) and
+elastic / elbo.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import numpy as np
 import torch
 
 from tokenizer.adaptive.model import AdaptiveTokenizer
+from tokenizer.adaptive.router import ROUTERS
 from tokenizer.eval.baselines import elastic_search, position_mask
 from tokenizer.checkpoint import load_tokenizer
 from tokenizer.train.corpus import heldout_clips
@@ -54,10 +60,10 @@ def run(model: AdaptiveTokenizer, clips: list[np.ndarray], beta: float, batch: i
     base = model.base
     device = model.mean_info.device
     xs = [frames_to_tensor(np.stack(clips[i : i + batch])).to(device) for i in range(0, len(clips), batch)]
-    with torch.no_grad():  # elastic's threshold: InfoTok's mean L1 error at this beta
+    with torch.no_grad():  # elastic's threshold: the elbo router's mean L1 error at this beta
         errs = []
         for x in xs:
-            routing = model.route(x, beta)
+            routing = model.route(x, beta, router="elbo")
             y = model(x, routing.keep, encoding=routing.encoding).reconstruction.clamp(-1, 1)
             errs.extend((y - x).abs().flatten(1).mean(1).tolist())
     threshold = float(np.mean(errs))
@@ -71,13 +77,19 @@ def run(model: AdaptiveTokenizer, clips: list[np.ndarray], beta: float, batch: i
     def fixed_rt(x: torch.Tensor) -> object:
         return base.decode_indices(base.encode(x).indices)
 
-    @torch.no_grad()
-    def info_tok(x: torch.Tensor) -> object:
-        return model.tokenize(x, beta)
+    def router_tok(router: str) -> Callable[[torch.Tensor], object]:
+        return torch.no_grad()(lambda x: model.tokenize(x, beta, router=router))
+
+    def router_rt(router: str) -> Callable[[torch.Tensor], object]:
+        return torch.no_grad()(lambda x: model.detokenize(model.tokenize(x, beta, router=router)))
 
     @torch.no_grad()
-    def info_rt(x: torch.Tensor) -> object:
-        return model.detokenize(model.tokenize(x, beta))
+    def latent_head(x: torch.Tensor, enc: object) -> object:
+        return model.latent_head(model.bounded_latent(enc.latent))
+
+    @torch.no_grad()
+    def latent_compressor(x: torch.Tensor, enc: object, keep: torch.Tensor) -> object:
+        return model.compress(enc.latent, keep)
 
     @torch.no_grad()
     def elastic_tok(x: torch.Tensor, record: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,10 +106,12 @@ def run(model: AdaptiveTokenizer, clips: list[np.ndarray], beta: float, batch: i
         codes, keep = elastic_tok(x)
         return model.decode_masked(codes, keep).clamp(-1, 1)
 
-    methods: dict[str, Callable[[torch.Tensor], object]] = {
-        "fixed_tokenize": fixed_tok, "infotok_tokenize": info_tok, "elastic_tokenize": elastic_tok,
-        "fixed_round_trip": fixed_rt, "infotok_round_trip": info_rt, "elastic_round_trip": elastic_rt,
-    }
+    methods: dict[str, Callable[[torch.Tensor], object]] = {"fixed_tokenize": fixed_tok, "fixed_round_trip": fixed_rt}
+    for r in ROUTERS:
+        methods[f"{r}_tokenize"] = router_tok(r)
+        methods[f"{r}_round_trip"] = router_rt(r)
+    methods["elastic_tokenize"] = elastic_tok
+    methods["elastic_round_trip"] = elastic_rt
     if not with_elastic:
         methods = {k: v for k, v in methods.items() if not k.startswith("elastic")}
     with mixed_precision(device, autocast):
@@ -105,29 +119,35 @@ def run(model: AdaptiveTokenizer, clips: list[np.ndarray], beta: float, batch: i
             for fn in methods.values():
                 fn(x)
         seconds = {name: 0.0 for name in methods}
+        split = {"latent_encoder": 0.0, "latent_head": 0.0, "latent_compressor": 0.0}
         for x in xs:
             if with_elastic:
                 elastic_tok(x, record=True)
             for name, fn in methods.items():
                 seconds[name] += _timed(lambda: fn(x), reps, device)  # noqa: B023 - called immediately
-    per_clip = {name: s / len(clips) for name, s in seconds.items()}
+            with torch.no_grad():
+                enc = base.encode(x)
+                keep = model.route(x, beta, router="latent").keep
+            split["latent_encoder"] += _timed(lambda: base.encode(x), reps, device)  # noqa: B023
+            split["latent_head"] += _timed(lambda: latent_head(x, enc), reps, device)  # noqa: B023
+            split["latent_compressor"] += _timed(lambda: latent_compressor(x, enc, keep), reps, device)  # noqa: B023
+    per_clip = {name: s / len(clips) for name, s in {**seconds, **split}.items()}
     mean_probes = float(np.mean(probes)) if probes else float("nan")
     out: dict[str, object] = {
         "clips": len(clips), "shape": list(clips[0].shape), "beta": beta, "reps": reps,
         "threads": torch.get_num_threads(), "device": str(device), "autocast": autocast and device.type == "cuda",
         "elastic_threshold_l1": threshold,
         "seconds_per_clip": per_clip,
-        "passes_per_clip": {"fixed": 1, "infotok": 2, "elastic": 1 + mean_probes},
+        "passes_per_clip": {"fixed": 1, "elbo": 3, "gain": 6, "latent": 2, "elastic": 1 + 2 * mean_probes + 1},
         "elastic_probes_per_clip": mean_probes,
-        "ratio_infotok_over_fixed": {
-            "tokenize": per_clip["infotok_tokenize"] / per_clip["fixed_tokenize"],
-            "round_trip": per_clip["infotok_round_trip"] / per_clip["fixed_round_trip"],
-        },
+        "ratio_over_fixed": {r: {"tokenize": per_clip[f"{r}_tokenize"] / per_clip["fixed_tokenize"],
+                                 "round_trip": per_clip[f"{r}_round_trip"] / per_clip["fixed_round_trip"]}
+                             for r in ROUTERS},
     }
     if with_elastic:
-        out["ratio_elastic_over_infotok"] = {
-            "tokenize": per_clip["elastic_tokenize"] / per_clip["infotok_tokenize"],
-            "round_trip": per_clip["elastic_round_trip"] / per_clip["infotok_round_trip"],
+        out["ratio_elastic_over_elbo"] = {
+            "tokenize": per_clip["elastic_tokenize"] / per_clip["elbo_tokenize"],
+            "round_trip": per_clip["elastic_round_trip"] / per_clip["elbo_round_trip"],
         }
     return out
 
@@ -164,10 +184,12 @@ def main() -> None:
             raise SystemExit(f"{args.checkpoint} is a fixed-rate checkpoint; bench_adaptive needs an adaptive one")
         model, name = tok.adaptive, tok.tokenizer_id
     clips = [c for _, c in heldout_clips(args.clips, args.frames, args.size, args.size)]
-    if args.untrained:  # E[I] of the random model on these clips, so budgets are mid-range
+    if args.untrained:  # each router's E[signal] on these clips, so budgets are mid-range; the head as it is
         with torch.no_grad():
-            _, scores = model.eval().information(frames_to_tensor(np.stack(clips)).to(device))
-        model.set_mean_info(float(scores.mean()), len(clips))
+            x = frames_to_tensor(np.stack(clips)).to(device)
+            model.eval().latent_head_steps.fill_(1)
+            for r in ROUTERS:
+                model.set_mean_info(max(float(model.score(x, r).signal.double().mean()), 1e-6), len(clips), r)
     res = run(model, clips, args.beta, args.batch, args.reps, with_elastic=args.untrained is None,
               autocast=args.autocast)
     res["tokenizer_id"] = name
@@ -177,18 +199,21 @@ def main() -> None:
     print(f"{res['clips']} clips {res['shape']}, beta {args.beta}, {res['device']}, {res['threads']} thread(s), "
           f"median of {args.reps}; tokenizer {name}")
     print(f"{'method':<10} {'tokenize ms/clip':>17} {'round trip ms/clip':>19} {'passes/clip':>12}")
-    for m in ("fixed", "infotok", "elastic"):
-        s = res["seconds_per_clip"]
+    s = res["seconds_per_clip"]
+    for m in ("fixed", *ROUTERS, "elastic"):
         if m + "_tokenize" not in s:
             continue
         print(f"{m:<10} {1e3 * s[m + '_tokenize']:>17.1f} {1e3 * s[m + '_round_trip']:>19.1f} "
               f"{res['passes_per_clip'][m]:>12.1f}")
-    r1 = res["ratio_infotok_over_fixed"]
-    print(f"infotok / fixed:   tokenize {r1['tokenize']:.2f}, round trip {r1['round_trip']:.2f} (target <= 2.2)")
-    if "ratio_elastic_over_infotok" in res:
-        r2 = res["ratio_elastic_over_infotok"]
-        print(f"elastic / infotok: tokenize {r2['tokenize']:.2f}, round trip {r2['round_trip']:.2f} (target >= 4)")
-
+    print(f"latent split (ms/clip): encoder {1e3 * s['latent_encoder']:.1f}, head {1e3 * s['latent_head']:.2f}, "
+          f"compressor {1e3 * s['latent_compressor']:.1f}")
+    for r in ROUTERS:
+        q = res["ratio_over_fixed"][r]
+        print(f"{r} / fixed: tokenize {q['tokenize']:.2f}, round trip {q['round_trip']:.2f}"
+              + (" (target <= 1.5)" if r == "latent" else ""))
+    if "ratio_elastic_over_elbo" in res:
+        r2 = res["ratio_elastic_over_elbo"]
+        print(f"elastic / elbo: tokenize {r2['tokenize']:.2f}, round trip {r2['round_trip']:.2f}")
 
 if __name__ == "__main__":
     main()

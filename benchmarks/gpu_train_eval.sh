@@ -65,13 +65,17 @@ echo "== stage 2: $STEPS2 steps"
 $CLI -v train --out "$RUN/s2" --preset "$PRESET" --stage adaptive --adaptive-preset "$ADAPTIVE" \
     --init "$RUN/s1/tokenizer.safetensors" --steps "$STEPS2" --warmup-steps 100 --lr "$LR2" \
     --checkpoint-every 500 --time-limit "$((S2 * 3 / 2))" "${common[@]}" > "$RUN/stage2.json" 2> "$RESULTS/stage2.log"
-CKPT="$RUN/s2/tokenizer.safetensors"
+echo "== router stage: the latent head and E[s]"
+$CLI -v train --out "$RUN/router" --stage router --init "$RUN/s2/tokenizer.safetensors" --router-clips 2048 \
+    --steps 4000 --batch-size 32 --frames "$EVAL_FRAMES" --crop "$EVAL_SIZE" --lr 2e-3 --device "$DEVICE" \
+    --json > "$RUN/router.json" 2> "$RESULTS/router.log"
+CKPT="$RUN/router/tokenizer.safetensors"
 
 echo "== eval"
 $CLI eval procedural --checkpoint "$CKPT" --device "$DEVICE" --resolution "$EVAL_SIZE" --clip-frames "$EVAL_FRAMES" \
-    --num-procedural "$EVAL_CLIPS" --methods infotok,fixed,random,raster,jump,elastic,full --betas 1,0.75,0.5,0.25 \
+    --num-procedural "$EVAL_CLIPS" --methods elbo,gain,fixed,random,raster,jump,elastic,oracle,full --betas 1,0.75,0.5,0.25 \
     --spearman-psnr "$SPEARMAN_PSNR" --json > "$RESULTS/eval.json"
-python3 benchmarks/bench_allocation.py --checkpoint "$CKPT" --device "$DEVICE" --clips "$EVAL_CLIPS" \
+python3 benchmarks/bench_router.py --checkpoint "$CKPT" --device "$DEVICE" --clips "$EVAL_CLIPS" \
     --size "$EVAL_SIZE" --frames "$EVAL_FRAMES" > "$RESULTS/allocation.txt"
 python3 benchmarks/bench_adaptive.py --checkpoint "$CKPT" --device "$DEVICE" --autocast --clips 8 --batch 4 \
     --size "$EVAL_SIZE" --frames "$EVAL_FRAMES" --reps 3 --json > "$RESULTS/timing.json"
@@ -95,8 +99,8 @@ for r in ev["rows"]:
 d = ev.get("difficulty", {})
 print(f"Spearman(I, fewest tokens for {d.get('target_psnr')} dB): {d.get('spearman', float('nan')):.3f} "
       f"({d.get('unreached')} clips never reach it)")
-r1, r2 = tm["ratio_infotok_over_fixed"], tm.get("ratio_elastic_over_infotok", {})
-print(f"wall time on {tm['device']}: infotok/fixed tokenize {r1['tokenize']:.2f}, round trip {r1['round_trip']:.2f}; "
-      f"elastic/infotok tokenize {r2.get('tokenize', float('nan')):.2f}")
+r1, r2 = tm["ratio_over_fixed"], tm.get("ratio_elastic_over_elbo", {})
+print(f"wall time on {tm['device']}: tokenize / fixed: " + ", ".join(f"{k} {v['tokenize']:.2f}" for k, v in r1.items())
+      + f"; elastic/elbo tokenize {r2.get('tokenize', float('nan')):.2f}")
 EOF
 sed -n '/beta   rate/,/^$/p' "$RESULTS/allocation.txt"

@@ -1,9 +1,11 @@
-"""`infotok calibrate`: estimate E[I], the mean clip information of InfoTok's router
-(arXiv 2512.16975), over a set of videos, and write it out.
+"""`infotok calibrate`: estimate a router's E[signal] over a set of videos and write it out:
+E[I], the mean clip information of InfoTok's ELBO router (arXiv 2512.16975), E[s], the mean
+quality slope of the gain router, or E[s^], the latent router's mean predicted slope.
 
-The result is a JSON document (tokenizer id, E[I], clip count, settings) that dataset
-jobs can pass as their E[I]; `--write-checkpoint` also writes a copy of the adaptive
-checkpoint whose stored E[I] is the new value (a new tokenizer id, since budgets change).
+The result is a JSON document (tokenizer id, router, E[signal], clip count, settings) that
+dataset jobs can pass as their E[signal]; `--write-checkpoint` also writes a copy of the
+adaptive checkpoint whose stored E[signal] of that router is the new value (a new tokenizer
+id, since budgets change).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from jobs.options import (
     json_option,
     parse_resolution,
     resolution_option,
+    router_option,
     storage_from,
     storage_options,
 )
@@ -37,20 +40,22 @@ logger = logging.getLogger(__name__)
 @clip_frames_option(17)
 @click.option("--max-videos", default=None, type=int, help="Use the first N videos only.")
 @click.option("--max-clips", default=4, show_default=True, type=int, help="Clips per video at most.")
-@click.option("--num-procedural", default=50, show_default=True, type=int, help="Clips when INPUT is 'procedural'.")
+@click.option("--num-procedural", default=50, show_default=True, type=int, help="Clips when INPUT is a held-out set.")
 @click.option("--batch-size", default=4, show_default=True, type=int)
+@router_option()
 @storage_options
 @json_option
 def calibrate(input_uri: str, checkpoint: str | None, out_path: str | None, write_checkpoint: str | None,
               resolution: str, clip_frames: int, max_videos: int | None, max_clips: int, num_procedural: int,
-              batch_size: int, as_json: bool, **o: Any) -> None:
-    """Mean clip information E[I] of INPUT (folder, s3:// prefix, list file or 'procedural')."""
+              batch_size: int, as_json: bool, router: str, **o: Any) -> None:
+    """A router's mean clip signal E[signal] over INPUT (folder, s3:// prefix, list file or a
+    held-out set: 'procedural' or 'mixed')."""
     import numpy as np
     import torch
 
     from jobs.eval_cmd import collect_clips
     from tokenizer.checkpoint import load_tokenizer, save_tokenizer
-    from tokenizer.adaptive.router import clip_information
+    from schemas.routers import SIGNAL_NAMES
     from tokenizer.video import frames_to_tensor
 
     hw = parse_resolution(resolution)
@@ -58,6 +63,10 @@ def calibrate(input_uri: str, checkpoint: str | None, out_path: str | None, writ
     if tok.adaptive is None:
         raise click.ClickException(f"{tok.path} is a fixed-rate checkpoint ({tok.tokenizer_id}); calibrate needs "
                                    "an adaptive one")
+    try:
+        tok.adaptive.check_router_ready(router)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     groups, failures = collect_clips(input_uri, hw, clip_frames, max_videos, max_clips, num_procedural,
                                      storage_from(o))
     clips = [c for _, cs in groups for c in cs]
@@ -66,8 +75,8 @@ def calibrate(input_uri: str, checkpoint: str | None, out_path: str | None, writ
     infos: list[float] = []
     with torch.no_grad():
         for i in range(0, len(clips), batch_size):
-            _, scores = tok.adaptive.information(frames_to_tensor(np.stack(clips[i : i + batch_size])))
-            infos.extend(clip_information(scores).tolist())
+            scored = tok.adaptive.score(frames_to_tensor(np.stack(clips[i : i + batch_size])), router)
+            infos.extend(scored.signal.tolist())
     mean_info = float(np.mean(infos))
     doc = {
         "tokenizer_id": tok.tokenizer_id,
@@ -75,14 +84,15 @@ def calibrate(input_uri: str, checkpoint: str | None, out_path: str | None, writ
         "resolution": list(hw),
         "clip_frames": clip_frames,
         "clips": len(infos),
+        "router": router,
         "mean_info": mean_info,
-        "checkpoint_mean_info": float(tok.adaptive.mean_info),
+        "checkpoint_mean_info": tok.adaptive.mean_signal(router),
         "info_quantiles": {q: float(np.quantile(infos, float(q))) for q in ("0.1", "0.5", "0.9")},
         "failures": len(failures),
     }
     if write_checkpoint:
-        tok.adaptive.set_mean_info(mean_info, len(infos))
-        info = dict(tok.info, calibration={k: doc[k] for k in ("input", "resolution", "clip_frames", "clips")},
+        tok.adaptive.set_mean_info(mean_info, len(infos), router)
+        info = dict(tok.info, calibration={k: doc[k] for k in ("input", "resolution", "clip_frames", "clips", "router")},
                     calibrated_from=tok.tokenizer_id)
         doc["written_checkpoint"] = write_checkpoint
         doc["written_tokenizer_id"] = save_tokenizer(tok.adaptive, write_checkpoint, info=info)
@@ -94,8 +104,10 @@ def calibrate(input_uri: str, checkpoint: str | None, out_path: str | None, writ
         click.echo(text)
         return
     q = doc["info_quantiles"]
-    click.echo(f"E[I] {mean_info:.6g} over {len(infos)} clips of {input_uri} (the checkpoint's: "
-               f"{doc['checkpoint_mean_info']:.6g}); I(x) 10/50/90%: {q['0.1']:.4g} / {q['0.5']:.4g} / {q['0.9']:.4g}"
+    sig = SIGNAL_NAMES[router]
+    click.echo(f"{sig} {mean_info:.6g} ({router} router) over {len(infos)} clips of {input_uri} (the checkpoint's: "
+               f"{doc['checkpoint_mean_info']:.6g}); per clip 10/50/90%: {q['0.1']:.4g} / {q['0.5']:.4g} / "
+               f"{q['0.9']:.4g}"
                + (f"; {len(failures)} videos failed" if failures else ""))
     if write_checkpoint:
         click.echo(f"wrote {write_checkpoint} (tokenizer {doc['written_tokenizer_id']})")

@@ -50,6 +50,7 @@ def dataset_summary(ds: DatasetDir, bins: int = 10) -> dict[str, Any]:
         "root": ds.root,
         "schema_version": m.schema_version,
         "tokenizer_id": m.tokenizer_id,
+        "router": m.file_meta.router,
         "beta": m.file_meta.beta,
         "expected_info": m.file_meta.expected_info,
         "created_at": m.created_at,
@@ -76,6 +77,8 @@ def dataset_summary(ds: DatasetDir, bins: int = 10) -> dict[str, Any]:
 @storage_options
 def inspect_cmd(dataset: str, as_json: bool, **o: Any) -> None:
     """Counts, tokens-per-clip histogram, mean rate, BPP16 and errors of DATASET."""
+    from schemas.routers import SIGNAL_NAMES
+
     try:
         s = dataset_summary(DatasetDir(dataset, storage_from(o)))
     except DatasetNotReadyError as exc:
@@ -84,7 +87,8 @@ def inspect_cmd(dataset: str, as_json: bool, **o: Any) -> None:
         click.echo(json.dumps(s, indent=1))
         return
     click.echo(f"dataset      {s['root']}  (schema v{s['schema_version']}, tokenizer {s['tokenizer_id']})")
-    click.echo(f"beta / E[I]  {s['beta']:g} / {s['expected_info']:.4g}   created {s['created_at']}")
+    click.echo(f"router       {s['router']}, beta {s['beta']:g}, {SIGNAL_NAMES[s['router']]} {s['expected_info']:.4g}   "
+               f"created {s['created_at']}")
     click.echo(f"counts       {s['shards']} shards, {s['videos']} videos, {s['clips']} clips, {s['tokens']} tokens, "
                f"{s['errors']} errors")
     tpc = s["tokens_per_clip"]

@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from jobs.options import clip_frames_option, json_option, parse_resolution, resolution_option
+from jobs.options import clip_frames_option, json_option, parse_resolution, resolution_option, router_option
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +54,10 @@ def comparison_png(original: np.ndarray, reconstruction: np.ndarray, path: Path,
 @clip_frames_option(17, "--frames")
 @click.option("--beta", default=0.5, show_default=True, type=float,
               help="InfoTok compression knob in (0, 1] (adaptive checkpoints keep fewer tokens as it drops).")
+@router_option()
 @json_option
-def demo(out_dir: str, checkpoint: str | None, resolution: str, clip_frames: int, beta: float, as_json: bool) -> None:
+def demo(out_dir: str, checkpoint: str | None, resolution: str, clip_frames: int, beta: float, router: str,
+         as_json: bool) -> None:
     """Tokenize generated sample videos into a dataset with the Ray pipeline, then rebuild them from it."""
     import torch
 
@@ -83,7 +85,7 @@ def demo(out_dir: str, checkpoint: str | None, resolution: str, clip_frames: int
     try:  # every setting is checked before anything is written or started
         decode = DecodeConfig(resolution=(height, width), clip_frames=frames)
         job = JobConfig(input=str(out / "videos"), output=str(out / "dataset"), decode=decode,
-                        tokenize=TokenizeConfig(checkpoint=checkpoint, beta=beta),
+                        tokenize=TokenizeConfig(checkpoint=checkpoint, beta=beta, router=router),
                         plan=PlanConfig(videos_per_shard=2), execution=ExecConfig(decode_cpus=0.5))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
@@ -154,14 +156,15 @@ def demo(out_dir: str, checkpoint: str | None, resolution: str, clip_frames: int
         })
     if as_json:
         click.echo(json.dumps({"tokenizer_id": tok.tokenizer_id, "adaptive": tok.is_adaptive,
-                               "beta": beta if tok.is_adaptive else None, "dataset": job.output,
+                               "beta": beta if tok.is_adaptive else None,
+                               "router": router if tok.is_adaptive else None, "dataset": job.output,
                                "dataset_clips": result.clips, "dataset_tokens": result.tokens,
                                "videos": table}, indent=1))
         return
-    mode = f"InfoTok, beta {beta:g}" if tok.is_adaptive else "fixed rate"
+    mode = f"InfoTok, {router} router, beta {beta:g}" if tok.is_adaptive else "fixed rate"
     click.echo(f"tokenizer {tok.tokenizer_id} ({mode}); dataset {job.output} ({result.clips} clips, "
                f"{result.tokens} tokens); reconstructions in {out}/compare and {out}/reconstructions")
-    click.echo(f"{'clip':<18} {'clips':>5} {'tokens':>7} {'kept':>6} {'I(x)':>7} {'PSNR dB':>8} {'SSIM':>6}")
+    click.echo(f"{'clip':<18} {'clips':>5} {'tokens':>7} {'kept':>6} {'signal':>7} {'PSNR dB':>8} {'SSIM':>6}")
     for r in table:
         click.echo(f"{r['clip']:<18} {r['clips']:>5} {r['tokens']:>7} {r['kept']:>6.1%} {r['info']:>7.4f} "
                    f"{r['psnr']:>8.2f} {r['ssim']:>6.3f}")

@@ -21,9 +21,13 @@ from jobs.options import (
     json_option,
     parse_resolution,
     resolution_option,
+    router_option,
     storage_from,
     storage_options,
 )
+
+HELDOUT_SETS = ("procedural", "mixed")  # tokenizer.eval.heldout.HELDOUT_SETS, without importing torch
+METHOD_ALIASES = {"infotok": "elbo"}  # the name of the elbo router's row before there were three routers
 
 if TYPE_CHECKING:
     from pipeline.io.storage import StorageConfig
@@ -36,13 +40,13 @@ def collect_clips(input_uri: str, resolution: tuple[int, int], clip_frames: int,
                   max_clips: int, num_procedural: int, storage: StorageConfig) -> tuple[list[tuple[str, list]], list[dict]]:
     """Clips grouped by source ((source, [uint8 (T, H, W, 3)]), ...) and per-video failures."""
     failures: list[dict] = []
-    if input_uri == "procedural":
-        from tokenizer.train.corpus import heldout_clips
+    if input_uri in HELDOUT_SETS:
+        from tokenizer.eval.heldout import heldout_set
 
-        by_kind: dict[str, list] = defaultdict(list)
-        for kind, clip in heldout_clips(num_procedural, clip_frames, *resolution):
-            by_kind[f"procedural:{kind}"].append(clip)
-        return sorted(by_kind.items()), failures
+        by_video: dict[str, list] = defaultdict(list)
+        for c in heldout_set(input_uri, num_procedural, clip_frames, *resolution):
+            by_video[f"{input_uri}:{c.video}"].append(c.frames)
+        return list(by_video.items()), failures
     from pipeline.decode.clips import SourcedClip, iter_clips
     from pipeline.decode.step import DecodeConfig
 
@@ -70,25 +74,32 @@ def _floats(text: str, name: str) -> tuple[float, ...]:
 @clip_frames_option(17)
 @click.option("--max-videos", default=None, type=int, help="Evaluate the first N videos only.")
 @click.option("--max-clips", default=4, show_default=True, type=int, help="Clips per video at most.")
-@click.option("--num-procedural", default=20, show_default=True, type=int, help="Clips when INPUT is 'procedural'.")
+@click.option("--num-procedural", default=20, show_default=True, type=int,
+              help="Clips when INPUT is a held-out set ('procedural' or 'mixed').")
 @click.option("--batch-size", default=4, show_default=True, type=int)
 @storage_options
 @device_option()
 @json_option
 @click.option("--methods", default=None,
-              help="Rate-distortion mode: comma list of infotok,fixed,random,raster,jump,elastic,full.")
+              help="Rate-distortion mode: comma list of elbo,gain,latent,fixed,random,raster,jump,elastic,oracle,full "
+                   "(every method at the total the first router listed keeps).")
 @click.option("--betas", default="1,0.75,0.5,0.25", show_default=True, help="Rate-distortion mode: betas.")
+@router_option(None, "Rate-distortion mode: the router whose own budgets set each beta's total (default: the "
+                     "first router in --methods; added to them if missing).")
 @click.option("--plot", "plot_path", default=None, type=click.Path(dir_okay=False),
               help="Rate-distortion mode: write a PSNR vs BPP16 PNG here.")
-@click.option("--mean-info", default=None, type=float, help="Rate-distortion mode: E[I] instead of the checkpoint's.")
+@click.option("--mean-info", default=None, type=float,
+              help="Rate-distortion mode: the first router's E[signal] instead of the checkpoint's.")
 @click.option("--spearman-psnr", default=None, type=float,
               help="Also search each clip's fewest tokens reaching this PSNR and report Spearman(I(x), tokens).")
 def eval_cmd(input_uri: str, checkpoint: str | None, resolution: str, clip_frames: int, max_videos: int | None,
              max_clips: int, num_procedural: int, batch_size: int, as_json: bool, methods: str | None, betas: str,
              plot_path: str | None, mean_info: float | None, spearman_psnr: float | None, device: str,
-             **o: Any) -> None:
-    """PSNR / SSIM of reconstructions over INPUT: a folder, s3:// prefix, list file, or 'procedural'
-    (held-out procedural clips whose photographs are never used in training)."""
+             router: str | None, **o: Any) -> None:
+    """PSNR / SSIM of reconstructions over INPUT: a folder, s3:// prefix, list file, or a held-out
+    set made offline: 'procedural' (the training families, held-out seeds and photographs) or
+    'mixed' (stills, soft footage, fast pans, fine detail, zooms and low-quality encodes of
+    photographs training never saw)."""
     from tqdm import tqdm
 
     from tokenizer.checkpoint import load_tokenizer
@@ -107,7 +118,7 @@ def eval_cmd(input_uri: str, checkpoint: str | None, resolution: str, clip_frame
         raise click.ClickException(f"no clips to evaluate in {input_uri} ({len(failures)} videos failed)")
     if methods is not None:
         _rate_distortion(tok, groups, failures, input_uri, hw, clip_frames, batch_size, methods, betas,
-                         plot_path, mean_info, spearman_psnr, as_json)
+                         plot_path, mean_info, spearman_psnr, as_json, router)
         return
     rows, all_p, all_s, n_clips = [], [], [], 0
     t0 = time.perf_counter()
@@ -148,9 +159,10 @@ def eval_cmd(input_uri: str, checkpoint: str | None, resolution: str, clip_frame
 def _rate_distortion(tok: LoadedTokenizer, groups: list[tuple[str, list]], failures: list[dict], input_uri: str,
                      resolution: tuple[int, int], clip_frames: int, batch_size: int, methods: str, betas: str,
                      plot_path: str | None, mean_info: float | None, spearman_psnr: float | None,
-                     as_json: bool) -> None:
+                     as_json: bool, router: str | None = None) -> None:
     import dataclasses
 
+    from tokenizer.adaptive.router import check_mean_info
     from tokenizer.eval.rate_distortion import RDConfig, evaluate_rd, fewest_tokens_for_psnr, plot_rd, spearman
 
     if tok.adaptive is None:
@@ -159,15 +171,23 @@ def _rate_distortion(tok: LoadedTokenizer, groups: list[tuple[str, list]], failu
             "Train one with `infotok train --stage adaptive --init CKPT`."
         )
     try:
-        cfg = RDConfig(methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
-                       betas=_floats(betas, "--betas"), batch_size=batch_size, mean_info=mean_info)
+        names = tuple(METHOD_ALIASES.get(m.strip(), m.strip()) for m in methods.split(",") if m.strip())
+        names = (router, *names) if router else names  # the reference router goes first
+        cfg = RDConfig(methods=tuple(dict.fromkeys(names)), betas=_floats(betas, "--betas"), batch_size=batch_size,
+                       mean_info=mean_info)
+        for name in (m for m in cfg.methods if m in ("elbo", "gain", "latent")):
+            tok.adaptive.check_router_ready(name)
+        if mean_info is None:
+            check_mean_info(tok.adaptive.mean_signal(cfg.reference), cfg.reference)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     clips = [c for _, cs in groups for c in cs]
-    rows = evaluate_rd(tok.adaptive, clips, cfg)
+    videos = [source for source, cs in groups for _ in cs]
+    rows = evaluate_rd(tok.adaptive, clips, cfg, videos)
+    ref_mean = tok.adaptive.mean_signal(cfg.reference) if mean_info is None else mean_info
     summary: dict = {
         "tokenizer_id": tok.tokenizer_id, "input": input_uri, "resolution": list(resolution), "clip_frames": clip_frames,
-        "clips": len(clips), "mean_info": float(tok.adaptive.mean_info) if mean_info is None else mean_info,
+        "clips": len(clips), "videos": len(groups), "reference_router": cfg.reference, "mean_info": ref_mean,
         "param_overhead": tok.adaptive.param_overhead(), "rows": [dataclasses.asdict(r) for r in rows],
         "failures": failures,
     }
@@ -183,13 +203,15 @@ def _rate_distortion(tok: LoadedTokenizer, groups: list[tuple[str, list]], failu
     if as_json:
         click.echo(json.dumps(summary, indent=1))
         return
-    click.echo(f"{'method':<8} {'beta':>5} {'tokens':>8} {'BPP16':>7} {'+mask':>7} {'PSNR':>7} {'pooled':>7} {'SSIM':>6} "
-               f"{'passes':>7} {'clips/s':>8}")
+    click.echo(f"{'method':<8} {'beta':>5} {'tokens':>8} {'BPP16':>7} {'+mask':>7} {'PSNR':>7} {'pooled':>7} "
+               f"{'video':>7} {'SSIM':>6} {'passes':>7} {'clips/s':>8}")
     for r in rows:
         click.echo(f"{r.method:<8} {r.beta:>5.2f} {r.mean_tokens:>8.1f} {r.bpp16:>7.3f} {r.bpp16_mask:>7.3f} "
-                   f"{r.psnr:>7.2f} {r.psnr_pooled:>7.2f} {r.ssim:>6.3f} {r.passes_per_clip:>7.1f} {r.clips_per_s:>8.2f}")
-    click.echo(f"{len(clips)} clips, tokenizer {tok.tokenizer_id}, E[I] {summary['mean_info']:.4f}, "
-               f"adaptive layer {100 * summary['param_overhead']:.1f}% of base params")
+                   f"{r.psnr:>7.2f} {r.psnr_pooled:>7.2f} {r.psnr_video:>7.2f} {r.ssim:>6.3f} {r.passes_per_clip:>7.1f} "
+                   f"{r.clips_per_s:>8.2f}")
+    click.echo(f"{len(clips)} clips of {len(groups)} videos, tokenizer {tok.tokenizer_id}; totals set by the "
+               f"{cfg.reference} router (E[signal] {ref_mean:.4g}); adaptive layer "
+               f"{100 * summary['param_overhead']:.1f}% of base params")
     if "difficulty" in summary:
         d = summary["difficulty"]
         click.echo(f"Spearman(I(x), fewest tokens for {d['target_psnr']:g} dB) = {d['spearman']:.3f} "

@@ -2,7 +2,8 @@
 become config dataclasses (`build_job`, `storage_from`, `parse_resolution`, `tuning_request`).
 
 Every command that reads storage takes `--endpoint-url / --profile / --anon`; every command
-that runs the model takes `--device`; sizes are `--resolution N|HxW` and `--clip-frames`.
+that runs the model takes `--device`; every command that sets budgets takes `--router`; sizes
+are `--resolution N|HxW` and `--clip-frames`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
+
+from schemas.routers import DEFAULT_ROUTER, ROUTERS
 
 if TYPE_CHECKING:
     from pipeline.exec.job import JobConfig
@@ -83,6 +86,15 @@ def parse_resolution(text: str | int) -> tuple[int, int]:
         raise click.BadParameter(f"height and width must be positive multiples of 8, got {hw[0]}x{hw[1]}",
                                  param_hint="--resolution")
     return hw
+
+
+def router_option(default: str | None = DEFAULT_ROUTER, help_text: str | None = None) -> Decorator:
+    """--router elbo|gain|latent: which router sets each clip's budget."""
+    return click.option(
+        "--router", default=default, show_default=default is not None, type=click.Choice(ROUTERS),
+        help=help_text or "Which router sets each clip's budget: elbo (the paper's rule, by error level), gain "
+                          "(by the measured slope of the clip's quality curve) or latent (that slope predicted "
+                          "from the encoder's output, no decoder pass).")
 
 
 # ---- beta and its tuning ---------------------------------------------------------------------
@@ -191,6 +203,7 @@ job_options = apply([
                  help="Decode while the model runs (overlap), or between its batches (alternate); auto: "
                       "overlap when the model is on a GPU."),
     device_option(),
+    router_option(),
     click.option("--extensions", default=None, help="Comma-separated video extensions when listing a prefix."),
     storage_options,
     target_options(),
@@ -215,7 +228,8 @@ def build_job(input_uri: str, output: str, **o: Any) -> JobConfig:
                                 clip_frames=o["clip_frames"], clip_stride=o["clip_stride"],
                                 max_clips=o["max_clips"], decoder=o["decoder"], short_policy=o["short_policy"]),
             tokenize=TokenizeConfig(checkpoint=o["checkpoint"], beta=1.0 if o["beta"] == "auto" else o["beta"],
-                                    device=o["device"], batch_size=o["batch_size"]),
+                                    router=o.get("router") or DEFAULT_ROUTER, device=o["device"],
+                                    batch_size=o["batch_size"]),
             plan=PlanConfig(videos_per_shard=o["shard_size"]),
             storage=storage_from(dict(o)),
             execution=ExecConfig(num_workers=o["workers"], decode_timeout_s=o.get("decode_timeout", 300.0),

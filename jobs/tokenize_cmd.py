@@ -37,7 +37,7 @@ def tokenize(input_uri: str, output: str, address: str | None, overwrite: bool, 
     job = build_job(input_uri, output, **o)
     request = tuning_request(o)
     try:
-        plan = preflight(job)  # checkpoint, input, output and storage: before Ray starts
+        plan = preflight(job, need_mean=request is None)  # checkpoint, input, output, storage: before Ray
     except PreflightError as exc:
         raise click.ClickException(str(exc)) from None
     if request is not None:  # --beta auto: tune now, or re-use the tuning recorded in OUTPUT/job.json
@@ -58,12 +58,14 @@ def tokenize(input_uri: str, output: str, address: str | None, overwrite: bool, 
     if as_json:
         click.echo(json.dumps(result.__dict__))
         return
+    from schemas.routers import SIGNAL_NAMES
+
     source = ("tuned" if job.tokenize.tuning is not None else
               "given" if job.tokenize.expected_info is not None else "the checkpoint's")
     click.echo(f"{result.output}: {result.n_shards} shards ({result.shards_skipped} already done), "
                f"{result.clips} clips, {result.tokens} tokens, {result.errors} errors in {result.seconds:.1f}s "
-               f"(tokenizer {result.tokenizer_id}, beta {result.beta:g} with E[I] {result.expected_info:.6g}, "
-               f"{source})")
+               f"(tokenizer {result.tokenizer_id}, {result.router} router, beta {result.beta:g} with "
+               f"{SIGNAL_NAMES[result.router]} {result.expected_info:.6g}, {source})")
 
 
 @click.command("status")

@@ -1,5 +1,6 @@
-"""`infotok train`: train (or resume) the fixed-rate tokenizer, or (`--stage adaptive`) the
-InfoTok adaptive layer on top of a trained fixed-rate checkpoint."""
+"""`infotok train`: train (or resume) the fixed-rate tokenizer, (`--stage adaptive`) the
+InfoTok adaptive layer on top of a trained fixed-rate checkpoint, or (`--stage router`) the
+latent router's head on a trained adaptive checkpoint."""
 
 from __future__ import annotations
 
@@ -35,8 +36,11 @@ def _parse_betas(text: str) -> tuple[float, ...]:
 @click.option("--ssim-weight", default=0.0, show_default=True, type=float, help="Weight of an extra (1 - SSIM) loss.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--init", default=None, help="Start from this checkpoint's weights (same preset); required by --stage adaptive.")
-@click.option("--stage", default="fixed", show_default=True, type=click.Choice(["fixed", "adaptive"]),
-              help="fixed: the base tokenizer; adaptive: InfoTok compressor/decompressor on a frozen --init.")
+@click.option("--stage", default="fixed", show_default=True, type=click.Choice(["fixed", "adaptive", "router"]),
+              help="fixed: the base tokenizer; adaptive: InfoTok compressor/decompressor on a frozen --init; "
+                   "router: the latent router's head on a frozen adaptive --init.")
+@click.option("--router-clips", default=1024, show_default=True, type=int,
+              help="Router stage: training clips (their targets are measured once and cached in --out).")
 @click.option("--adaptive-preset", default="tiny", show_default=True, help="Adaptive layer size (tiny, reference).")
 @click.option("--betas", default="1,0.75,0.5,0.25", show_default=True, help="Stage 2: betas sampled per clip.")
 @click.option("--info-ema", default=0.99, show_default=True, type=float, help="Stage 2: EMA decay of E[I].")
@@ -58,15 +62,19 @@ def train(out_dir: str, data: str, preset: str, steps: int, batch_size: int, cli
           warmup_steps: int, ssim_weight: float, seed: int, init: str | None, checkpoint_every: int,
           eval_every: int, threads: int, save_dtype: str, time_limit: float | None, as_json: bool, stage: str,
           adaptive_preset: str, betas: str, info_ema: float, train_decoder: bool, device: str, autocast: bool,
-          data_workers: int | None, **o: Any) -> None:
-    """Train the fixed-rate tokenizer (or, with --stage adaptive, the InfoTok adaptive layer)
-    on procedural clips or on a corpus of videos."""
+          data_workers: int | None, router_clips: int, **o: Any) -> None:
+    """Train the fixed-rate tokenizer (or, with --stage adaptive, the InfoTok adaptive layer; with
+    --stage router, the latent router's head) on procedural clips or on a corpus of videos."""
     from tokenizer.train.corpus import heldout_clips, training_batch
     from tokenizer.device import resolve_device
     from tokenizer.train.trainer import AdaptiveStageConfig, TrainConfig
     from tokenizer.train.trainer import train as run_train
 
     frames = clip_frames
+    if stage == "router":
+        _train_router(out_dir, data, init, router_clips, steps, batch_size, lr, frames, crop, seed, device, threads,
+                      save_dtype, as_json, o)
+        return
 
     try:
         cfg = TrainConfig(preset=preset, data=data, steps=steps, batch_size=batch_size, frames=frames, crop=crop,
@@ -97,3 +105,46 @@ def train(out_dir: str, data: str, preset: str, steps: int, batch_size: int, cli
     else:
         click.echo(f"trained {result.steps_done} steps ({result.steps_per_s:.2f} steps/s), final loss "
                    f"{result.final_loss:.4f}; tokenizer {result.tokenizer_id} -> {result.weights}")
+
+
+def _train_router(out_dir: str, data: str, init: str | None, clips: int, steps: int, batch_size: int, lr: float,
+                  frames: int, crop: int, seed: int, device: str, threads: int, save_dtype: str, as_json: bool,
+                  o: dict[str, Any]) -> None:
+    import numpy as np
+    import torch
+
+    from tokenizer.device import resolve_device
+    from tokenizer.eval.heldout import heldout_set
+    from tokenizer.train.router_stage import RouterStageConfig, procedural_router_clips, train_router
+
+    if not init:
+        raise click.UsageError("--stage router trains on a frozen adaptive checkpoint: give it with --init")
+    try:
+        cfg = RouterStageConfig(init=init, clips=clips, steps=steps, batch_size=batch_size, lr=lr, frames=frames,
+                                crop=crop, seed=seed, device=device, save_dtype=save_dtype)
+        resolve_device(device)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if threads:
+        torch.set_num_threads(threads)
+    if data == "procedural":
+        def clip_fn(s: int, n: int) -> np.ndarray:
+            return procedural_router_clips(s, n, frames, crop)
+    else:
+        from pipeline.decode.sampler import VideoClipSampler
+
+        sampler = VideoClipSampler(data, storage_from(o), frames=frames, crop=crop, seed=seed)
+
+        def clip_fn(s: int, n: int) -> np.ndarray:
+            fn = sampler.batch_fn(16)
+            return np.concatenate([fn(i) for i in range(-(-n // 16))])[:n]
+    heldout = np.stack([c.frames for c in heldout_set("mixed", cfg.heldout, frames, crop, crop)])
+    result = train_router(cfg, out_dir, clip_fn, heldout, progress=not as_json,
+                          data_id="procedural+camera-v1" if data == "procedural" else data)
+    if as_json:
+        click.echo(json.dumps(result.__dict__))
+    else:
+        click.echo(f"router head: loss {result.first_loss:.4f} -> {result.final_loss:.4f}; held-out slope Spearman "
+                   f"{result.slope_spearman:.3f}, top-half token agreement {result.token_agreement:.3f}; "
+                   f"E[s] {result.mean_gain:.4g}, E[s^] {result.mean_latent:.4g}; tokenizer {result.tokenizer_id} "
+                   f"-> {result.weights}")

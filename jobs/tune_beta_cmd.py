@@ -16,6 +16,7 @@ from jobs.options import (
     device_option,
     json_option,
     resolution_option,
+    router_option,
     storage_options,
     target_of,
     target_options,
@@ -41,18 +42,20 @@ SMALL_SAMPLE = 30  # clips; fewer give a wide confidence interval of the corpus 
 @click.option("--grid", "grid_size", default=10, show_default=True, type=int, help="Betas in the reported curve.")
 @click.option("--batch-size", default=8, show_default=True, type=int, help="Clips per model call.")
 @device_option()
+@router_option()
 @click.option("--report", "report_dir", default=None, help="Folder (or s3:// prefix) for tuning.json and tuning.png.")
 @storage_options
 @json_option
 def tune_beta(input_uri: str, checkpoint: str | None, resolution: str, clip_frames: int, clip_stride: int | None,
               fps: float | None, resize_mode: str, decoder: str, extensions: str | None, grid_size: int,
               batch_size: int, device: str, report_dir: str | None, endpoint_url: str | None, profile: str | None,
-              anon: bool, as_json: bool, **o: Any) -> None:
+              anon: bool, as_json: bool, router: str, **o: Any) -> None:
     """Choose beta for the videos under INPUT (folder, s3:// prefix or list file).
 
     Decode options must match the later `infotok tokenize` run (pass the report to it with
     `--beta auto --tuning DIR/tuning.json`, or let `tokenize --beta auto --target-...` tune)."""
     from pipeline.tuning.report import report_paths, run_tuning, write_report
+    from schemas.routers import SIGNAL_NAMES
     from tokenizer.tuning.budget import TuneConfig, TuningTarget
 
     target = target_of(o)
@@ -62,10 +65,10 @@ def tune_beta(input_uri: str, checkpoint: str | None, resolution: str, clip_fram
                     clip_frames=clip_frames, clip_stride=clip_stride, max_clips=None, fps=fps,
                     resize_mode=resize_mode, short_policy="pad", decoder=decoder, shard_size=64,
                     batch_size=batch_size, workers=None, device=device, extensions=extensions,
-                    endpoint_url=endpoint_url, profile=profile, anon=anon)
+                    endpoint_url=endpoint_url, profile=profile, anon=anon, router=router)
     sample, tune = tune_configs(target[0], o)
     try:
-        cfg = TuneConfig(grid_size=grid_size, batch_size=batch_size, **tune)
+        cfg = TuneConfig(grid_size=grid_size, batch_size=batch_size, router=router, **tune)
         report = run_tuning(job.source, job.decode, job.storage, checkpoint, device, TuningTarget(*target), sample, cfg)
     except ValueError as exc:  # TargetOutOfReach names the reachable range
         raise click.ClickException(str(exc)) from None
@@ -76,7 +79,9 @@ def tune_beta(input_uri: str, checkpoint: str | None, resolution: str, clip_fram
         click.echo(report.to_json())
         return
     r = report.result
-    click.echo(f"beta {r.beta:.6f} with E[I] {r.mean_info:.6g} ({r.mean_info_source}) on {r.n_clips} clips: "
+    sig = SIGNAL_NAMES[router]
+    click.echo(f"beta {r.beta:.6f} with {sig} {r.mean_info:.6g} ({r.mean_info_source}, {router} router) on "
+               f"{r.n_clips} clips: "
                f"mean rate {r.rate:.4f} (95% CI {r.rate_ci[0]:.4f}..{r.rate_ci[1]:.4f}), BPP16 {r.bpp16:.4f}"
                + (f", PSNR {r.psnr:.2f} dB on {r.psnr_clips} clips" if r.psnr is not None else ""))
     click.echo(f"reachable with beta in (0, 1]: rate {r.reachable_rate[0]:.4f}..{r.reachable_rate[1]:.4f}, "
@@ -84,15 +89,16 @@ def tune_beta(input_uri: str, checkpoint: str | None, resolution: str, clip_fram
     if r.n_clips < SMALL_SAMPLE:
         click.echo(f"warning: the sample has only {r.n_clips} clips; the corpus mean rate may lie anywhere in "
                    f"{r.rate_ci[0]:.4f}..{r.rate_ci[1]:.4f} (95% CI)", err=True)
-    # beta only means this budget together with this E[I]: apply both, never beta alone
+    # beta only means this budget together with this E[signal]: apply both, never beta alone
     ckpt = f"{r.checkpoint_mean_info:.6g}" if r.checkpoint_mean_info is not None else "?"
     target_flag = {"rate": "--target-rate", "bpp16": "--target-bpp16", "psnr": "--target-psnr"}[r.target.kind]
     if report_dir:
-        click.echo(f"apply it: infotok tokenize {input_uri} OUTPUT --beta auto --tuning "
+        click.echo(f"apply it: infotok tokenize {input_uri} OUTPUT --router {router} --beta auto --tuning "
                    f"{report_paths(report_dir.rstrip('/'))[0]} (same decode options)")
     else:
-        click.echo(f"apply it: infotok tokenize {input_uri} OUTPUT --beta auto {target_flag} {r.target.value:g} "
-                   "(tunes again on the same sample), or rerun with --report DIR and pass --tuning DIR/tuning.json")
+        click.echo(f"apply it: infotok tokenize {input_uri} OUTPUT --router {router} --beta auto {target_flag} "
+                   f"{r.target.value:g} (tunes again on the same sample), or rerun with --report DIR and pass "
+                   "--tuning DIR/tuning.json")
     if r.mean_info_source == "dataset":
-        click.echo(f"(--beta {r.beta:.6f} alone would use the checkpoint's E[I] {ckpt}, not {r.mean_info:.6g}, "
+        click.echo(f"(--beta {r.beta:.6f} alone would use the checkpoint's {sig} {ckpt}, not {r.mean_info:.6g}, "
                    "and miss the target)")

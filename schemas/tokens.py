@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from schemas.mask import BIT_ORDER, RASTER_ORDER, mask_nbytes, popcount
 from schemas.config import FrozenConfig
+from schemas.routers import ROUTERS
 
 SCHEMA_NAME = "infotok.tokens"
 SCHEMA_VERSION = 1
@@ -80,7 +81,9 @@ TOKEN_SCHEMA = pa.schema(
 class TokenFileMeta(FrozenConfig):
     """Dataset-wide facts stamped into every token part's Parquet metadata and commit marker.
 
-    beta: the dataset's compression knob; expected_info: E[I] from calibration.
+    beta: the dataset's compression knob; router: the router that set each clip's budget (a
+    dataset written before routers were recorded was written by `elbo`); expected_info: that
+    router's E[signal] (E[I] for elbo, E[s] for gain, E[s^] for latent).
     temporal_factor / spatial_factor: tokenizer compression (DV4x8x8: 4 and 8), used by
     `validate` to check that grids match frame counts and pixel sizes.
     """
@@ -88,6 +91,7 @@ class TokenFileMeta(FrozenConfig):
     tokenizer_id: str
     beta: float
     expected_info: float
+    router: str = "elbo"
     fsq_levels: tuple[int, ...] = FSQ_LEVELS
     temporal_factor: int = 4
     spatial_factor: int = 8
@@ -101,6 +105,8 @@ class TokenFileMeta(FrozenConfig):
             raise ValueError(f"expected_info must be > 0, got {self.expected_info}")
         if not self.beta > 0:
             raise ValueError(f"beta must be > 0, got {self.beta}")
+        if self.router not in ROUTERS:
+            raise ValueError(f"unknown router {self.router!r}; choose from {', '.join(ROUTERS)}")
 
     @property
     def codebook_size(self) -> int:

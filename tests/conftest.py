@@ -125,7 +125,7 @@ def local_ray() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def adaptive_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """An untrained InfoTok (adaptive) `tiny` checkpoint with a fixed E[I]."""
+    """An untrained InfoTok (adaptive) `tiny` checkpoint with a fixed E[I] and E[s]."""
     import torch
 
     from tokenizer.adaptive.modules import ADAPTIVE_PRESETS
@@ -137,6 +137,7 @@ def adaptive_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> str:
     torch.manual_seed(0)
     model = AdaptiveTokenizer(VideoTokenizer(preset("tiny")), ADAPTIVE_PRESETS["tiny"])
     model.set_mean_info(0.3, 1)
+    model.set_mean_info(1.0, 1, "gain")
     path = tmp_path_factory.mktemp("ckpt") / "tiny-adaptive-random.safetensors"
     save_tokenizer(model, path)
     return str(path)

@@ -28,12 +28,12 @@ def good_corpus(folder: Path, n: int = 5) -> dict[str, int]:
 
 
 def small_job(input_uri: str, output: str, checkpoint: str, shard_size: int = 2, beta: float = 1.0,
-              storage: StorageConfig = StorageConfig()) -> JobConfig:
+              storage: StorageConfig = StorageConfig(), router: str = "gain") -> JobConfig:
     return JobConfig(
         input=input_uri,
         output=output,
         decode=DecodeConfig(resolution=(32, 32), clip_frames=5),
-        tokenize=TokenizeConfig(checkpoint=checkpoint, beta=beta, batch_size=3, device="cpu"),
+        tokenize=TokenizeConfig(checkpoint=checkpoint, beta=beta, router=router, batch_size=3, device="cpu"),
         plan=PlanConfig(videos_per_shard=shard_size),
         storage=storage,
         execution=ExecConfig(decode_timeout_s=60, worker_cpus=0.5, decode_cpus=0.5),

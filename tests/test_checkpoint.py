@@ -31,6 +31,17 @@ def test_round_trip_bit_exact(saved):
         assert torch.equal(model.eval()(x).reconstruction, loaded.model(x).reconstruction)
 
 
+def test_checkpoint_file_mode_follows_the_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        save_tokenizer(VideoTokenizer(PRESETS["tiny"]), tmp_path / "shared.safetensors")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "shared.safetensors").stat().st_mode & 0o777 == 0o644  # others can read it
+
+
 def test_id_is_content_hash(saved, tmp_path):
     model, path, tid = saved
     assert save_tokenizer(model, tmp_path / "again.safetensors") == tid

@@ -23,6 +23,7 @@ def _model() -> AdaptiveTokenizer:
     with torch.no_grad():
         m.decompressor.net.out.weight.normal_(0, 0.05)
     m.set_mean_info(0.3, 1)
+    m.set_mean_info(1.5, 1, "gain")
     return m
 
 
@@ -45,24 +46,26 @@ def test_bpp16_and_spearman():
 
 def test_every_method_at_equal_total_tokens(tmp_path):
     clips = [c for _, c in heldout_clips(5, 5, 32, 32)]
-    cfg = RDConfig(methods=("infotok", "fixed", "random", "raster", "jump", "elastic", "full"), betas=(1.0, 0.3),
-                   batch_size=2)
-    rows = evaluate_rd(_model(), clips, cfg)
-    assert len(rows) == 1 + 2 * 6
+    cfg = RDConfig(methods=("elbo", "gain", "fixed", "random", "raster", "jump", "elastic", "oracle", "full"),
+                   betas=(1.0, 0.3), batch_size=2)
+    rows = evaluate_rd(_model(), clips, cfg, videos=["a", "a", "b", "c", "c"])
+    assert len(rows) == 1 + 2 * 8
     full = [r for r in rows if r.method == "full"][0]
     assert full.mean_tokens == 2 * 4 * 4 and full.passes_per_clip == 1
     for beta in (1.0, 0.3):
         at = {r.method: r for r in rows if r.beta == beta and r.method != "full"}
         tokens = {m: r.mean_tokens * r.clips for m, r in at.items()}
         assert len(set(tokens.values())) == 1, tokens  # exactly equal totals
-        assert at["infotok"].passes_per_clip == 3 and at["raster"].passes_per_clip == 2
+        assert at["elbo"].passes_per_clip == 3 and at["raster"].passes_per_clip == 2
+        assert at["gain"].passes_per_clip == 6  # encode, two decodes, three compressor passes
         assert at["elastic"].passes_per_clip >= 1 + 2 * 5  # 32 positions: 5 probes of compressor + decoder
-        assert at["infotok"].bpp16_mask > at["infotok"].bpp16
+        assert at["elbo"].bpp16_mask > at["elbo"].bpp16
         for r in at.values():
             assert 0 < r.psnr < 100 and r.clips_per_s > 0
             assert r.psnr_pooled <= r.psnr + 1e-9  # Jensen: the log of a mean >= the mean of logs
-    lo = [r for r in rows if r.method == "infotok" and r.beta == 0.3][0]
-    hi = [r for r in rows if r.method == "infotok" and r.beta == 1.0][0]
+            assert r.psnr_pooled <= r.psnr_video + 1e-9  # pooling within videos first is pooling less
+    lo = [r for r in rows if r.method == "elbo" and r.beta == 0.3][0]
+    hi = [r for r in rows if r.method == "elbo" and r.beta == 1.0][0]
     assert lo.mean_tokens < hi.mean_tokens
     png = plot_rd(rows, tmp_path / "rd.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -81,11 +84,12 @@ def test_cli_eval_methods_and_calibrate(tmp_path):
     save_tokenizer(_model(), path)
     runner = CliRunner()
     res = runner.invoke(main, ["eval", "procedural", "--checkpoint", str(path), "--resolution", "16", "--clip-frames",
-                               "5", "--num-procedural", "4", "--methods", "infotok,fixed,raster,elastic", "--betas",
+                               "5", "--num-procedural", "4", "--methods", "infotok,gain,fixed,raster,elastic", "--betas",
                                "1,0.5", "--plot", str(tmp_path / "rd.png"), "--spearman-psnr", "10", "--json"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output)
-    assert {r["method"] for r in doc["rows"]} == {"infotok", "fixed", "raster", "elastic"}
+    assert {r["method"] for r in doc["rows"]} == {"elbo", "gain", "fixed", "raster", "elastic"}  # infotok: elbo's old name
+    assert doc["reference_router"] == "elbo"
     assert len(doc["difficulty"]["fewest_tokens"]) == 4 and (tmp_path / "rd.png").exists()
     res = runner.invoke(main, ["eval", "procedural", "--checkpoint", str(path), "--resolution", "16", "--clip-frames",
                                "5", "--num-procedural", "2", "--methods", "infotok", "--betas", "0"])
@@ -98,7 +102,7 @@ def test_cli_eval_methods_and_calibrate(tmp_path):
     out = tmp_path / "calib.json"
     res = runner.invoke(main, ["calibrate", "procedural", "--checkpoint", str(path), "--resolution", "16",
                                "--clip-frames", "5", "--num-procedural", "4", "--out", str(out), "--write-checkpoint",
-                               str(tmp_path / "calibrated.safetensors")])
+                               str(tmp_path / "calibrated.safetensors"), "--router", "elbo"])
     assert res.exit_code == 0, res.output
     doc = json.loads(out.read_text())
     assert doc["clips"] == 4 and doc["mean_info"] > 0
@@ -111,9 +115,10 @@ def test_demo_reports_per_clip_budgets(tmp_path):
     path = tmp_path / "adaptive.safetensors"
     save_tokenizer(_model(), path)
     res = CliRunner().invoke(main, ["demo", "--out", str(tmp_path / "demo"), "--checkpoint", str(path), "--size", "32",
-                                    "--frames", "5", "--beta", "0.5", "--json"])
+                                    "--frames", "5", "--beta", "0.5", "--router", "elbo", "--json"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output[res.output.index("{"):])
+    assert doc["router"] == "elbo"
     assert doc["adaptive"] and len(doc["videos"]) >= 3
     kept = [v["kept"] for v in doc["videos"]]
     assert all(0 < k <= 1 for k in kept) and len(set(kept)) > 1  # budgets differ with content

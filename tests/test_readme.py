@@ -50,7 +50,9 @@ def test_demo_command_and_python_snippets_as_printed(tmp_path):
     psnr = {name: float(row[5]) for name, row in table.items()}
     assert all(p > 10 for p in psnr.values()) and psnr["0_static_scene"] > psnr["4_evolving_noise"]
     tokens = {name: int(row[2]) for name, row in table.items()}
-    assert tokens["0_static_scene"] < tokens["4_evolving_noise"]  # simple content gets fewer tokens
+    # the gain router: tokens go where they buy quality, not to content more tokens barely improve
+    assert max(tokens["3_texture_pan"], tokens["4_evolving_noise"]) < min(tokens["0_static_scene"],
+                                                                          tokens["1_moving_shapes"])
     for name in table:
         png = tmp_path / "infotok-demo" / "compare" / f"{name}.png"
         assert png.stat().st_size > 0

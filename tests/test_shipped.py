@@ -49,3 +49,20 @@ def test_shipped_infotok_layer_at_half_beta_above_floor():
     rates = [t.rate for t in tokens]
     assert 0.3 < float(np.mean(rates)) < 0.6 and max(rates) - min(rates) > 0.3, rates  # budgets differ per clip
     assert float(psnr(y.clamp(-1, 1), x).mean()) >= ADAPTIVE_FLOOR_DB
+
+
+def test_shipped_checkpoint_routes_with_every_router():
+    import torch
+
+    from tokenizer.adaptive.router import ROUTERS
+    from tokenizer.video import frames_to_tensor
+
+    model = load_tokenizer().adaptive
+    assert int(model.latent_head_steps) > 0  # the latent router's head is trained (README recipe)
+    x = frames_to_tensor(np.stack([c for _, c in heldout_clips(10, 17, 128, 128)]))
+    for router in ROUTERS:
+        assert np.isfinite(model.mean_signal(router)) and model.mean_signal(router) > 0, router
+        with torch.no_grad():
+            routing = model.route(x, 0.5, router=router)
+        rates = routing.rate.tolist()
+        assert 0.2 < float(np.mean(rates)) < 0.8 and max(rates) - min(rates) > 0.2, (router, rates)

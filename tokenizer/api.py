@@ -1,9 +1,11 @@
 """One entry point for the pipeline: load any tokenizer checkpoint and tokenize clips.
 
-`load_clip_tokenizer` returns an object with `tokenizer_id`, `expected_info` and
+`load_clip_tokenizer` returns an object with `tokenizer_id`, `router`, `expected_info` and
 `tokenize(video, beta, expected_info) -> list[ClipTokenization]`, whatever the checkpoint
-holds. A fixed-rate checkpoint keeps every token (rate 1, full mask); `info` is still the
-router's information estimate (mean L1 reconstruction error pooled on the token grid).
+holds. An adaptive checkpoint routes with the router it was loaded with (`expected_info` is
+that router's E[signal]); a fixed-rate checkpoint keeps every token (rate 1, full mask) and
+`info` is still the ELBO information estimate (mean L1 reconstruction error pooled on the
+token grid).
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ from schemas.mask import pack_mask
 from tokenizer.adaptive.model import AdaptiveTokenizer
 from tokenizer.checkpoint import load_tokenizer
 from tokenizer.nn.model import VideoTokenizer
-from tokenizer.adaptive.router import token_scores
+from tokenizer.adaptive.router import DEFAULT_ROUTER, check_mean_info, check_router, token_scores
 
 
 @dataclass(frozen=True)
 class ClipTokenization:
     """tokens: (N,) uint16 kept ids in raster order of kept positions; mask: packed keep bits
-    (little bit order, raster t,h,w); grid: (t, h, w); rate = N / (t*h*w); info: I(x)."""
+    (little bit order, raster t,h,w); grid: (t, h, w); rate: the router's budget fraction;
+    info: the router's signal (I(x), s or s^)."""
 
     tokens: np.ndarray
     mask: bytes
@@ -40,6 +43,7 @@ class FixedRateClipTokenizer:
     def __init__(self, model: VideoTokenizer, tokenizer_id: str) -> None:
         self.model = model
         self.tokenizer_id = tokenizer_id
+        self.router = "elbo"  # info is I(x); no budget is ever applied
         self.expected_info = 1.0  # unused: rate is always 1
 
     @torch.no_grad()
@@ -57,17 +61,25 @@ class FixedRateClipTokenizer:
 
 
 class AdaptiveClipTokenizer:
-    """InfoTok: the router picks each clip's budget from beta and E[I]. video: (B, 3, T, H, W) in [-1, 1]."""
+    """InfoTok: the router picks each clip's budget from beta and its E[signal]. video: (B, 3, T, H, W) in [-1, 1].
 
-    def __init__(self, model: AdaptiveTokenizer, tokenizer_id: str) -> None:
+    expected_info is the router's E[signal] in the checkpoint, or None when the checkpoint has
+    none (then every `tokenize` call must pass one, e.g. from `infotok calibrate`).
+    """
+
+    def __init__(self, model: AdaptiveTokenizer, tokenizer_id: str, router: str = DEFAULT_ROUTER) -> None:
+        model.check_router_ready(router)
         self.model = model
         self.tokenizer_id = tokenizer_id
-        mean = float(model.mean_info)
-        self.expected_info = mean if math.isfinite(mean) and mean > 0 else 1.0
+        self.router = router
+        mean = model.mean_signal(router)
+        self.expected_info: float | None = mean if math.isfinite(mean) and mean > 0 else None
 
     @torch.no_grad()
     def tokenize(self, video: torch.Tensor, beta: float, expected_info: float | None = None) -> list[ClipTokenization]:
-        out = self.model.tokenize(video, beta, mean_info=expected_info or self.expected_info)
+        mean = check_mean_info(expected_info if expected_info is not None else
+                               (self.expected_info if self.expected_info is not None else float("nan")), self.router)
+        out = self.model.tokenize(video, beta, mean_info=mean, router=self.router)
         return [ClipTokenization(tokens=t.ids, mask=t.mask, grid=tuple(int(v) for v in t.grid), rate=float(t.rate),
                                  info=float(t.info)) for t in out]
 
@@ -75,11 +87,14 @@ class AdaptiveClipTokenizer:
 ClipTokenizer = FixedRateClipTokenizer | AdaptiveClipTokenizer
 
 
-def load_clip_tokenizer(checkpoint: str | Path | None, device: torch.device | str = "cpu") -> ClipTokenizer:
+def load_clip_tokenizer(checkpoint: str | Path | None, device: torch.device | str = "cpu",
+                        router: str = DEFAULT_ROUTER) -> ClipTokenizer:
     """Load a checkpoint (None: the shipped default) onto device, ready to tokenize.
 
-    An adaptive (InfoTok) checkpoint gives per-clip budgets; a fixed-rate one keeps every token."""
+    An adaptive (InfoTok) checkpoint gives per-clip budgets with `router`; a fixed-rate one
+    keeps every token (the router is then unused)."""
+    check_router(router)
     loaded = load_tokenizer(checkpoint, device=device)
     if loaded.adaptive is not None:
-        return AdaptiveClipTokenizer(loaded.adaptive, loaded.tokenizer_id)
+        return AdaptiveClipTokenizer(loaded.adaptive, loaded.tokenizer_id, router)
     return FixedRateClipTokenizer(loaded.model, loaded.tokenizer_id)

@@ -9,6 +9,10 @@ Format versions: "1" is a fixed-rate tokenizer. "2" adds the InfoTok adaptive la
 `adaptive.compressor.*`, `adaptive.decompressor.*`, `adaptive.mean_info` (E[I], float64)
 and `adaptive.info_count`; base tensors keep their version-1 names. Fixed-rate
 checkpoints are still written as version 1, so their bytes and ids do not change.
+Version 2 files written since the gain and latent routers also hold `adaptive.latent_head.*`,
+`adaptive.latent_head_steps`, `adaptive.mean_gain` / `adaptive.gain_count` (E[s]) and
+`adaptive.mean_latent` / `adaptive.latent_count` (E[s^]); an older file without them loads with
+those routers uncalibrated (NaN) and the head untrained.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Any
 import torch
 
 from tokenizer.adaptive.modules import AdaptiveConfig
-from tokenizer.adaptive.model import AdaptiveTokenizer
+from tokenizer.adaptive.model import OPTIONAL_STATE_PREFIXES, AdaptiveTokenizer
 from tokenizer.config import TokenizerConfig
 from tokenizer.nn.model import VideoTokenizer
 
@@ -36,7 +40,7 @@ ADAPTIVE_FORMAT_VERSION = "2"
 READABLE_VERSIONS = (FORMAT_VERSION, ADAPTIVE_FORMAT_VERSION)
 ADAPTIVE_PREFIX = "adaptive."
 # Tensors kept in their own dtype when a checkpoint is exported in half precision.
-_EXACT_TENSORS = {"adaptive.mean_info"}
+_EXACT_TENSORS = {"adaptive.mean_info", "adaptive.mean_gain", "adaptive.mean_latent"}
 DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "tiny.safetensors"
 
 
@@ -98,9 +102,10 @@ def save_tokenizer(
     """Write model weights (optionally cast to `dtype`) and config; return the tokenizer id.
 
     An `AdaptiveTokenizer` is written as format version 2 (base + adaptive layer + E[I]).
-    The file is written to a temporary name and renamed, so a reader never sees half a file.
+    The file is written to a temporary name and renamed, so a reader never sees half a file; it
+    is readable by others as the umask allows (safetensors' own writer makes it 0600).
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     path = Path(path)
     adaptive = model.config if isinstance(model, AdaptiveTokenizer) else None
@@ -120,7 +125,8 @@ def save_tokenizer(
         meta["adaptive_config"] = json.dumps(adaptive.to_dict(), sort_keys=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata=meta)
+    with open(tmp, "wb") as f:  # a plain open: the file gets 0666 less the umask, like any other
+        f.write(save(state, metadata=meta))
     os.replace(tmp, path)
     return tid
 
@@ -149,6 +155,38 @@ def read_header(path: str | Path) -> dict[str, str]:
             f"this infotok reads {', '.join(map(repr, READABLE_VERSIONS))}"
         )
     return meta
+
+
+def router_problem(path: str | Path, router: str, need_mean: bool = True) -> str | None:
+    """Why the checkpoint at path cannot route with `router` as it stands (None: it can), read
+    without loading the weights: the latent head untrained, or (need_mean) the router's E[signal]
+    never set. A fixed-rate checkpoint has no router and no problem."""
+    import math
+
+    from safetensors import safe_open
+
+    from tokenizer.adaptive.model import ROUTER_MEANS
+    from tokenizer.adaptive.router import SIGNAL_NAMES, check_router
+
+    meta = read_header(path)
+    if meta.get("format_version") != ADAPTIVE_FORMAT_VERSION:
+        return None
+    check_router(router)
+    with safe_open(str(path), framework="pt") as f:
+        names = set(f.keys())
+
+        def value(name: str) -> float:
+            key = ADAPTIVE_PREFIX + name
+            return float(f.get_tensor(key)) if key in names else float("nan")
+
+        if router == "latent" and not value("latent_head_steps") > 0:
+            return (f"checkpoint {path} has no trained latent router head; train it with `infotok train --stage "
+                    "router` or use --router elbo|gain")
+        mean = value(ROUTER_MEANS[router][0])
+        if need_mean and not (math.isfinite(mean) and mean > 0):
+            return (f"checkpoint {path} has no {SIGNAL_NAMES[router]} for the {router} router; run `infotok "
+                    f"calibrate --router {router} --write-checkpoint NEW` (or pass a tuned beta with --beta auto)")
+    return None
 
 
 def load_tokenizer(
@@ -184,7 +222,8 @@ def load_tokenizer(
     model = VideoTokenizer(config)
     full: VideoTokenizer | AdaptiveTokenizer = model if adaptive_cfg is None else AdaptiveTokenizer(model, adaptive_cfg)
     expected = checkpoint_state(full)
-    missing = sorted(set(expected) - set(state))
+    optional = tuple(ADAPTIVE_PREFIX + p for p in OPTIONAL_STATE_PREFIXES)
+    missing = sorted(k for k in set(expected) - set(state) if not k.startswith(optional))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
         raise CheckpointError(

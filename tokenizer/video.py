@@ -1,4 +1,4 @@
-"""Conversions between uint8 frames and the model's float layout."""
+"""Conversions between uint8 frames and the model's float layout, and the PSNR between two videos."""
 
 from __future__ import annotations
 
@@ -24,3 +24,9 @@ def tensor_to_frames(video: torch.Tensor) -> np.ndarray:
         raise ValueError(f"video must be (B, 3, T, H, W), got {tuple(video.shape)}")
     x = ((video.detach().float().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
     return x.permute(0, 2, 3, 4, 1).cpu().numpy()
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-clip PSNR in dB of videos (B, 3, T, H, W) in [-1, 1] (peak = the [0, 255] range)."""
+    mse = ((a.float().clamp(-1, 1) - b.float().clamp(-1, 1)) / 2).pow(2).flatten(1).mean(1)
+    return 10 * torch.log10(1.0 / mse.clamp_min(1e-10))

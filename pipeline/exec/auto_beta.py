@@ -85,6 +85,10 @@ def _check_report_fits(report: TuningReport, job: JobConfig, uri: str) -> None:
             if report.decode.get(k) != job_decode.get(k)]
     if diff:
         raise ValueError(f"tuning report {uri} was made with other decode settings: {'; '.join(diff)}")
+    router = report.tune.get("router", "elbo")
+    if router != job.tokenize.router:
+        raise ValueError(f"tuning report {uri} was made for the {router} router, the job uses --router "
+                         f"{job.tokenize.router}")
     if report.input.rstrip("/") != job.input.rstrip("/"):
         logger.warning("tuning report %s was made on %s, the job reads %s", uri, report.input, job.input)
 
@@ -118,7 +122,7 @@ def resolve_auto_beta(job: JobConfig, request: TuneRequest, overwrite: bool = Fa
         report = run_tuning(job.source, job.decode, job.storage, job.tokenize.checkpoint, job.tokenize.device,
                             TuningTarget(request.target_kind, float(request.target_value)), request.sample,
                             TuneConfig.from_dict(dict(request.tune, batch_size=job.tokenize.batch_size,
-                                                      autocast=job.tokenize.autocast)))
+                                                      autocast=job.tokenize.autocast, router=job.tokenize.router)))
     sha = write_report(report, json_uri, png_uri, job.storage)
     record = TuningRecord.from_report(report, sha, request.source, request.report_uri or "")
     logger.info("%s: tuned beta %.6f, E[I] %.6g (sample mean rate %.4f); report %s", job.output, record.beta,

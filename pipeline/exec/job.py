@@ -159,3 +159,4 @@ class JobResult:
     tokenizer_id: str
     beta: float
     expected_info: float
+    router: str = "elbo"

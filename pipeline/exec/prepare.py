@@ -41,20 +41,25 @@ class PreflightError(ValueError):
     """Something the job needs is missing or unusable; found before any worker starts."""
 
 
-def preflight(job: JobConfig) -> Plan:
+def preflight(job: JobConfig, need_mean: bool = True) -> Plan:
     """Check, before Ray starts, what can fail without it, and list the corpus once.
 
-    The checkpoint must be a readable tokenizer checkpoint; the input must exist and hold at
+    The checkpoint must be a readable tokenizer checkpoint able to route with the job's router
+    (with its E[signal] set, unless the job gives one or `need_mean` is False: `--beta auto`
+    measures it on a sample); the input must exist and hold at
     least one video; the output must not be a file. Storage errors (missing credentials, an
     unreachable endpoint) surface here from the listing. Raises PreflightError naming the thing
     and the value; returns the plan, which `run_job` then uses instead of listing again.
     """
-    from tokenizer.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, read_header
+    from tokenizer.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, router_problem
 
     try:
-        read_header(job.tokenize.checkpoint or DEFAULT_CHECKPOINT)
+        problem = router_problem(job.tokenize.checkpoint or DEFAULT_CHECKPOINT, job.tokenize.router,
+                                 need_mean and job.tokenize.expected_info is None)
     except CheckpointError as exc:
         raise PreflightError(str(exc)) from None
+    if problem:
+        raise PreflightError(problem)
     ds = DatasetDir(job.output, job.storage)
     try:
         if ds.fs.isfile(ds.path()):
@@ -136,6 +141,8 @@ def prepare_output(job: JobConfig, file_meta: TokenFileMeta, overwrite: bool = F
         old = json.loads(ds.read(JOB_FILE)).get("content", {})
         if isinstance(old.get("input"), str):  # written before INPUT was kept canonical
             old["input"] = canonical_input(old["input"])
+        if isinstance(old.get("tokenize"), dict):  # written before the router was recorded: the paper's
+            old["tokenize"].setdefault("router", "elbo")
         diff = content_diff(old, job.content())
         if diff:
             raise OutputMismatchError(

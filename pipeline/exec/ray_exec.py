@@ -17,6 +17,7 @@ import heapq
 import logging
 import os
 import random
+import subprocess
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ from pipeline.decode.step import DecodedVideo
 from pipeline.exec.job import ExecConfig, JobConfig, JobResult, cpu_threads, decode_overlaps
 from pipeline.exec.plan import Plan
 from pipeline.exec.prepare import Prepared, prepare_output
+from pipeline.exec.reaper import start_reaper, stop_reaper
 from pipeline.io.dataset import DatasetDir
 from pipeline.io.inputs import ManifestEntry
 from pipeline.io.storage import StorageConfig
@@ -142,6 +144,9 @@ class ShardWorker:
         return process_shard(shard_id, es, results, self.step, self.ds, before_commit=check).to_dict()
 
 
+_reaper: subprocess.Popen[bytes] | None = None
+
+
 def init_ray(address: str | None) -> bool:
     """Join a cluster (address given, or RAY_ADDRESS set, e.g. inside a submitted job) or start a local
     one. Returns False when Ray was already initialised by the caller (then it is left running)."""
@@ -157,9 +162,21 @@ def init_ray(address: str | None) -> bool:
             logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
         ray.init(address="local", num_cpus=os.cpu_count() or 2, include_dashboard=False,
                  logging_level=logging.WARNING, log_to_driver=False)
+        global _reaper
+        _reaper = start_reaper()  # ends this Ray node's processes if the driver is killed outright
     else:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
     return True
+
+
+def shutdown_ray() -> None:
+    """End the Ray this process started (and tell its reaper the driver did so itself)."""
+    import ray
+
+    global _reaper
+    ray.shutdown()
+    stop_reaper(_reaper)
+    _reaper = None
 
 
 def run_job(job: JobConfig, address: str | None = None, overwrite: bool = False, progress: bool = True,
@@ -186,7 +203,7 @@ def run_job(job: JobConfig, address: str | None = None, overwrite: bool = False,
             return _finalise(job, prepared, pool, meta, totals, t0)
         finally:
             if started:
-                ray.shutdown()
+                shutdown_ray()
     finally:
         lease.release()
 
@@ -363,4 +380,4 @@ def _finalise(job: JobConfig, prepared: Prepared, pool: _Workers, meta: TokenFil
                      shards_skipped=len(prepared.done), videos=totals.videos, clips=manifest.n_clips,
                      tokens=manifest.n_tokens, errors=manifest.n_errors, shard_retries=totals.retries,
                      seconds=time.monotonic() - t0, tokenizer_id=meta.tokenizer_id, beta=meta.beta,
-                     expected_info=meta.expected_info)
+                     expected_info=meta.expected_info, router=meta.router)

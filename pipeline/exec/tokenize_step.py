@@ -15,6 +15,7 @@ import numpy as np
 from schemas.config import FrozenConfig
 from pipeline.decode.step import Clip, SourceInfo
 from pipeline.tuning.record import TuningRecord
+from schemas.routers import DEFAULT_ROUTER, ROUTERS
 from schemas.tokens import ClipTokens, TokenFileMeta
 from tokenizer.device import check_device_spec
 
@@ -24,13 +25,16 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class TokenizeConfig(FrozenConfig):
     """checkpoint: tokenizer file (None: the shipped default). beta: compression knob in (0, 1].
-    expected_info: E[I] override (None: the checkpoint's). device: 'auto', 'cpu' or 'cuda[:n]'.
+    router: which router sets the budgets (`schemas.routers.ROUTERS`; unused by a fixed-rate
+    checkpoint). expected_info: the router's E[signal] override (None: the checkpoint's).
+    device: 'auto', 'cpu' or 'cuda[:n]'.
     batch_size: clips per model call. autocast: bf16 autocast on CUDA.
     tuning: how beta and expected_info were tuned (`--beta auto`), None when given directly;
     part of the job's content, so a resume re-uses the tuned values instead of re-tuning."""
 
     checkpoint: str | None = None
     beta: float = 1.0
+    router: str = DEFAULT_ROUTER
     expected_info: float | None = None
     device: str = "auto"
     batch_size: int = 8
@@ -45,6 +49,10 @@ class TokenizeConfig(FrozenConfig):
             raise ValueError(f"beta must be in (0, 1], got {self.beta!r}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.router not in ROUTERS:
+            raise ValueError(f"unknown router {self.router!r}; choose from {', '.join(ROUTERS)}")
+        if self.tuning is not None and self.tuning.router != self.router:
+            raise ValueError(f"router {self.router!r} differs from the tuning record's {self.tuning.router!r}")
         if self.expected_info is not None and not self.expected_info > 0:
             raise ValueError(f"expected_info must be > 0, got {self.expected_info}")
         check_device_spec(self.device)
@@ -71,8 +79,12 @@ class TokenizeStep:
 
         self.config = config
         self.device = resolve_device(config.device)
-        self.tokenizer = load_clip_tokenizer(config.checkpoint, device=self.device)
-        self.expected_info = config.expected_info or self.tokenizer.expected_info
+        self.tokenizer = load_clip_tokenizer(config.checkpoint, device=self.device, router=config.router)
+        expected = config.expected_info or self.tokenizer.expected_info
+        if expected is None:
+            raise ValueError(f"checkpoint {config.checkpoint or 'default'} has no calibrated E[signal] for the "
+                             f"{config.router} router; run `infotok calibrate --router {config.router}`")
+        self.expected_info = float(expected)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = False
             torch.backends.cudnn.deterministic = True
@@ -80,7 +92,7 @@ class TokenizeStep:
     @property
     def file_meta(self) -> TokenFileMeta:
         return TokenFileMeta(tokenizer_id=self.tokenizer.tokenizer_id, beta=float(self.config.beta),
-                             expected_info=float(self.expected_info))
+                             expected_info=float(self.expected_info), router=self.tokenizer.router)
 
     def __call__(self, pending: list[PendingClip]) -> list[ClipTokens]:
         import torch

@@ -27,7 +27,8 @@ class TuningRecord(FrozenConfig):
       report_sha256: hash of the report as written next to the dataset (OUTPUT/tuning.json).
     target_kind / target_value: the target ("rate", "bpp16" or "psnr").
     sample_clips, clips_per_video, seed, psnr_clips (-1: all), mean_info_source: the request.
-    beta, expected_info: what the job tokenizes with (also in TokenizeConfig).
+    beta, expected_info: what the job tokenizes with (also in TokenizeConfig); router: the
+    router they were tuned for (expected_info is its E[signal]).
     rate, rate_low, rate_high: sample mean rate at beta and its 95% CI; bpp16 likewise;
     psnr, psnr_low, psnr_high: decoded quality of the probed clips (None: not measured).
     tokenizer_id: the tokenizer the tuning ran.
@@ -53,6 +54,7 @@ class TuningRecord(FrozenConfig):
     psnr_low: float | None
     psnr_high: float | None
     tokenizer_id: str
+    router: str = "elbo"
 
     def __post_init__(self) -> None:
         if self.source not in TUNING_SOURCES:
@@ -75,6 +77,7 @@ class TuningRecord(FrozenConfig):
             beta=r.beta, expected_info=r.mean_info, rate=r.rate, rate_low=r.rate_ci[0], rate_high=r.rate_ci[1],
             bpp16=r.bpp16, psnr=r.psnr, psnr_low=r.psnr_ci[0] if r.psnr_ci else None,
             psnr_high=r.psnr_ci[1] if r.psnr_ci else None, tokenizer_id=report.tokenizer_id,
+            router=str(report.tune.get("router", "elbo")),
         )
 
     def request(self) -> dict[str, Any]:

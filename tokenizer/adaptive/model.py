@@ -1,9 +1,11 @@
-"""InfoTok adaptive tokenizer (arXiv 2512.16975): base FSQ tokenizer + ELBO router +
-compressor / decompressor, with the public `tokenize` / `detokenize` API.
+"""InfoTok adaptive tokenizer (arXiv 2512.16975): base FSQ tokenizer + a router (`elbo`,
+`gain` or `latent`, see `tokenizer.adaptive.router`) + compressor / decompressor, with the
+public `tokenize` / `detokenize` API.
 
-Tokenizing a clip costs one base encode, one full-rate router decode and one compressor
-pass; each clip of a batch keeps its own number of tokens. Detokenizing costs one
-decompressor pass and one base decode.
+Tokenizing a clip costs one base encode and one compressor pass, plus the router's own work:
+`elbo` one full-rate decode; `gain` one full-rate decode and one probe (compressor + decode);
+`latent` one pass of a small head on the encoder's output. Each clip of a batch keeps its own
+number of tokens. Detokenizing costs one decompressor pass and one base decode.
 
 Video layout everywhere: (B, 3, T, H, W) float in [-1, 1], T = 1 + 4k, H and W multiples
 of 8; latent grid (t, h, w) = (1 + k, H/8, W/8).
@@ -20,18 +22,23 @@ import numpy as np
 import torch
 from torch import nn
 
+from tokenizer.adaptive.latent_router import LatentRouterHead
 from tokenizer.adaptive.modules import AdaptiveConfig, Compressor, Decompressor
-from tokenizer.adaptive.tokens import AdaptiveTokens
-from tokenizer.nn.model import Encoding, VideoTokenizer, check_video_shape, num_params
 from tokenizer.adaptive.router import (
+    GAIN_PROBE_RATE,
     budget_rate,
     budget_tokens,
     check_beta,
     check_mean_info,
+    check_router,
     clip_information,
+    gain_slope,
     token_scores,
     top_n_mask,
 )
+from tokenizer.adaptive.tokens import AdaptiveTokens
+from tokenizer.nn.model import Encoding, VideoTokenizer, check_video_shape, num_params
+from tokenizer.video import psnr
 
 logger = logging.getLogger(__name__)
 
@@ -39,12 +46,27 @@ BetaArg = float | Sequence[float] | torch.Tensor
 
 
 @dataclass(frozen=True)
+class Scored:
+    """Result of `AdaptiveTokenizer.score`: a router's two answers before the budget.
+
+    encoding: the base `Encoding`; scores: (B, t, h, w) float32 token scores (higher = keep
+    first); signal: (B,) the clip's budget signal (I(x), s or s^); router: its kind.
+    """
+
+    encoding: Encoding
+    scores: torch.Tensor
+    signal: torch.Tensor
+    router: str
+
+
+@dataclass(frozen=True)
 class Routing:
     """Result of `AdaptiveTokenizer.route`.
 
     encoding: the base `Encoding` of the clips.
-    scores: (B, t, h, w) float32 per-token information l (>= 0).
-    info: (B,) I(x); rate: (B,) r_x in [1/16, 1]; beta: (B,) the betas used.
+    scores: (B, t, h, w) float32 per-token scores.
+    info: (B,) the router's signal (I(x) for elbo, s for gain, s^ for latent); rate: (B,) r_x
+    in [1/16, 1]; beta: (B,) the betas used; router: the router's kind.
     n_keep: (B,) int64 N_x; keep: (B, t, h, w) bool with n_keep[b] positions set.
     """
 
@@ -55,6 +77,7 @@ class Routing:
     beta: torch.Tensor
     n_keep: torch.Tensor
     keep: torch.Tensor
+    router: str = "elbo"
 
 
 @dataclass(frozen=True)
@@ -84,10 +107,21 @@ def _beta_vector(beta: BetaArg, batch: int) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float32)
 
 
-class AdaptiveTokenizer(nn.Module):
-    """Fixed-rate `VideoTokenizer` plus the InfoTok adaptive layer and the E[I] estimate.
+# buffers holding each router's E[signal] and how many clips it was measured on
+ROUTER_MEANS: dict[str, tuple[str, str]] = {"elbo": ("mean_info", "info_count"), "gain": ("mean_gain", "gain_count"),
+                                             "latent": ("mean_latent", "latent_count")}
+# tensors a checkpoint written before the gain and latent routers does not have
+OPTIONAL_STATE_PREFIXES: tuple[str, ...] = ("latent_head.", "mean_gain", "gain_count", "mean_latent", "latent_count",
+                                            "latent_head_steps")
 
-    `mean_info` (E[I]) is a buffer: NaN until stage-2 training (EMA) or calibration sets it.
+
+class AdaptiveTokenizer(nn.Module):
+    """Fixed-rate `VideoTokenizer` plus the InfoTok adaptive layer, the latent router's head and
+    each router's E[signal].
+
+    `mean_info` (E[I], elbo), `mean_gain` (E[s]) and `mean_latent` (E[s^]) are buffers: NaN until
+    training or calibration sets them. `latent_head_steps` counts the head's training steps
+    (0: untrained, the latent router refuses to run).
     """
 
     def __init__(self, base: VideoTokenizer, cfg: AdaptiveConfig) -> None:
@@ -97,8 +131,11 @@ class AdaptiveTokenizer(nn.Module):
         dim = base.fsq.dim
         self.compressor = Compressor(cfg, dim)
         self.decompressor = Decompressor(cfg, dim)
-        self.register_buffer("mean_info", torch.tensor(float("nan"), dtype=torch.float64))
-        self.register_buffer("info_count", torch.tensor(0, dtype=torch.int64))
+        self.latent_head = LatentRouterHead(dim)
+        for mean, count in ROUTER_MEANS.values():
+            self.register_buffer(mean, torch.tensor(float("nan"), dtype=torch.float64))
+            self.register_buffer(count, torch.tensor(0, dtype=torch.int64))
+        self.register_buffer("latent_head_steps", torch.tensor(0, dtype=torch.int64))
 
     # ---- parameters and E[I] ---------------------------------------------------------
     def adaptive_modules(self) -> nn.ModuleDict:
@@ -118,10 +155,25 @@ class AdaptiveTokenizer(nn.Module):
             self.mean_info.mul_(decay).add_((1 - decay) * batch_mean)
         self.info_count.add_(info.numel())
 
-    def set_mean_info(self, value: float, count: int) -> None:
-        """Set E[I] from a calibration pass over `count` clips."""
-        self.mean_info.fill_(check_mean_info(value))
-        self.info_count.fill_(int(count))
+    def set_mean_info(self, value: float, count: int, router: str = "elbo") -> None:
+        """Set a router's E[signal] from a calibration pass over `count` clips."""
+        mean, n = ROUTER_MEANS[check_router(router)]
+        getattr(self, mean).fill_(check_mean_info(value, router))
+        getattr(self, n).fill_(int(count))
+
+    def mean_signal(self, router: str) -> float:
+        """The router's E[signal] (NaN when never trained or calibrated)."""
+        return float(getattr(self, ROUTER_MEANS[check_router(router)][0]))
+
+    def signal_count(self, router: str) -> int:
+        """How many clips the router's E[signal] was measured on."""
+        return int(getattr(self, ROUTER_MEANS[check_router(router)][1]))
+
+    def check_router_ready(self, router: str) -> None:
+        """Raise ValueError unless this model can route with `router` (the latent head is trained)."""
+        if check_router(router) == "latent" and int(self.latent_head_steps) == 0:
+            raise ValueError("this checkpoint's latent router head is untrained; train it with "
+                             "`infotok train --stage router` or use --router elbo|gain")
 
     # ---- the pieces ------------------------------------------------------------------
     @torch.no_grad()
@@ -131,26 +183,58 @@ class AdaptiveTokenizer(nn.Module):
         recon = self.base.decode(enc.codes)  # (B, 3, T, H, W) the router's decoder pass
         return enc, token_scores(recon, video)
 
+    def bounded_latent(self, latent: torch.Tensor) -> torch.Tensor:
+        """Pre-quantization latent (B, t, h, w, D) -> FSQ-bounded and scaled to about [-1, 1]."""
+        fsq = self.base.fsq
+        return fsq.bound(latent) / (fsq._levels // 2).to(latent.dtype)
+
     @torch.no_grad()
-    def route(self, video: torch.Tensor, beta: BetaArg, mean_info: float | None = None) -> Routing:
-        """video (B, 3, T, H, W) in [-1, 1]; beta scalar or (B,) in (0, 1]; E[I] override."""
+    def probe_psnr(self, video: torch.Tensor, encoding: Encoding, scores: torch.Tensor, rate: float) -> torch.Tensor:
+        """PSNR (B,) of the adaptive reconstruction keeping the top `rate` of tokens by score."""
+        n = budget_tokens(torch.full((video.shape[0],), float(rate), device=scores.device), scores[0].numel())
+        y = self(video, top_n_mask(scores, n), encoding=encoding).reconstruction  # compressor + decoder
+        return psnr(y.float().clamp(-1, 1), video.float())
+
+    @torch.no_grad()
+    def score(self, video: torch.Tensor, router: str = "elbo", encoding: Encoding | None = None) -> Scored:
+        """The router's token scores and budget signal for video (B, 3, T, H, W) in [-1, 1]."""
+        self.check_router_ready(router)
+        enc = encoding if encoding is not None else self.base.encode(video)
+        if router == "latent":
+            log_scores, slope = self.latent_head(self.bounded_latent(enc.latent))
+            return Scored(encoding=enc, scores=log_scores.float(), signal=slope.float(), router=router)
+        if router == "elbo":
+            scores = token_scores(self.base.decode(enc.codes), video)  # the paper's full-rate decode
+            return Scored(encoding=enc, scores=scores, signal=clip_information(scores), router=router)
+        # gain: the full rate through the adaptive path (every token kept), so that PSNR(1) and
+        # PSNR(r_lo) come from the same compressor and decoder and their difference is the curve's
+        recon = self(video, torch.ones(enc.indices.shape, dtype=torch.bool, device=video.device),
+                     encoding=enc).reconstruction
+        scores = token_scores(recon, video)
+        full = psnr(recon.float().clamp(-1, 1), video.float())
+        probe = self.probe_psnr(video, enc, scores, GAIN_PROBE_RATE)
+        return Scored(encoding=enc, scores=scores, signal=gain_slope(full, probe, GAIN_PROBE_RATE), router=router)
+
+    @torch.no_grad()
+    def route(self, video: torch.Tensor, beta: BetaArg, mean_info: float | None = None, router: str = "elbo"
+              ) -> Routing:
+        """video (B, 3, T, H, W) in [-1, 1]; beta scalar or (B,) in (0, 1]; E[signal] override
+        (None: the checkpoint's for this router)."""
         check_video_shape(video)
+        self.check_router_ready(router)
         betas = _beta_vector(beta, video.shape[0]).to(video.device)
-        m = check_mean_info(float(self.mean_info) if mean_info is None else mean_info)
-        enc, scores = self.information(video)
-        info = clip_information(scores)  # (B,)
-        rate = budget_rate(info, betas, m)  # (B,)
-        n_keep = budget_tokens(rate, scores[0].numel())  # (B,)
-        return Routing(encoding=enc, scores=scores, info=info, rate=rate, beta=betas, n_keep=n_keep,
-                       keep=top_n_mask(scores, n_keep))
+        m = check_mean_info(self.mean_signal(router) if mean_info is None else mean_info, router)
+        scored = self.score(video, router)
+        rate = budget_rate(scored.signal, betas, m, router)  # (B,)
+        n_keep = budget_tokens(rate, scored.scores[0].numel())  # (B,)
+        return Routing(encoding=scored.encoding, scores=scored.scores, info=scored.signal, rate=rate, beta=betas,
+                       n_keep=n_keep, keep=top_n_mask(scored.scores, n_keep), router=router)
 
     def compress(self, latent: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """latent (B, t, h, w, D) pre-quantization, keep (B, t, h, w) bool ->
         (codes (B, t, h, w, D) in [-1, 1], zero where dropped; indices (B, t, h, w) int64)."""
         fsq = self.base.fsq
-        half = (fsq._levels // 2).to(latent.dtype)
-        bounded = fsq.bound(latent) / half  # (B, t, h, w, D) ~[-1, 1]
-        codes = fsq(self.compressor(bounded, latent, keep))  # (B, t, h, w, D)
+        codes = fsq(self.compressor(self.bounded_latent(latent), latent, keep))  # (B, t, h, w, D)
         indices = fsq.codes_to_indices(codes.detach())  # (B, t, h, w)
         return codes * keep.unsqueeze(-1).to(codes.dtype), indices
 
@@ -173,13 +257,15 @@ class AdaptiveTokenizer(nn.Module):
 
     # ---- public API ------------------------------------------------------------------
     @torch.no_grad()
-    def tokenize(self, video: torch.Tensor, beta: BetaArg, mean_info: float | None = None) -> list[AdaptiveTokens]:
+    def tokenize(self, video: torch.Tensor, beta: BetaArg, mean_info: float | None = None, router: str = "elbo"
+                 ) -> list[AdaptiveTokens]:
         """video (B, 3, T, H, W) float in [-1, 1] -> one `AdaptiveTokens` per clip.
 
-        beta: compression knob in (0, 1], one for the batch or one per clip; mean_info: E[I]
-        to use instead of the checkpoint's (e.g. a dataset calibration).
+        beta: compression knob in (0, 1], one for the batch or one per clip; mean_info: the
+        router's E[signal] to use instead of the checkpoint's (e.g. a dataset calibration);
+        router: one of `tokenizer.adaptive.router.ROUTERS`.
         """
-        routing = self.route(video, beta, mean_info)
+        routing = self.route(video, beta, mean_info, router)
         _, indices = self.compress(routing.encoding.latent, routing.keep)
         idx, keep = indices.cpu().numpy(), routing.keep.cpu().numpy()
         return [

@@ -1,3 +1,3 @@
-"""Measuring the tokenizer: PSNR / SSIM, round-trip reconstruction, rate-distortion curves,
-and the budget / position baselines InfoTok is compared with (fixed, random, raster, jump,
-ElasticTok-style search)."""
+"""Measuring the tokenizer: PSNR / SSIM, round-trip reconstruction, held-out clip sets made
+offline (procedural and mixed), rate-distortion curves of the routers against the budget /
+position baselines (fixed, random, raster, jump, ElasticTok-style search) and the oracle split."""

@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from tokenizer.video import psnr
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-clip PSNR in dB of videos (B, 3, T, H, W) in [-1, 1] (peak = the [0, 255] range)."""
-    mse = ((a.float().clamp(-1, 1) - b.float().clamp(-1, 1)) / 2).pow(2).flatten(1).mean(1)
-    return 10 * torch.log10(1.0 / mse.clamp_min(1e-10))
+__all__ = ["psnr", "ssim"]
+
+
 
 
 def _gaussian_kernel(size: int = 11, sigma: float = 1.5) -> torch.Tensor:

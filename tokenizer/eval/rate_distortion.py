@@ -1,8 +1,13 @@
-"""Rate-distortion harness for InfoTok (arXiv 2512.16975) and its baselines: one run, the
-same clips, every method at equal total token count per beta.
+"""Rate-distortion harness for the routers (elbo = InfoTok, arXiv 2512.16975; gain; latent)
+and their baselines: one run, the same clips, every method at equal total token count per beta.
 
-Per beta, `infotok` runs first; every other method then keeps exactly as many tokens in
-total over the clips (see `tokenizer.eval.baselines`). BPP16 = 16 * bits per pixel =
+Per beta, the reference router (the first router listed) keeps its own budgets with its own
+E[signal]; every other method then keeps exactly as many tokens in total over the clips:
+another router splits that total in proportion to its clipped rates (its E[signal]
+recalibrated on these clips), `fixed` and the position baselines split it evenly (see
+`tokenizer.eval.baselines`), and `oracle` splits it exactly on each clip's measured PSNR curve
+(the upper bound for any budget rule). PSNR is reported three ways: the mean over clips, pooled
+(of the mean MSE) and per video (TokenBench). BPP16 = 16 * bits per pixel =
 16 * tokens * log2(codebook) / (T * H * W); the `_mask` variant adds the t*h*w mask bits.
 Passes per clip count what producing the tokens costs: base encoder passes, base decoder
 passes (the router's full-rate decode, elastic's probes) and compressor passes; the final
@@ -20,24 +25,29 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tokenizer.adaptive.model import AdaptiveTokenizer
+from tokenizer.adaptive.model import AdaptiveTokenizer, Scored
+from tokenizer.adaptive.router import MIN_RATE, budget_rate, budget_tokens, check_beta, top_n_mask
 from tokenizer.eval.baselines import POSITION_METHODS, apportion, elastic_search, equal_split, position_mask
 from tokenizer.eval.metrics import psnr, ssim
-from tokenizer.adaptive.router import check_beta, top_n_mask
 from tokenizer.video import frames_to_tensor
 from schemas.config import FrozenConfig
 
 logger = logging.getLogger(__name__)
 
-METHODS: tuple[str, ...] = ("infotok", "fixed", "raster", "jump", "random", "elastic", "full")
+ROUTER_METHODS: tuple[str, ...] = ("elbo", "gain", "latent")
+METHODS: tuple[str, ...] = ROUTER_METHODS + ("fixed", "raster", "jump", "random", "elastic", "oracle", "full")
+# the oracle's measured curve: PSNR at these rates (top r by the gain router's scores)
+ORACLE_RATES: tuple[float, ...] = (1 / 16, 3 / 32, 1 / 8, 3 / 16, 1 / 4, 3 / 8, 1 / 2, 3 / 4, 1.0)
 
 
 @dataclass(frozen=True)
 class RDConfig(FrozenConfig):
     """methods: subset of METHODS ('full' = fixed-rate base model, once, beta ignored);
-    betas: each in (0, 1]; mean_info: E[I] override (None: the checkpoint's)."""
+    betas: each in (0, 1]; mean_info: E[signal] override for the reference router (None: the
+    checkpoint's). The reference router is the first of elbo, gain, latent in `methods`: its
+    total at each beta is what every other method keeps."""
 
-    methods: tuple[str, ...] = ("infotok", "fixed", "random", "raster", "jump", "elastic")
+    methods: tuple[str, ...] = ("elbo", "gain", "fixed", "random", "raster", "jump", "elastic", "oracle")
     betas: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25)
     batch_size: int = 4
     seed: int = 0
@@ -52,12 +62,18 @@ class RDConfig(FrozenConfig):
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
+    @property
+    def reference(self) -> str:
+        """The router whose total every method keeps (elbo when no router is listed)."""
+        return next((m for m in self.methods if m in ROUTER_METHODS), "elbo")
+
 
 @dataclass(frozen=True)
 class RDRow:
     """One method at one beta over all clips (means are per clip). psnr is the mean of per-clip
     PSNRs; psnr_pooled is the PSNR of the mean squared error over all clips (what a budget that
-    minimises total error, as ELBO-proportional allocation does, optimises)."""
+    minimises total error, as ELBO-proportional allocation does, optimises); psnr_video is the
+    TokenBench figure: per video the PSNR of the MSE over its clips, then the mean over videos."""
 
     method: str
     beta: float
@@ -68,6 +84,7 @@ class RDRow:
     bpp16_mask: float
     psnr: float
     psnr_pooled: float
+    psnr_video: float
     ssim: float
     encoder_passes: float
     decoder_passes: float
@@ -87,6 +104,16 @@ def pooled_psnr(psnrs: list[float]) -> float:
     """PSNR of the mean MSE of clips with the given PSNRs (equal-size clips)."""
     mse = np.power(10.0, -np.asarray(psnrs, dtype=np.float64) / 10.0)
     return float(-10.0 * np.log10(mse.mean()))
+
+
+def video_psnr(psnrs: list[float], videos: list[str]) -> float:
+    """Mean over videos of the PSNR of each video's mean clip MSE (equal-size clips)."""
+    if len(psnrs) != len(videos):
+        raise ValueError(f"{len(psnrs)} PSNRs for {len(videos)} video names")
+    by: dict[str, list[float]] = {}
+    for v, p in zip(videos, psnrs):
+        by.setdefault(v, []).append(p)
+    return float(np.mean([pooled_psnr(ps) for ps in by.values()]))
 
 
 def spearman(a: list[float], b: list[float]) -> float:
@@ -113,26 +140,101 @@ def _batches(clips: list[np.ndarray], size: int, device: torch.device) -> list[t
     return [(i, frames_to_tensor(np.stack(clips[i : i + size])).to(device)) for i in range(0, len(clips), size)]
 
 
-def _row(method: str, beta: float, n_tokens: list[int], ps: list[float], ss: list[float], passes: tuple[float, float, float],
-         seconds: float, shape: tuple[int, int, int], grid_n: int, codebook: int, extra: dict[str, float] | None = None
-         ) -> RDRow:
+def _row(method: str, beta: float, n_tokens: list[int], ps: list[float], ss: list[float], videos: list[str],
+         passes: tuple[float, float, float], seconds: float, shape: tuple[int, int, int], grid_n: int, codebook: int,
+         extra: dict[str, float] | None = None) -> RDRow:
     frames, h, w = shape
     mean_tokens = float(np.mean(n_tokens))
     enc, dec, comp = passes
     return RDRow(method=method, beta=beta, clips=len(n_tokens), mean_tokens=mean_tokens, positions=grid_n,
                  bpp16=bpp16(mean_tokens, frames, h, w, codebook),
                  bpp16_mask=bpp16(mean_tokens, frames, h, w, codebook, mask_bits=grid_n),
-                 psnr=float(np.mean(ps)), psnr_pooled=pooled_psnr(ps), ssim=float(np.mean(ss)), encoder_passes=enc, decoder_passes=dec,
-                 compressor_passes=comp, passes_per_clip=enc + dec + comp,
-                 clips_per_s=len(n_tokens) / max(seconds, 1e-9), extra=extra or {})
+                 psnr=float(np.mean(ps)), psnr_pooled=pooled_psnr(ps), psnr_video=video_psnr(ps, videos),
+                 ssim=float(np.mean(ss)), encoder_passes=enc, decoder_passes=dec, compressor_passes=comp,
+                 passes_per_clip=enc + dec + comp, clips_per_s=len(n_tokens) / max(seconds, 1e-9), extra=extra or {})
+
+
+# passes per clip (encoder, decoder, compressor) of each router, final compressor pass included
+_ROUTER_PASSES: dict[str, tuple[float, float, float]] = {"elbo": (1, 1, 1), "gain": (1, 2, 3), "latent": (1, 0, 1)}
+
+
+@dataclass
+class _Scored:
+    """One router's pass over every batch (independent of beta): per batch its `Scored`."""
+
+    batches: list[Scored]
+    signal: np.ndarray
+    seconds: float
+
+
+def _score_all(model: AdaptiveTokenizer, batches: list[tuple[int, torch.Tensor]], router: str) -> _Scored:
+    t0 = time.perf_counter()
+    out = [model.score(x, router) for _, x in batches]
+    return _Scored(batches=out, signal=torch.cat([s.signal for s in out]).double().cpu().numpy(),
+                   seconds=time.perf_counter() - t0)
+
+
+def oracle_counts(curves: np.ndarray, rates: tuple[float, ...], total: int, n_positions: int,
+                  units: int = 128) -> list[int]:
+    """Per-clip token counts summing to `total` that maximise the summed PSNR on the measured
+    curves (clips x rates PSNRs, linear in ln r between rates): an exact split over rates in
+    steps of 1/units (dynamic programming), then rounded to tokens at the same total."""
+    n = curves.shape[0]
+    ks = np.arange(max(1, units // 16), units + 1)
+    log_rates = np.log(np.asarray(rates))
+    vals = np.stack([np.interp(np.log(ks / units), log_rates, c) for c in curves])  # (n, K)
+    budget = min(int(round(total / n_positions * units)), n * units)
+    neg = -1e18
+    best = np.full(budget + 1, neg)
+    best[0] = 0.0
+    choice = []
+    for i in range(n):
+        new, arg = np.full(budget + 1, neg), np.zeros(budget + 1, dtype=np.int64)
+        for j, k in enumerate(ks):
+            if k > budget:
+                break
+            cand = np.full(budget + 1, neg)
+            cand[k:] = best[: budget + 1 - k] + vals[i, j]
+            better = cand > new
+            new[better], arg[better] = cand[better], k
+        choice.append(arg)
+        best = new
+    t = budget if best[budget] > neg / 2 else int(np.argmax(best))
+    if best[t] <= neg / 2:  # the total is below every clip's floor: spread it evenly
+        return equal_split(total, n, n_positions)
+    picked = []
+    for i in reversed(range(n)):
+        picked.append(int(choice[i][t]))
+        t -= choice[i][t]
+    return apportion(total, [float(k) for k in picked[::-1]], n_positions)
+
+
+def rescaled_counts(signal: np.ndarray, total: int, n_positions: int) -> list[int]:
+    """The router's split of `total`: counts proportional to clip(c * signal, 1/16, 1) * n with
+    c solved so that they sum to the total (E[signal] recalibrated on these clips)."""
+    w = np.maximum(np.asarray(signal, dtype=np.float64), 1e-12)
+    target = total / n_positions
+    lo, hi = 0.0, 1.0 / w.min()
+    for _ in range(100):
+        c = (lo + hi) / 2
+        if np.clip(c * w, MIN_RATE, 1.0).sum() < target:
+            lo = c
+        else:
+            hi = c
+    return apportion(total, np.clip(hi * w, MIN_RATE, 1.0).tolist(), n_positions)
 
 
 @torch.no_grad()
-def evaluate_rd(model: AdaptiveTokenizer, clips: list[np.ndarray], cfg: RDConfig) -> list[RDRow]:
+def evaluate_rd(model: AdaptiveTokenizer, clips: list[np.ndarray], cfg: RDConfig,
+                videos: list[str] | None = None) -> list[RDRow]:
     """Run every method of cfg at every beta on uint8 clips (T, H, W, 3) of one shape, on the
-    model's device (float32 passes: the figures do not depend on a mixed-precision choice)."""
+    model's device (float32 passes: the figures do not depend on a mixed-precision choice).
+    videos: the source video of each clip, for per-video PSNR (None: each clip its own video)."""
     if not clips:
         raise ValueError("evaluate_rd needs at least one clip")
+    videos = list(videos) if videos is not None else [str(i) for i in range(len(clips))]
+    if len(videos) != len(clips):
+        raise ValueError(f"{len(videos)} video names for {len(clips)} clips")
     model.eval()
     batches = _batches(clips, cfg.batch_size, model.mean_info.device)
     shape = (clips[0].shape[0], clips[0].shape[1], clips[0].shape[2])
@@ -144,12 +246,16 @@ def evaluate_rd(model: AdaptiveTokenizer, clips: list[np.ndarray], cfg: RDConfig
         ps.extend(psnr(y, x).tolist())
         ss.extend(ssim(y, x).tolist())
 
-    grid_n = 0
+    def run_counts(scored: list[Scored], counts: list[int], ps: list[float], ss: list[float]) -> None:
+        for (i, x), sc in zip(batches, scored):
+            keep = top_n_mask(sc.scores, torch.tensor(counts[i : i + x.shape[0]]))
+            score(model(x, keep, encoding=sc.encoding).reconstruction, x, ps, ss)
+
+    grid_n = int(np.prod(model.base.encode(batches[0][1][:1]).indices.shape[1:]))
     if "full" in cfg.methods:  # the fixed-rate base; also the adaptive path with every token kept
         ps, ss, t0 = [], [], time.perf_counter()
         for _, x in batches:
             enc = model.base.encode(x)
-            grid_n = enc.indices[0].numel()
             score(model.base.decode(enc.codes), x, ps, ss)
         seconds = time.perf_counter() - t0
         keep_all: list[float] = []
@@ -157,45 +263,71 @@ def evaluate_rd(model: AdaptiveTokenizer, clips: list[np.ndarray], cfg: RDConfig
             enc = model.base.encode(x)
             y = model(x, torch.ones_like(enc.indices, dtype=torch.bool), encoding=enc).reconstruction
             keep_all.extend(psnr(y.clamp(-1, 1), x).tolist())
-        rows.append(_row("full", 1.0, [grid_n] * len(clips), ps, ss, (1, 0, 0), seconds, shape, grid_n, codebook,
-                         {"adaptive_keep_all_psnr": float(np.mean(keep_all))}))
+        rows.append(_row("full", 1.0, [grid_n] * len(clips), ps, ss, videos, (1, 0, 0), seconds, shape, grid_n,
+                         codebook, {"adaptive_keep_all_psnr": float(np.mean(keep_all))}))
+    ref = cfg.reference
+    routers = [m for m in cfg.methods if m in ROUTER_METHODS]
+    scored = {r: _score_all(model, batches, r) for r in dict.fromkeys([ref, *routers])}
+    if "fixed" in cfg.methods and "elbo" not in scored:
+        scored["elbo"] = _score_all(model, batches, "elbo")
+    curves = None
+    if "oracle" in cfg.methods:  # each clip's curve, once: PSNR at ORACLE_RATES by the gain scores
+        if "gain" not in scored:
+            scored["gain"] = _score_all(model, batches, "gain")
+        t0 = time.perf_counter()
+        per_rate = []
+        for r in ORACLE_RATES:
+            ps_r: list[float] = []
+            run_counts(scored["gain"].batches, [int(v) for v in budget_tokens(torch.full((len(clips),), r), grid_n)],
+                       ps_r, [])
+            per_rate.append(ps_r)
+        curves = np.asarray(per_rate, dtype=np.float64).T  # (clips, rates)
+        curve_seconds = time.perf_counter() - t0
+    mean_ref = cfg.mean_info if cfg.mean_info is not None else model.mean_signal(ref)
     for beta in cfg.betas:
-        # infotok: encode + router decode + compressor
-        ps, ss, n_tok, l1, t0 = [], [], [], [], time.perf_counter()
-        for _, x in batches:
-            routing = model.route(x, beta, cfg.mean_info)
-            y = model(x, routing.keep, encoding=routing.encoding).reconstruction
-            score(y, x, ps, ss)
-            l1.extend((y.clamp(-1, 1) - x).abs().flatten(1).mean(1).tolist())
-            n_tok.extend(routing.n_keep.tolist())
-            grid_n = routing.scores[0].numel()
-        rows.append(_row("infotok", beta, n_tok, ps, ss, (1, 1, 1), time.perf_counter() - t0, shape, grid_n, codebook,
-                         {"mean_rate": float(np.mean(n_tok)) / grid_n}))
-        total = int(sum(n_tok))
-        equal = equal_split(total, len(clips), grid_n)
+        sig = torch.from_numpy(scored[ref].signal)
+        n_ref = budget_tokens(budget_rate(sig, beta, mean_ref, ref), grid_n).tolist()
+        total = int(sum(n_ref))
         for method in cfg.methods:
-            if method in ("infotok", "full"):
+            if method == "full":
                 continue
             ps, ss, counts, t0 = [], [], [], time.perf_counter()
             extra: dict[str, float] = {}
-            if method == "fixed":
-                passes: tuple[float, float, float] = (1, 1, 1)
-                for i, x in batches:
-                    enc, scores = model.information(x)
-                    n = equal[i : i + x.shape[0]]
-                    keep = top_n_mask(scores, torch.tensor(n))
-                    score(model(x, keep, encoding=enc).reconstruction, x, ps, ss)
-                    counts.extend(n)
+            seconds_before = 0.0
+            if method in ROUTER_METHODS:
+                counts = n_ref if method == ref else rescaled_counts(scored[method].signal, total, grid_n)
+                run_counts(scored[method].batches, counts, ps, ss)
+                passes = _ROUTER_PASSES[method]
+                seconds_before = scored[method].seconds
+                extra = {"mean_rate": float(np.mean(counts)) / grid_n,
+                         "mean_signal": float(np.mean(scored[method].signal))}
+            elif method == "fixed":
+                counts = equal_split(total, len(clips), grid_n)
+                run_counts(scored["elbo"].batches, counts, ps, ss)
+                passes = (1, 1, 1)
+                seconds_before = scored["elbo"].seconds
+            elif method == "oracle":
+                assert curves is not None
+                counts = oracle_counts(curves, ORACLE_RATES, total, grid_n)
+                run_counts(scored["gain"].batches, counts, ps, ss)
+                passes = (1, float(len(ORACLE_RATES) + 1), float(len(ORACLE_RATES) + 2))
+                seconds_before = scored["gain"].seconds + curve_seconds
             elif method in POSITION_METHODS:
                 passes = (1, 0, 1)
+                counts = equal_split(total, len(clips), grid_n)
                 for i, x in batches:
                     enc = model.base.encode(x)
-                    n = equal[i : i + x.shape[0]]
+                    n = counts[i : i + x.shape[0]]
                     keep = position_mask(method, n, tuple(enc.indices.shape[1:]), cfg.seed + i).to(x.device)
                     score(model(x, keep, encoding=enc).reconstruction, x, ps, ss)
-                    counts.extend(n)
-            else:  # elastic: threshold = infotok's mean L1 error at this beta, then equal total rate
+            else:  # elastic: threshold = the reference router's mean L1 error at this beta, then equal total rate
+                l1 = []
+                for (i, x), sc in zip(batches, scored[ref].batches):
+                    keep = top_n_mask(sc.scores, torch.tensor(n_ref[i : i + x.shape[0]]))
+                    y = model(x, keep, encoding=sc.encoding).reconstruction.clamp(-1, 1)
+                    l1.extend((y - x).abs().flatten(1).mean(1).tolist())
                 threshold = float(np.mean(l1))
+                t0 = time.perf_counter()
                 encs, searched, probes = [], [], []
                 for _, x in batches:
                     enc = model.base.encode(x)
@@ -203,18 +335,16 @@ def evaluate_rd(model: AdaptiveTokenizer, clips: list[np.ndarray], cfg: RDConfig
                     encs.append(enc)
                     searched.extend(found.n_keep)
                     probes.extend(found.probes)
-                final = apportion(total, [float(s) for s in searched], grid_n)
+                counts = apportion(total, [float(s) for s in searched], grid_n)
                 for (i, x), enc in zip(batches, encs):
-                    n = final[i : i + x.shape[0]]
-                    keep = position_mask("raster", n, tuple(enc.indices.shape[1:])).to(x.device)
+                    keep = position_mask("raster", counts[i : i + x.shape[0]], tuple(enc.indices.shape[1:])).to(x.device)
                     score(model(x, keep, encoding=enc).reconstruction, x, ps, ss)
-                    counts.extend(n)
                 mean_probes = float(np.mean(probes))
                 passes = (1, mean_probes, mean_probes)
                 extra = {"threshold_l1": threshold, "search_mean_tokens": float(np.mean(searched))}
             assert sum(counts) == total, (method, sum(counts), total)
-            rows.append(_row(method, beta, counts, ps, ss, passes, time.perf_counter() - t0, shape, grid_n, codebook,
-                             extra))
+            rows.append(_row(method, beta, counts, ps, ss, videos, passes,
+                             time.perf_counter() - t0 + seconds_before, shape, grid_n, codebook, extra))
     return rows
 
 
@@ -245,24 +375,26 @@ def fewest_tokens_for_psnr(model: AdaptiveTokenizer, clips: list[np.ndarray], ta
 
 
 def plot_rd(rows: list[RDRow], path: str | Path, title: str = "") -> Path:
-    """PNG of PSNR vs BPP16, one line per method (InfoTok also with its mask bits, dashed)."""
+    """PNG of PSNR vs BPP16, one line per method (the elbo router also with its mask bits, dashed);
+    a second panel shows the per-video PSNR."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for method in dict.fromkeys(r.method for r in rows):
-        pts = sorted((r.bpp16, r.psnr) for r in rows if r.method == method)
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=method)
-        if method == "infotok":
-            pm = sorted((r.bpp16_mask, r.psnr) for r in rows if r.method == method)
-            ax.plot([p[0] for p in pm], [p[1] for p in pm], "k--", marker=".", label="infotok + mask bits")
-    ax.set_xlabel("BPP16")
-    ax.set_ylabel("PSNR (dB)")
-    ax.set_title(title or "rate-distortion")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for ax, key, label in ((axes[0], "psnr", "mean PSNR over clips (dB)"), (axes[1], "psnr_video", "per-video PSNR (dB)")):
+        for method in dict.fromkeys(r.method for r in rows):
+            pts = sorted((r.bpp16, getattr(r, key)) for r in rows if r.method == method)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=method)
+            if method == "elbo":
+                pm = sorted((r.bpp16_mask, getattr(r, key)) for r in rows if r.method == method)
+                ax.plot([p[0] for p in pm], [p[1] for p in pm], "k--", marker=".", label="elbo + mask bits")
+        ax.set_xlabel("BPP16")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_title(title or "rate-distortion", fontsize=9)
+    axes[0].legend(fontsize=8)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")

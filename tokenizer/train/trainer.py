@@ -145,7 +145,7 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
 
 def _save_state(out: Path, cfg: TrainConfig, step: int, model: VideoTokenizer, opt: torch.optim.Optimizer,
                 history: list[dict[str, float]]) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     osd = opt.state_dict()
@@ -153,7 +153,8 @@ def _save_state(out: Path, cfg: TrainConfig, step: int, model: VideoTokenizer, o
         for key, val in st.items():
             tensors[f"optim.{pid}.{key}"] = torch.as_tensor(val).detach().cpu().contiguous()
     tmp = out / (STATE_TENSORS + ".tmp")
-    save_file(tensors, str(tmp), metadata={"param_groups": json.dumps(osd["param_groups"])})
+    with open(tmp, "wb") as f:  # a plain open, so the mode follows the umask (save_file makes it 0600)
+        f.write(save(tensors, metadata={"param_groups": json.dumps(osd["param_groups"])}))
     os.replace(tmp, out / STATE_TENSORS)
     # The JSON is the commit point of a checkpoint: written last, atomically.
     doc = {"step": step, "config": cfg.to_dict(), "history": history}

@@ -26,7 +26,7 @@ import torch
 from schemas.config import FrozenConfig
 from tokenizer.adaptive.model import AdaptiveTokenizer
 from tokenizer.nn.model import Encoding
-from tokenizer.adaptive.router import MIN_RATE, budget_rate, budget_tokens, check_mean_info, clip_information
+from tokenizer.adaptive.router import MIN_RATE, budget_rate, budget_tokens, check_mean_info, check_router
 from tokenizer.video import frames_to_tensor
 
 logger = logging.getLogger(__name__)
@@ -70,8 +70,10 @@ class TuneConfig(FrozenConfig):
     grid_size: betas of the reported curve (geometric from the rate floor's beta to 1).
     psnr_clips: sample clips decoded for PSNR / SSIM (None: all; spread evenly over the sample).
     psnr_steps: bisection steps between the two grid betas that bracket a PSNR target.
-    mean_info: 'dataset' (recalibrate E[I] as the sample mean of I(x)) or 'checkpoint'.
+    mean_info: 'dataset' (recalibrate the router's E[signal] as the sample mean) or 'checkpoint'.
     batch_size: clips per model call. autocast: bf16 autocast on CUDA (as the pipeline).
+    router: the router whose budgets are tuned (a report written before routers were
+    recorded was tuned with `elbo`).
     """
 
     grid_size: int = 10
@@ -80,8 +82,10 @@ class TuneConfig(FrozenConfig):
     mean_info: str = "dataset"
     batch_size: int = 8
     autocast: bool = True
+    router: str = "elbo"
 
     def __post_init__(self) -> None:
+        check_router(self.router)
         if self.grid_size < 2:
             raise ValueError(f"grid_size must be >= 2, got {self.grid_size}")
         if self.psnr_clips is not None and self.psnr_clips < 0:
@@ -140,8 +144,8 @@ def _same_shape_batches(clips: Sequence[np.ndarray], size: int) -> list[list[int
 
 @torch.no_grad()
 def collect_scores(model: AdaptiveTokenizer, clips: Sequence[np.ndarray], batch_size: int = 8,
-                   keep: Collection[int] = (), autocast: bool = True) -> ScoreCache:
-    """Encode + router-decode every uint8 clip (T, H, W, 3) once; keep encoder latents of `keep`."""
+                   keep: Collection[int] = (), autocast: bool = True, router: str = "elbo") -> ScoreCache:
+    """Run the router's scoring on every uint8 clip (T, H, W, 3) once; keep encoder latents of `keep`."""
     if not clips:
         raise ValueError("beta tuning needs at least one clip, got none")
     device = model.mean_info.device
@@ -154,8 +158,9 @@ def collect_scores(model: AdaptiveTokenizer, clips: Sequence[np.ndarray], batch_
     for idx in _same_shape_batches(clips, batch_size):
         x = frames_to_tensor(np.stack([clips[i] for i in idx])).to(device)  # (B, 3, T, H, W)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-            enc, s = model.information(x)  # s: (B, t, h, w)
-        infos.append(clip_information(s).float().cpu())  # (B,)
+            scored = model.score(x, router)
+        enc, s = scored.encoding, scored.scores  # s: (B, t, h, w)
+        infos.append(scored.signal.float().cpu())  # (B,)
         scores.extend(s.float().cpu().unbind(0))
         for j, i in enumerate(idx):
             if i in keep:
@@ -269,10 +274,10 @@ def cluster_ci(values: Sequence[float], groups: Sequence[str], z: float = 1.96) 
     return mean, mean - z * se, mean + z * se
 
 
-def resolve_mean_info(model: AdaptiveTokenizer, cache: ScoreCache, source: str) -> float:
-    """E[I] to tune with: the sample mean of I(x) ('dataset') or the checkpoint's."""
+def resolve_mean_info(model: AdaptiveTokenizer, cache: ScoreCache, source: str, router: str = "elbo") -> float:
+    """E[signal] to tune with: the sample mean of the router's signal ('dataset') or the checkpoint's."""
     if source == "dataset":
-        return check_mean_info(float(cache.info.double().mean()))
+        return check_mean_info(float(cache.info.double().mean()), router)
     if source == "checkpoint":
-        return check_mean_info(float(model.mean_info))
+        return check_mean_info(model.mean_signal(router), router)
     raise ValueError(f"mean_info source must be one of {MEAN_INFO_SOURCES}, got {source!r}")

@@ -98,8 +98,8 @@ def tune_beta(model: AdaptiveTokenizer, clips: Sequence[np.ndarray], groups: Seq
         raise ValueError(f"got {len(groups)} group labels for {len(clips)} clips")
     model.eval()
     probed = probe_indices(len(clips), cfg.psnr_clips)
-    cache = collect_scores(model, clips, cfg.batch_size, keep=probed, autocast=cfg.autocast)
-    mean_info = resolve_mean_info(model, cache, cfg.mean_info)
+    cache = collect_scores(model, clips, cfg.batch_size, keep=probed, autocast=cfg.autocast, router=cfg.router)
+    mean_info = resolve_mean_info(model, cache, cfg.mean_info, cfg.router)
     t0 = time.perf_counter()
     grid = beta_grid(cache, mean_info, cfg.grid_size)
     budgets = {b: budget_at(cache, b, mean_info)[0] for b in grid}
@@ -143,7 +143,7 @@ def tune_beta(model: AdaptiveTokenizer, clips: Sequence[np.ndarray], groups: Seq
                    psnr=quality[b].psnr if b in quality else None, ssim=quality[b].ssim if b in quality else None)
         for b in sorted(budgets)
     )
-    ckpt_m = float(model.mean_info)
+    ckpt_m = model.mean_signal(cfg.router)
     result = TuningResult(
         target=target, beta=float(beta), mean_info=float(mean_info), mean_info_source=cfg.mean_info,
         checkpoint_mean_info=ckpt_m if np.isfinite(ckpt_m) else None, n_clips=len(clips),

@@ -1,0 +1,154 @@
+"""Which budget rule? A sweep over the gain router's probe rate on measured per-clip curves.
+
+For every held-out clip: its ELBO information I(x), its base full-rate PSNR, and its PSNR when
+it keeps the top r of its tokens by the gain router's scores (the adaptive path) on a grid of
+rates (r = 1 is the adaptive path with every token kept). Then, at each beta, the total that
+the ELBO rule keeps is split over the clips by each rule, and the split is scored on the
+measured curves (linear interpolation in ln r between grid rates):
+- elbo:           r ~ I(x) (the paper's rule);
+- fixed:          every clip the same rate;
+- gain@r_lo:      r ~ s = (PSNR(1) - PSNR(r_lo)) / ln(1/r_lo), PSNR(1) of the adaptive path (the router);
+- gain-base@r_lo: the same with PSNR(1) of the base decode (no compressor) instead;
+- gain2@a,b:      two probes; the clip's curve is the two segments through them, split exactly;
+- oracle:         each clip's whole measured curve, split exactly (dynamic programming over
+                  rates in steps of 1/128): the upper bound for any budget rule on these curves.
+Every rule's rates are clipped to [1/16, 1] and its scale is solved so that the total is the same.
+
+    python benchmarks/bench_router.py [--set mixed,procedural] [--clips 36] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+
+import numpy as np
+import torch
+
+from tokenizer.adaptive.model import AdaptiveTokenizer
+from tokenizer.eval.heldout import HeldoutClip
+from tokenizer.eval.rate_distortion import ORACLE_RATES as GRID  # the harness's oracle grid
+from tokenizer.eval.rate_distortion import oracle_counts, rescaled_counts, video_psnr
+
+PROBES: tuple[float, ...] = (1 / 16, 1 / 8, 3 / 16, 1 / 4, 3 / 8, 1 / 2)
+MIN_RATE = 1 / 16
+
+
+def measure(model: AdaptiveTokenizer, clips: list[HeldoutClip], batch: int) -> list[dict]:
+    from tokenizer.adaptive.router import budget_tokens, token_scores, top_n_mask
+    from tokenizer.eval.metrics import psnr
+    from tokenizer.video import frames_to_tensor
+
+    rows = []
+    with torch.no_grad():
+        for i in range(0, len(clips), batch):
+            part = clips[i : i + batch]
+            x = frames_to_tensor(np.stack([c.frames for c in part])).to(model.mean_info.device)
+            scored = model.score(x, "gain")
+            enc, scores = scored.encoding, scored.scores
+            base = model.base.decode(enc.codes)
+            p_base = psnr(base.clamp(-1, 1), x).tolist()
+            info = token_scores(base, x).flatten(1).mean(1).tolist()
+            n = scores[0].numel()
+            curve = []
+            for r in GRID:
+                keep = top_n_mask(scores, budget_tokens(torch.full((x.shape[0],), r), n))
+                curve.append(psnr(model(x, keep, encoding=enc).reconstruction.clamp(-1, 1), x).tolist())
+            for b, c in enumerate(part):
+                rows.append({"kind": c.kind, "video": c.video, "info": info[b], "p_base": p_base[b],
+                             "curve": [curve[k][b] for k in range(len(GRID))]})
+    return rows
+
+
+def at(curve: list[float], r: float) -> float:
+    return float(np.interp(math.log(r), [math.log(g) for g in GRID], curve))
+
+
+def scale_to(weights: np.ndarray, mean_rate: float, n_positions: int = 1280) -> np.ndarray:
+    """The harness's split of a rule's signal (`rescaled_counts`: clip(c * w, 1/16, 1), c solved for
+    the total), as rates."""
+    total = int(round(mean_rate * len(weights) * n_positions))
+    return np.asarray(rescaled_counts(weights, total, n_positions), dtype=np.float64) / n_positions
+
+
+def exact_split(curves: list, mean_rate: float, n_positions: int = 1280) -> np.ndarray:
+    """The harness's oracle split (`oracle_counts`: exact over rates in steps of 1/128) of each
+    clip's curve, given as a function of r and sampled at GRID (its breakpoints), as rates."""
+    table = np.array([[f(r) for r in GRID] for f in curves])
+    total = int(round(mean_rate * len(curves) * n_positions))
+    return np.asarray(oracle_counts(table, GRID, total, n_positions), dtype=np.float64) / n_positions
+
+
+def compare(rows: list[dict], betas: tuple[float, ...]) -> list[dict]:
+    info = np.array([r["info"] for r in rows])
+    videos = [r["video"] for r in rows]
+    out = []
+    for beta in betas:
+        elbo = np.clip(beta * info / info.mean(), MIN_RATE, 1)
+        mean_rate = float(elbo.mean())
+        splits = {"elbo": elbo, "fixed": np.full(len(rows), mean_rate)}
+        for p in PROBES:
+            s = np.array([max(0.0, r["curve"][-1] - at(r["curve"], p)) / math.log(1 / p) for r in rows])
+            splits[f"gain@{p:.3g}"] = scale_to(s, mean_rate)
+            s = np.array([max(0.0, r["p_base"] - at(r["curve"], p)) / math.log(1 / p) for r in rows])
+            splits[f"gain-base@{p:.3g}"] = scale_to(s, mean_rate)
+        for a, b in ((1 / 16, 1 / 4), (1 / 8, 1 / 2)):
+            def two(r: dict, a: float = a, b: float = b):
+                xs = [math.log(a), math.log(b), 0.0]
+                ys = [at(r["curve"], a), at(r["curve"], b), r["curve"][-1]]
+                return lambda q: float(np.interp(math.log(max(q, MIN_RATE)), xs, ys))
+            splits[f"gain2@{a:.3g},{b:.3g}"] = exact_split([two(r) for r in rows], mean_rate)
+        splits["oracle"] = exact_split([lambda q, c=r["curve"]: at(c, max(q, MIN_RATE)) for r in rows], mean_rate)
+        res = {"beta": beta, "mean_rate": mean_rate}
+        for name, rr in splits.items():
+            ps = np.array([at(r["curve"], q) for r, q in zip(rows, rr)])
+            res[name] = {"psnr": float(ps.mean()), "psnr_video": video_psnr(ps.tolist(), videos)}
+        out.append(res)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", default=None, help="adaptive checkpoint (default: the shipped one)")
+    ap.add_argument("--set", dest="sets", default="mixed,procedural")
+    ap.add_argument("--clips", type=int, default=36)
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--frames", type=int, default=17)
+    ap.add_argument("--betas", default="1,0.75,0.5,0.25")
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu); float32 passes")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    from tokenizer.checkpoint import load_tokenizer
+    from tokenizer.eval.heldout import heldout_set
+
+    from tokenizer.device import resolve_device
+
+    tok = load_tokenizer(args.checkpoint, device=resolve_device(args.device))
+    model = tok.adaptive.eval()
+    betas = tuple(float(b) for b in args.betas.split(","))
+    report = {"tokenizer_id": tok.tokenizer_id, "sets": {}}
+    for name in args.sets.split(","):
+        t0 = time.perf_counter()
+        rows = measure(model, heldout_set(name, args.clips, args.frames, args.size, args.size), args.batch)
+        res = compare(rows, betas)
+        report["sets"][name] = {"clips": rows, "splits": res, "seconds": time.perf_counter() - t0}
+        if not args.json:
+            methods = [k for k in res[0] if k not in ("beta", "mean_rate")]
+            print(f"\n{name}: {len(rows)} clips, mean PSNR minus fixed (dB), per clip | per video")
+            print(f"{'method':<16}" + "".join(f"{'b=' + format(r['beta'], 'g'):>14}" for r in res) + f"{'mean':>14}")
+            for m in methods:
+                d = [(r[m]["psnr"] - r["fixed"]["psnr"], r[m]["psnr_video"] - r["fixed"]["psnr_video"]) for r in res]
+                cells = "".join(f"{a:>+7.2f}|{b:<+6.2f}" for a, b in d)
+                mean = (np.mean([a for a, _ in d]), np.mean([b for _, b in d]))
+                print(f"{m:<16}{cells}{mean[0]:>+7.2f}|{mean[1]:<+6.2f}")
+    if args.json:
+        print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()

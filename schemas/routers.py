@@ -1,0 +1,10 @@
+"""The routers a dataset can be tokenized with, by name (the method of each is in
+`tokenizer.adaptive.router`), and the default: recorded in every dataset's file metadata."""
+
+from __future__ import annotations
+
+ROUTERS: tuple[str, ...] = ("elbo", "gain", "latent")
+# the router that won on held-out clips of mixed content (README, "Routers")
+DEFAULT_ROUTER = "gain"
+# what each router's per-clip signal averages to, as printed: its E[signal]
+SIGNAL_NAMES: dict[str, str] = {"elbo": "E[I]", "gain": "E[s]", "latent": "E[s^]"}
