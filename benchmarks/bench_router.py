@@ -10,6 +10,9 @@ measured curves (linear interpolation in ln r between grid rates):
 - gain@r_lo:      r ~ s = (PSNR(1) - PSNR(r_lo)) / ln(1/r_lo), PSNR(1) of the adaptive path (the router);
 - gain-base@r_lo: the same with PSNR(1) of the base decode (no compressor) instead;
 - gain2@a,b:      two probes; the clip's curve is the two segments through them, split exactly;
+- gain2-clip@a,b:  the same two-probe curves, but each clip's rate chosen alone (the best
+                  PSNR(r) - lam * r on its own curve, one lam for all): a rule a streaming job
+                  can run, unlike the exact split;
 - oracle:         each clip's whole measured curve, split exactly (dynamic programming over
                   rates in steps of 1/128): the upper bound for any budget rule on these curves.
 Every rule's rates are clipped to [1/16, 1] and its scale is solved so that the total is the same.
@@ -81,6 +84,31 @@ def exact_split(curves: list, mean_rate: float, n_positions: int = 1280) -> np.n
     return np.asarray(oracle_counts(table, GRID, total, n_positions), dtype=np.float64) / n_positions
 
 
+def lagrange_split(curves: list, probes: tuple[float, float], mean_rate: float) -> np.ndarray:
+    """A per-clip rule on two-segment curves (PSNR at probes[0], probes[1] and 1, linear in ln r):
+    each clip alone takes the rate that maximises PSNR(r) - lam * r (the best of the segments'
+    end points and interior optima r = slope / lam), one lam for all clips, solved for the total.
+    Unlike `exact_split` it needs no other clip's curve: what a streaming job can run."""
+    lo, mid = probes
+    ends = (MIN_RATE, lo, mid, 1.0)
+
+    def rates(lam: float) -> np.ndarray:
+        out = []
+        for f in curves:
+            cands = set(ends)
+            for a, b in ((lo, mid), (mid, 1.0)):
+                slope = (f(b) - f(a)) / math.log(b / a)
+                cands.add(min(b, max(a, slope / lam)))
+            out.append(max(sorted(cands), key=lambda r: f(r) - lam * r))
+        return np.asarray(out)
+
+    lo_lam, hi_lam = 1e-6, 1e6
+    for _ in range(100):  # the total falls as lam grows: bisect in log space
+        lam = math.sqrt(lo_lam * hi_lam)
+        lo_lam, hi_lam = (lam, hi_lam) if rates(lam).mean() > mean_rate else (lo_lam, lam)
+    return rates(hi_lam)
+
+
 def compare(rows: list[dict], betas: tuple[float, ...]) -> list[dict]:
     info = np.array([r["info"] for r in rows])
     videos = [r["video"] for r in rows]
@@ -100,6 +128,7 @@ def compare(rows: list[dict], betas: tuple[float, ...]) -> list[dict]:
                 ys = [at(r["curve"], a), at(r["curve"], b), r["curve"][-1]]
                 return lambda q: float(np.interp(math.log(max(q, MIN_RATE)), xs, ys))
             splits[f"gain2@{a:.3g},{b:.3g}"] = exact_split([two(r) for r in rows], mean_rate)
+            splits[f"gain2-clip@{a:.3g},{b:.3g}"] = lagrange_split([two(r) for r in rows], (a, b), mean_rate)
         splits["oracle"] = exact_split([lambda q, c=r["curve"]: at(c, max(q, MIN_RATE)) for r in rows], mean_rate)
         res = {"beta": beta, "mean_rate": mean_rate}
         for name, rr in splits.items():

@@ -6,25 +6,14 @@ import math
 import pytest
 import torch
 from click.testing import CliRunner
+from model_helpers import small_adaptive_model
 
 from jobs.cli import main
-from tokenizer.adaptive.modules import ADAPTIVE_PRESETS
-from tokenizer.adaptive.model import AdaptiveTokenizer
 from tokenizer.checkpoint import load_tokenizer, save_tokenizer
 from tokenizer.config import PRESETS
 from tokenizer.train.corpus import heldout_clips
 from tokenizer.nn.model import VideoTokenizer
 from tokenizer.eval.rate_distortion import RDConfig, bpp16, evaluate_rd, fewest_tokens_for_psnr, plot_rd, pooled_psnr, spearman
-
-
-def _model() -> AdaptiveTokenizer:
-    torch.manual_seed(0)
-    m = AdaptiveTokenizer(VideoTokenizer(PRESETS["tiny"]), ADAPTIVE_PRESETS["tiny"]).eval()
-    with torch.no_grad():
-        m.decompressor.net.out.weight.normal_(0, 0.05)
-    m.set_mean_info(0.3, 1)
-    m.set_mean_info(1.5, 1, "gain")
-    return m
 
 
 def test_bpp16_and_spearman():
@@ -48,7 +37,7 @@ def test_every_method_at_equal_total_tokens(tmp_path):
     clips = [c for _, c in heldout_clips(5, 5, 32, 32)]
     cfg = RDConfig(methods=("elbo", "gain", "fixed", "random", "raster", "jump", "elastic", "oracle", "full"),
                    betas=(1.0, 0.3), batch_size=2)
-    rows = evaluate_rd(_model(), clips, cfg, videos=["a", "a", "b", "c", "c"])
+    rows = evaluate_rd(small_adaptive_model(), clips, cfg, videos=["a", "a", "b", "c", "c"])
     assert len(rows) == 1 + 2 * 8
     full = [r for r in rows if r.method == "full"][0]
     assert full.mean_tokens == 2 * 4 * 4 and full.passes_per_clip == 1
@@ -73,15 +62,15 @@ def test_every_method_at_equal_total_tokens(tmp_path):
 
 def test_fewest_tokens_search():
     clips = [c for _, c in heldout_clips(3, 5, 16, 16)]
-    infos, counts = fewest_tokens_for_psnr(_model(), clips, target_psnr=0.0)
+    infos, counts = fewest_tokens_for_psnr(small_adaptive_model(), clips, target_psnr=0.0)
     assert counts == [1, 1, 1] and all(i > 0 for i in infos)
-    _, counts = fewest_tokens_for_psnr(_model(), clips, target_psnr=200.0)
+    _, counts = fewest_tokens_for_psnr(small_adaptive_model(), clips, target_psnr=200.0)
     assert counts == [2 * 2 * 2] * 3
 
 
 def test_cli_eval_methods_and_calibrate(tmp_path):
     path = tmp_path / "adaptive.safetensors"
-    save_tokenizer(_model(), path)
+    save_tokenizer(small_adaptive_model(), path)
     runner = CliRunner()
     res = runner.invoke(main, ["eval", "procedural", "--checkpoint", str(path), "--resolution", "16", "--clip-frames",
                                "5", "--num-procedural", "4", "--methods", "infotok,gain,fixed,raster,elastic", "--betas",
@@ -113,7 +102,7 @@ def test_cli_eval_methods_and_calibrate(tmp_path):
 
 def test_demo_reports_per_clip_budgets(tmp_path):
     path = tmp_path / "adaptive.safetensors"
-    save_tokenizer(_model(), path)
+    save_tokenizer(small_adaptive_model(), path)
     res = CliRunner().invoke(main, ["demo", "--out", str(tmp_path / "demo"), "--checkpoint", str(path), "--size", "32",
                                     "--frames", "5", "--beta", "0.5", "--router", "elbo", "--json"])
     assert res.exit_code == 0, res.output

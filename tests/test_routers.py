@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from model_helpers import small_adaptive_model
 
 from jobs.cli import main
 from schemas.tokens import TokenFileMeta
@@ -23,7 +24,6 @@ from tokenizer.eval.rate_distortion import ORACLE_RATES, oracle_counts, rescaled
 from tokenizer.nn.model import VideoTokenizer
 from tokenizer.train.corpus import heldout_clips, training_batch
 from tokenizer.video import frames_to_tensor
-from tests.test_rd_eval import _model  # a small adaptive model with E[I] 0.3 and E[s] 1.5
 
 
 def _clips(n: int = 4, frames: int = 5, size: int = 16) -> torch.Tensor:
@@ -71,7 +71,7 @@ def test_oracle_and_rescaled_splits_on_constructed_curves():
 
 
 def test_each_router_scores_and_routes():
-    m = _model()
+    m = small_adaptive_model()
     x = _clips()
     elbo, gain = m.score(x, "elbo"), m.score(x, "gain")
     assert elbo.scores.shape == gain.scores.shape == (4, 2, 2, 2)
@@ -91,7 +91,7 @@ def test_each_router_scores_and_routes():
 def test_tuning_uses_the_router(tmp_path):
     from tokenizer.tuning.budget import TuneConfig, collect_scores
 
-    m = _model()
+    m = small_adaptive_model()
     clips = [c for _, c in heldout_clips(4, 5, 16, 16)]
     cache = collect_scores(m, clips, batch_size=2, router="gain")
     assert torch.allclose(cache.info, m.score(frames_to_tensor(np.stack(clips)), "gain").signal)
@@ -139,7 +139,7 @@ def test_checkpoint_without_router_tensors_still_loads(tmp_path):
 
     from tokenizer.checkpoint import ADAPTIVE_PREFIX, checkpoint_state, tokenizer_id_of
 
-    m = _model()
+    m = small_adaptive_model()
     path = tmp_path / "new.safetensors"
     save_tokenizer(m, path)
     with __import__("safetensors").safe_open(str(path), framework="pt") as f:
@@ -162,7 +162,7 @@ def test_checkpoint_without_router_tensors_still_loads(tmp_path):
 
 def test_calibrate_gain_router(tmp_path):
     path = tmp_path / "adaptive.safetensors"
-    save_tokenizer(_model(), path)
+    save_tokenizer(small_adaptive_model(), path)
     out = tmp_path / "calib.json"
     res = CliRunner().invoke(main, ["calibrate", "procedural", "--checkpoint", str(path), "--resolution", "16",
                                     "--clip-frames", "5", "--num-procedural", "4", "--router", "gain", "--out",
@@ -170,7 +170,7 @@ def test_calibrate_gain_router(tmp_path):
     assert res.exit_code == 0, res.output
     assert "E[s]" in res.output and "gain router" in res.output
     doc = json.loads(out.read_text())
-    signal = _model().score(_clips(4), "gain").signal.double()
+    signal = small_adaptive_model().score(_clips(4), "gain").signal.double()
     assert doc["router"] == "gain" and doc["mean_info"] == pytest.approx(float(signal.mean()), rel=1e-5)
     cal = load_tokenizer(tmp_path / "cal.safetensors").adaptive
     assert cal.mean_signal("gain") == doc["mean_info"] and cal.mean_signal("elbo") == pytest.approx(0.3)
@@ -183,7 +183,7 @@ def test_router_is_part_of_the_dataset_identity(tmp_path):
     from pipeline.exec.tokenize_step import TokenizeConfig
     from pipeline.io.dataset import DatasetDir
     from pipeline.io.writer import check_compatible, write_shard
-    from tests.test_schemas import make_clips
+    from test_schemas import make_clips
 
     meta = TokenFileMeta("test-tok", 0.5, 0.1, router="elbo")
     ds = DatasetDir(str(tmp_path))
