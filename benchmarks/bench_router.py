@@ -32,8 +32,9 @@ import torch
 
 from tokenizer.adaptive.model import AdaptiveTokenizer
 from tokenizer.eval.heldout import HeldoutClip
-from tokenizer.eval.rate_distortion import ORACLE_RATES as GRID  # the harness's oracle grid
-from tokenizer.eval.rate_distortion import oracle_counts, rescaled_counts, video_psnr
+from tokenizer.eval.rate_distortion import video_psnr
+from tokenizer.eval.splits import ORACLE_RATES as GRID  # the harness's oracle grid
+from tokenizer.eval.splits import oracle_counts, rescaled_counts
 
 PROBES: tuple[float, ...] = (1 / 16, 1 / 8, 3 / 16, 1 / 4, 3 / 8, 1 / 2)
 MIN_RATE = 1 / 16
@@ -169,12 +170,12 @@ def main() -> None:
         if not args.json:
             methods = [k for k in res[0] if k not in ("beta", "mean_rate")]
             print(f"\n{name}: {len(rows)} clips, mean PSNR minus fixed (dB), per clip | per video")
-            print(f"{'method':<16}" + "".join(f"{'b=' + format(r['beta'], 'g'):>14}" for r in res) + f"{'mean':>14}")
+            print(f"{'method':<24}" + "".join(f"{'b=' + format(r['beta'], 'g'):>14}" for r in res) + f"{'mean':>14}")
             for m in methods:
                 d = [(r[m]["psnr"] - r["fixed"]["psnr"], r[m]["psnr_video"] - r["fixed"]["psnr_video"]) for r in res]
                 cells = "".join(f"{a:>+7.2f}|{b:<+6.2f}" for a, b in d)
                 mean = (np.mean([a for a, _ in d]), np.mean([b for _, b in d]))
-                print(f"{m:<16}{cells}{mean[0]:>+7.2f}|{mean[1]:<+6.2f}")
+                print(f"{m:<24}{cells}{mean[0]:>+7.2f}|{mean[1]:<+6.2f}")
     if args.json:
         print(json.dumps(report, indent=1))
 

@@ -4,7 +4,6 @@ import json
 import math
 
 import pytest
-import torch
 from click.testing import CliRunner
 from model_helpers import small_adaptive_model
 

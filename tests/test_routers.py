@@ -20,7 +20,8 @@ from tokenizer.adaptive.modules import ADAPTIVE_PRESETS
 from tokenizer.adaptive.router import MIN_RATE, budget_rate, budget_tokens, gain_slope
 from tokenizer.checkpoint import DEFAULT_CHECKPOINT, load_tokenizer, save_tokenizer
 from tokenizer.config import PRESETS
-from tokenizer.eval.rate_distortion import ORACLE_RATES, oracle_counts, rescaled_counts, video_psnr
+from tokenizer.eval.rate_distortion import video_psnr
+from tokenizer.eval.splits import ORACLE_RATES, oracle_counts, rescaled_counts
 from tokenizer.nn.model import VideoTokenizer
 from tokenizer.train.corpus import heldout_clips, training_batch
 from tokenizer.video import frames_to_tensor

@@ -18,10 +18,11 @@ import numpy as np
 import torch
 
 from schemas.mask import pack_mask
+from schemas.routers import DEFAULT_ROUTER
 from tokenizer.adaptive.model import AdaptiveTokenizer
 from tokenizer.checkpoint import load_tokenizer
 from tokenizer.nn.model import VideoTokenizer
-from tokenizer.adaptive.router import DEFAULT_ROUTER, check_mean_info, check_router, token_scores
+from tokenizer.adaptive.router import check_mean_info, check_router, token_scores
 
 
 @dataclass(frozen=True)

@@ -185,8 +185,6 @@ def run_job(job: JobConfig, address: str | None = None, overwrite: bool = False,
     """Run (or resume) the job to a finished dataset. `workers_out` receives the live actor
     handles (for operational tooling and fault-injection tests); `plan`: the corpus as `preflight`
     listed it (listed again here when None)."""
-    import ray
-
     from pipeline.io.lease import Lease
 
     t0 = time.monotonic()

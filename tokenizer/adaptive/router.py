@@ -32,7 +32,6 @@ import math
 
 import torch
 
-from schemas.routers import DEFAULT_ROUTER as DEFAULT_ROUTER  # re-exported: the kinds live in the contract
 from schemas.routers import ROUTERS, SIGNAL_NAMES
 from tokenizer.config import SPATIAL_COMPRESSION, TEMPORAL_COMPRESSION
 

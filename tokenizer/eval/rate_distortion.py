@@ -26,9 +26,10 @@ import numpy as np
 import torch
 
 from tokenizer.adaptive.model import AdaptiveTokenizer, Scored
-from tokenizer.adaptive.router import MIN_RATE, budget_rate, budget_tokens, check_beta, top_n_mask
+from tokenizer.adaptive.router import budget_rate, budget_tokens, check_beta, top_n_mask
 from tokenizer.eval.baselines import POSITION_METHODS, apportion, elastic_search, equal_split, position_mask
 from tokenizer.eval.metrics import psnr, ssim
+from tokenizer.eval.splits import ORACLE_RATES, oracle_counts, rescaled_counts
 from tokenizer.video import frames_to_tensor
 from schemas.config import FrozenConfig
 
@@ -36,8 +37,6 @@ logger = logging.getLogger(__name__)
 
 ROUTER_METHODS: tuple[str, ...] = ("elbo", "gain", "latent")
 METHODS: tuple[str, ...] = ROUTER_METHODS + ("fixed", "raster", "jump", "random", "elastic", "oracle", "full")
-# the oracle's measured curve: PSNR at these rates (top r by the gain router's scores)
-ORACLE_RATES: tuple[float, ...] = (1 / 16, 3 / 32, 1 / 8, 3 / 16, 1 / 4, 3 / 8, 1 / 2, 3 / 4, 1.0)
 
 
 @dataclass(frozen=True)
@@ -172,56 +171,6 @@ def _score_all(model: AdaptiveTokenizer, batches: list[tuple[int, torch.Tensor]]
     out = [model.score(x, router) for _, x in batches]
     return _Scored(batches=out, signal=torch.cat([s.signal for s in out]).double().cpu().numpy(),
                    seconds=time.perf_counter() - t0)
-
-
-def oracle_counts(curves: np.ndarray, rates: tuple[float, ...], total: int, n_positions: int,
-                  units: int = 128) -> list[int]:
-    """Per-clip token counts summing to `total` that maximise the summed PSNR on the measured
-    curves (clips x rates PSNRs, linear in ln r between rates): an exact split over rates in
-    steps of 1/units (dynamic programming), then rounded to tokens at the same total."""
-    n = curves.shape[0]
-    ks = np.arange(max(1, units // 16), units + 1)
-    log_rates = np.log(np.asarray(rates))
-    vals = np.stack([np.interp(np.log(ks / units), log_rates, c) for c in curves])  # (n, K)
-    budget = min(int(round(total / n_positions * units)), n * units)
-    neg = -1e18
-    best = np.full(budget + 1, neg)
-    best[0] = 0.0
-    choice = []
-    for i in range(n):
-        new, arg = np.full(budget + 1, neg), np.zeros(budget + 1, dtype=np.int64)
-        for j, k in enumerate(ks):
-            if k > budget:
-                break
-            cand = np.full(budget + 1, neg)
-            cand[k:] = best[: budget + 1 - k] + vals[i, j]
-            better = cand > new
-            new[better], arg[better] = cand[better], k
-        choice.append(arg)
-        best = new
-    t = budget if best[budget] > neg / 2 else int(np.argmax(best))
-    if best[t] <= neg / 2:  # the total is below every clip's floor: spread it evenly
-        return equal_split(total, n, n_positions)
-    picked = []
-    for i in reversed(range(n)):
-        picked.append(int(choice[i][t]))
-        t -= choice[i][t]
-    return apportion(total, [float(k) for k in picked[::-1]], n_positions)
-
-
-def rescaled_counts(signal: np.ndarray, total: int, n_positions: int) -> list[int]:
-    """The router's split of `total`: counts proportional to clip(c * signal, 1/16, 1) * n with
-    c solved so that they sum to the total (E[signal] recalibrated on these clips)."""
-    w = np.maximum(np.asarray(signal, dtype=np.float64), 1e-12)
-    target = total / n_positions
-    lo, hi = 0.0, 1.0 / w.min()
-    for _ in range(100):
-        c = (lo + hi) / 2
-        if np.clip(c * w, MIN_RATE, 1.0).sum() < target:
-            lo = c
-        else:
-            hi = c
-    return apportion(total, np.clip(hi * w, MIN_RATE, 1.0).tolist(), n_positions)
 
 
 @torch.no_grad()
