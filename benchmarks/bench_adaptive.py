@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from tokenizer.adaptive.model import AdaptiveTokenizer
-from tokenizer.adaptive.router import ROUTERS
+from schemas.routers import ROUTERS
 from tokenizer.eval.baselines import elastic_search, position_mask
 from tokenizer.checkpoint import load_tokenizer
 from tokenizer.train.corpus import heldout_clips

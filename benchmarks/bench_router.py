@@ -17,7 +17,13 @@ measured curves (linear interpolation in ln r between grid rates):
                   rates in steps of 1/128): the upper bound for any budget rule on these curves.
 Every rule's rates are clipped to [1/16, 1] and its scale is solved so that the total is the same.
 
-    python benchmarks/bench_router.py [--set mixed,procedural] [--clips 36] [--json]
+The latent router is checked against the same measurements: the Spearman correlation of its
+predicted slope with the measured one (s at r_lo = 1/16, what `--router gain` uses), and how
+much of its predicted top half of tokens the measured scores also put in their top half.
+A set may also be a folder or s3:// prefix of videos (its first --clips-per-video clips each);
+--curves prints every clip's measured PSNR at each grid rate.
+
+    python benchmarks/bench_router.py [--set mixed,procedural|FOLDER] [--clips 36] [--curves] [--json]
 """
 
 from __future__ import annotations
@@ -41,7 +47,9 @@ MIN_RATE = 1 / 16
 
 
 def measure(model: AdaptiveTokenizer, clips: list[HeldoutClip], batch: int) -> list[dict]:
+    from tokenizer.adaptive.latent_router import score_target
     from tokenizer.adaptive.router import budget_tokens, token_scores, top_n_mask
+    from tokenizer.train.router_stage import top_half_agreement
     from tokenizer.eval.metrics import psnr
     from tokenizer.video import frames_to_tensor
 
@@ -52,6 +60,7 @@ def measure(model: AdaptiveTokenizer, clips: list[HeldoutClip], batch: int) -> l
             x = frames_to_tensor(np.stack([c.frames for c in part])).to(model.mean_info.device)
             scored = model.score(x, "gain")
             enc, scores = scored.encoding, scored.scores
+            latent = model.score(x, "latent", encoding=enc) if int(model.latent_head_steps) else None
             base = model.base.decode(enc.codes)
             p_base = psnr(base.clamp(-1, 1), x).tolist()
             info = token_scores(base, x).flatten(1).mean(1).tolist()
@@ -61,8 +70,13 @@ def measure(model: AdaptiveTokenizer, clips: list[HeldoutClip], batch: int) -> l
                 keep = top_n_mask(scores, budget_tokens(torch.full((x.shape[0],), r), n))
                 curve.append(psnr(model(x, keep, encoding=enc).reconstruction.clamp(-1, 1), x).tolist())
             for b, c in enumerate(part):
-                rows.append({"kind": c.kind, "video": c.video, "info": info[b], "p_base": p_base[b],
-                             "curve": [curve[k][b] for k in range(len(GRID))]})
+                row = {"kind": c.kind, "video": c.video, "info": info[b], "p_base": p_base[b],
+                       "curve": [curve[k][b] for k in range(len(GRID))], "slope": float(scored.signal[b])}
+                if latent is not None:
+                    row["latent_slope"] = float(latent.signal[b])
+                    row["latent_top_half"] = top_half_agreement(latent.scores[b : b + 1].cpu(),
+                                                                score_target(scores[b : b + 1]).cpu())
+                rows.append(row)
     return rows
 
 
@@ -150,11 +164,16 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu); float32 passes")
+    ap.add_argument("--clips-per-video", type=int, default=1, help="clips of each video of a folder set")
+    ap.add_argument("--curves", action="store_true", help="print each clip's measured PSNR at every grid rate")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    from jobs.eval_cmd import collect_clips
+    from pipeline.io.storage import StorageConfig
     from tokenizer.checkpoint import load_tokenizer
-    from tokenizer.eval.heldout import heldout_set
+    from tokenizer.eval.heldout import HELDOUT_SETS, heldout_set
+    from tokenizer.eval.metrics import spearman
 
     from tokenizer.device import resolve_device
 
@@ -164,10 +183,28 @@ def main() -> None:
     report = {"tokenizer_id": tok.tokenizer_id, "sets": {}}
     for name in args.sets.split(","):
         t0 = time.perf_counter()
-        rows = measure(model, heldout_set(name, args.clips, args.frames, args.size, args.size), args.batch)
+        if name in HELDOUT_SETS:
+            clips = heldout_set(name, args.clips, args.frames, args.size, args.size)
+        else:  # a folder or prefix of videos
+            groups, _ = collect_clips(name, (args.size, args.size), args.frames, args.clips, args.clips_per_video, 0,
+                                      StorageConfig())
+            clips = [HeldoutClip("video", uri.rsplit("/", 1)[-1], f) for uri, fs in groups for f in fs]
+        rows = measure(model, clips, args.batch)
         res = compare(rows, betas)
         report["sets"][name] = {"clips": rows, "splits": res, "seconds": time.perf_counter() - t0}
+        if "latent_slope" in rows[0]:
+            report["sets"][name]["latent"] = {
+                "slope_spearman": spearman([r["latent_slope"] for r in rows], [r["slope"] for r in rows]),
+                "top_half_agreement": float(np.mean([r["latent_top_half"] for r in rows]))}
         if not args.json:
+            if args.curves:
+                print(f"\n{name}: PSNR (dB) at r = " + ", ".join(f"{g:.3g}" for g in GRID))
+                for r in rows:
+                    print(f"  {r['video']:<28}" + " ".join(f"{p:6.2f}" for p in r["curve"]) + f"   s {r['slope']:.3f}")
+            if "latent" in report["sets"][name]:
+                lat = report["sets"][name]["latent"]
+                print(f"\n{name}: latent router vs measured: slope Spearman {lat['slope_spearman']:.3f}, "
+                      f"top-half token agreement {lat['top_half_agreement']:.3f}")
             methods = [k for k in res[0] if k not in ("beta", "mean_rate")]
             print(f"\n{name}: {len(rows)} clips, mean PSNR minus fixed (dB), per clip | per video")
             print(f"{'method':<24}" + "".join(f"{'b=' + format(r['beta'], 'g'):>14}" for r in res) + f"{'mean':>14}")

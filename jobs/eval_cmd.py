@@ -163,7 +163,8 @@ def _rate_distortion(tok: LoadedTokenizer, groups: list[tuple[str, list]], failu
     import dataclasses
 
     from tokenizer.adaptive.router import check_mean_info
-    from tokenizer.eval.rate_distortion import RDConfig, evaluate_rd, fewest_tokens_for_psnr, plot_rd, spearman
+    from tokenizer.eval.metrics import spearman
+    from tokenizer.eval.rate_distortion import RDConfig, evaluate_rd, fewest_tokens_for_psnr, plot_rd
 
     if tok.adaptive is None:
         raise click.ClickException(

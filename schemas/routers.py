@@ -8,3 +8,10 @@ ROUTERS: tuple[str, ...] = ("elbo", "gain", "latent")
 DEFAULT_ROUTER = "gain"
 # what each router's per-clip signal averages to, as printed: its E[signal]
 SIGNAL_NAMES: dict[str, str] = {"elbo": "E[I]", "gain": "E[s]", "latent": "E[s^]"}
+
+
+def check_router(router: str) -> str:
+    """Return router; raise ValueError naming the choices unless it is one of ROUTERS."""
+    if router not in ROUTERS:
+        raise ValueError(f"unknown router {router!r}; choose from {', '.join(ROUTERS)}")
+    return router

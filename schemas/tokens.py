@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from schemas.mask import BIT_ORDER, RASTER_ORDER, mask_nbytes, popcount
 from schemas.config import FrozenConfig
-from schemas.routers import ROUTERS
+from schemas.routers import check_router
 
 SCHEMA_NAME = "infotok.tokens"
 SCHEMA_VERSION = 1
@@ -105,8 +105,7 @@ class TokenFileMeta(FrozenConfig):
             raise ValueError(f"expected_info must be > 0, got {self.expected_info}")
         if not self.beta > 0:
             raise ValueError(f"beta must be > 0, got {self.beta}")
-        if self.router not in ROUTERS:
-            raise ValueError(f"unknown router {self.router!r}; choose from {', '.join(ROUTERS)}")
+        check_router(self.router)
 
     @property
     def codebook_size(self) -> int:

@@ -12,7 +12,8 @@ from tokenizer.checkpoint import load_tokenizer, save_tokenizer
 from tokenizer.config import PRESETS
 from tokenizer.train.corpus import heldout_clips
 from tokenizer.nn.model import VideoTokenizer
-from tokenizer.eval.rate_distortion import RDConfig, bpp16, evaluate_rd, fewest_tokens_for_psnr, plot_rd, pooled_psnr, spearman
+from tokenizer.eval.metrics import spearman
+from tokenizer.eval.rate_distortion import RDConfig, bpp16, evaluate_rd, fewest_tokens_for_psnr, plot_rd, pooled_psnr
 
 
 def test_bpp16_and_spearman():

@@ -54,7 +54,7 @@ def test_shipped_infotok_layer_at_half_beta_above_floor():
 def test_shipped_checkpoint_routes_with_every_router():
     import torch
 
-    from tokenizer.adaptive.router import ROUTERS
+    from schemas.routers import ROUTERS
     from tokenizer.video import frames_to_tensor
 
     model = load_tokenizer().adaptive

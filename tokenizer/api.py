@@ -18,11 +18,11 @@ import numpy as np
 import torch
 
 from schemas.mask import pack_mask
-from schemas.routers import DEFAULT_ROUTER
+from schemas.routers import DEFAULT_ROUTER, check_router
 from tokenizer.adaptive.model import AdaptiveTokenizer
 from tokenizer.checkpoint import load_tokenizer
 from tokenizer.nn.model import VideoTokenizer
-from tokenizer.adaptive.router import check_mean_info, check_router, token_scores
+from tokenizer.adaptive.router import token_scores
 
 
 @dataclass(frozen=True)
@@ -78,9 +78,8 @@ class AdaptiveClipTokenizer:
 
     @torch.no_grad()
     def tokenize(self, video: torch.Tensor, beta: float, expected_info: float | None = None) -> list[ClipTokenization]:
-        mean = check_mean_info(expected_info if expected_info is not None else
-                               (self.expected_info if self.expected_info is not None else float("nan")), self.router)
-        out = self.model.tokenize(video, beta, mean_info=mean, router=self.router)
+        # None: the checkpoint's E[signal] (the model refuses, naming the router, when there is none)
+        out = self.model.tokenize(video, beta, mean_info=expected_info, router=self.router)
         return [ClipTokenization(tokens=t.ids, mask=t.mask, grid=tuple(int(v) for v in t.grid), rate=float(t.rate),
                                  info=float(t.info)) for t in out]
 

@@ -165,8 +165,8 @@ def router_problem(path: str | Path, router: str, need_mean: bool = True) -> str
 
     from safetensors import safe_open
 
+    from schemas.routers import SIGNAL_NAMES, check_router
     from tokenizer.adaptive.model import ROUTER_MEANS
-    from tokenizer.adaptive.router import SIGNAL_NAMES, check_router
 
     meta = read_header(path)
     if meta.get("format_version") != ADAPTIVE_FORMAT_VERSION:

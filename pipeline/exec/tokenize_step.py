@@ -15,7 +15,7 @@ import numpy as np
 from schemas.config import FrozenConfig
 from pipeline.decode.step import Clip, SourceInfo
 from pipeline.tuning.record import TuningRecord
-from schemas.routers import DEFAULT_ROUTER, ROUTERS
+from schemas.routers import DEFAULT_ROUTER, check_router
 from schemas.tokens import ClipTokens, TokenFileMeta
 from tokenizer.device import check_device_spec
 
@@ -49,8 +49,7 @@ class TokenizeConfig(FrozenConfig):
             raise ValueError(f"beta must be in (0, 1], got {self.beta!r}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.router not in ROUTERS:
-            raise ValueError(f"unknown router {self.router!r}; choose from {', '.join(ROUTERS)}")
+        check_router(self.router)
         if self.tuning is not None and self.tuning.router != self.router:
             raise ValueError(f"router {self.router!r} differs from the tuning record's {self.tuning.router!r}")
         if self.expected_info is not None and not self.expected_info > 0:

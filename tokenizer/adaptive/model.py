@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from schemas.routers import check_router
 from tokenizer.adaptive.latent_router import LatentRouterHead
 from tokenizer.adaptive.modules import AdaptiveConfig, Compressor, Decompressor
 from tokenizer.adaptive.router import (
@@ -30,7 +31,6 @@ from tokenizer.adaptive.router import (
     budget_tokens,
     check_beta,
     check_mean_info,
-    check_router,
     clip_information,
     gain_slope,
     token_scores,
@@ -204,7 +204,7 @@ class AdaptiveTokenizer(nn.Module):
             log_scores, slope = self.latent_head(self.bounded_latent(enc.latent))
             return Scored(encoding=enc, scores=log_scores.float(), signal=slope.float(), router=router)
         if router == "elbo":
-            scores = token_scores(self.base.decode(enc.codes), video)  # the paper's full-rate decode
+            _, scores = self.information(video, enc)  # the paper's full-rate decode
             return Scored(encoding=enc, scores=scores, signal=clip_information(scores), router=router)
         # gain: the full rate through the adaptive path (every token kept), so that PSNR(1) and
         # PSNR(r_lo) come from the same compressor and decoder and their difference is the curve's

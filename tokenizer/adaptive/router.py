@@ -32,7 +32,7 @@ import math
 
 import torch
 
-from schemas.routers import ROUTERS, SIGNAL_NAMES
+from schemas.routers import SIGNAL_NAMES
 from tokenizer.config import SPATIAL_COMPRESSION, TEMPORAL_COMPRESSION
 
 MIN_RATE = 1.0 / 16.0
@@ -46,13 +46,6 @@ _HOW_TO_SET = {
     "gain": "run `infotok calibrate --router gain` (or `infotok train --stage router`)",
     "latent": "train the head with `infotok train --stage router` or run `infotok calibrate --router latent`",
 }
-
-
-def check_router(router: str) -> str:
-    """Return router; raise ValueError naming the choices unless it is one of ROUTERS."""
-    if router not in ROUTERS:
-        raise ValueError(f"unknown router {router!r}; choose from {', '.join(ROUTERS)}")
-    return router
 
 
 def check_beta(beta: float) -> float:

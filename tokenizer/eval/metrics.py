@@ -1,15 +1,15 @@
-"""Reconstruction metrics on uint8-range video: PSNR and SSIM (Wang et al., 2004)."""
+"""Reconstruction metrics on uint8-range video, PSNR and SSIM (Wang et al., 2004), and the
+Spearman rank correlation the harness and the router stage report."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from tokenizer.video import psnr
 
-__all__ = ["psnr", "ssim"]
-
-
+__all__ = ["psnr", "spearman", "ssim"]  # psnr lives with the video layout (the model uses it too)
 
 
 def _gaussian_kernel(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
@@ -41,3 +41,23 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     c1, c2 = 0.01**2, 0.03**2
     s = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
     return s.reshape(bsz, -1).mean(1)
+
+
+def spearman(a: list[float], b: list[float]) -> float:
+    """Spearman rank correlation (average ranks for ties); NaN when either side is constant."""
+    def ranks(v: list[float]) -> np.ndarray:
+        x = np.asarray(v, dtype=np.float64)
+        order = np.argsort(x, kind="stable")
+        r = np.empty(len(x))
+        r[order] = np.arange(len(x), dtype=np.float64)
+        for value in np.unique(x):
+            tie = x == value
+            r[tie] = r[tie].mean()
+        return r
+
+    if len(a) != len(b) or len(a) < 2:
+        raise ValueError(f"spearman needs two equal-length lists of >= 2 values, got {len(a)} and {len(b)}")
+    ra, rb = ranks(a), ranks(b)
+    if ra.std() == 0 or rb.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])

@@ -115,26 +115,6 @@ def video_psnr(psnrs: list[float], videos: list[str]) -> float:
     return float(np.mean([pooled_psnr(ps) for ps in by.values()]))
 
 
-def spearman(a: list[float], b: list[float]) -> float:
-    """Spearman rank correlation (average ranks for ties); NaN when either side is constant."""
-    def ranks(v: list[float]) -> np.ndarray:
-        x = np.asarray(v, dtype=np.float64)
-        order = np.argsort(x, kind="stable")
-        r = np.empty(len(x))
-        r[order] = np.arange(len(x), dtype=np.float64)
-        for value in np.unique(x):
-            tie = x == value
-            r[tie] = r[tie].mean()
-        return r
-
-    if len(a) != len(b) or len(a) < 2:
-        raise ValueError(f"spearman needs two equal-length lists of >= 2 values, got {len(a)} and {len(b)}")
-    ra, rb = ranks(a), ranks(b)
-    if ra.std() == 0 or rb.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(ra, rb)[0, 1])
-
-
 def _batches(clips: list[np.ndarray], size: int, device: torch.device) -> list[tuple[int, torch.Tensor]]:
     return [(i, frames_to_tensor(np.stack(clips[i : i + size])).to(device)) for i in range(0, len(clips), size)]
 

@@ -118,14 +118,7 @@ def _cached_targets(path: Path, key: str, make: Callable[[], dict[str, torch.Ten
     return targets
 
 
-def _spearman(a: torch.Tensor, b: torch.Tensor) -> float:
-    ra = a.argsort().argsort().double()
-    rb = b.argsort().argsort().double()
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    return float((ra * rb).sum() / (ra.norm() * rb.norm()).clamp_min(1e-12))
-
-
-def _top_half_agreement(pred: torch.Tensor, target: torch.Tensor) -> float:
+def top_half_agreement(pred: torch.Tensor, target: torch.Tensor) -> float:
     """Mean over clips of |top half by pred & top half by target| / half."""
     p, t = pred.flatten(1), target.flatten(1)
     k = p.shape[1] // 2
@@ -156,6 +149,7 @@ def train_router(cfg: RouterStageConfig, out_dir: str | Path, clip_fn: Callable[
     data_id names the data (part of the target cache's key)."""
     from tokenizer.checkpoint import CheckpointError, load_tokenizer, save_tokenizer
     from tokenizer.device import resolve_device
+    from tokenizer.eval.metrics import spearman as rank_correlation
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -227,8 +221,8 @@ def train_router(cfg: RouterStageConfig, out_dir: str | Path, clip_fn: Callable[
     model.set_mean_info(mean_gain, int(lat.shape[0]), "gain")
     model.set_mean_info(mean_latent, int(lat.shape[0]), "latent")
     model.latent_head_steps.fill_(int(model.latent_head_steps) + cfg.steps)
-    spearman = _spearman(h_sl.cpu(), held["slope"])
-    agreement = _top_half_agreement(h_sc.cpu(), held["log_scores"])
+    spearman = rank_correlation(h_sl.cpu().tolist(), held["slope"].tolist())
+    agreement = top_half_agreement(h_sc.cpu(), held["log_scores"])
     info = dict(loaded.info)
     info["router_stage"] = {"init": loaded.tokenizer_id, "config": cfg.to_dict(), "slope_spearman": spearman,
                             "token_agreement": agreement, "mean_gain": mean_gain, "mean_latent": mean_latent}

@@ -24,9 +24,10 @@ import numpy as np
 import torch
 
 from schemas.config import FrozenConfig
+from schemas.routers import check_router
 from tokenizer.adaptive.model import AdaptiveTokenizer
 from tokenizer.nn.model import Encoding
-from tokenizer.adaptive.router import MIN_RATE, budget_rate, budget_tokens, check_mean_info, check_router
+from tokenizer.adaptive.router import MIN_RATE, budget_rate, budget_tokens, check_mean_info
 from tokenizer.video import frames_to_tensor
 
 logger = logging.getLogger(__name__)
