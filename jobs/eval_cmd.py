@@ -162,6 +162,7 @@ def _rate_distortion(tok: LoadedTokenizer, groups: list[tuple[str, list]], failu
                      as_json: bool, router: str | None = None) -> None:
     import dataclasses
 
+    from schemas.routers import ROUTERS
     from tokenizer.adaptive.router import check_mean_info
     from tokenizer.eval.metrics import spearman
     from tokenizer.eval.rate_distortion import RDConfig, evaluate_rd, fewest_tokens_for_psnr, plot_rd
@@ -176,7 +177,7 @@ def _rate_distortion(tok: LoadedTokenizer, groups: list[tuple[str, list]], failu
         names = (router, *names) if router else names  # the reference router goes first
         cfg = RDConfig(methods=tuple(dict.fromkeys(names)), betas=_floats(betas, "--betas"), batch_size=batch_size,
                        mean_info=mean_info)
-        for name in (m for m in cfg.methods if m in ("elbo", "gain", "latent")):
+        for name in (m for m in cfg.methods if m in ROUTERS):
             tok.adaptive.check_router_ready(name)
         if mean_info is None:
             check_mean_info(tok.adaptive.mean_signal(cfg.reference), cfg.reference)
