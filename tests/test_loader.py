@@ -72,26 +72,99 @@ def test_clips_carry_tokens_and_their_positions(dataset: tuple[str, dict]) -> No
     assert seen == len(truth)
 
 
+def _content(b: dict, i: int, mode: str) -> tuple:
+    """One sample of a batch, by content (tokens or the whole sequence)."""
+    key = "input_ids" if mode == "packed" else "tokens"
+    return tuple(b[key][i].tolist())
+
+
+def _real(batches: list[dict], mode: str) -> list[tuple[int, tuple]]:
+    """(sample_index, content) of every sample that is not a padding repeat."""
+    return [(int(b["sample_index"][i]), _content(b, i, mode)) for b in batches
+            for i in range(len(b["sample_index"])) if not bool(b["padding"][i])]
+
+
 @pytest.mark.parametrize("mode", ["clips", "packed"])
-def test_ranks_x_workers_cover_every_clip_once(dataset: tuple[str, dict], mode: str) -> None:
+@pytest.mark.parametrize("world,workers,remainder", [(2, 2, "pad"), (3, 0, "pad"), (3, 2, "drop")])
+def test_ranks_yield_equal_batches_and_cover_every_sample_once(dataset: tuple[str, dict], mode: str, world: int,
+                                                               workers: int, remainder: str) -> None:
     root, truth = dataset
-    cfg = LoaderConfig(mode=mode, seq_len=64, seed=3)
-    world, workers = 2, 2
-    keys: list = []
-    tokens: Counter = Counter()
-    for rank in range(world):
-        batches, _ = _run(root, cfg, batch=4, workers=workers, rank=rank, world=world)
-        if mode == "clips":
-            keys += _keys(batches)
-        else:
-            ids = torch.cat([b["input_ids"].reshape(-1) for b in batches])
-            keys += [None] * int((ids == BOS_ID).sum())
-            tokens.update(ids[ids < BOS_ID].tolist())
-    assert len(keys) == len(truth)
+    cfg = LoaderConfig(mode=mode, seq_len=64, seed=3, remainder=remainder)
+    whole = _real(_run(root, cfg, batch=4)[0], mode)
+    assert sorted(i for i, _ in whole) == list(range(len(whole)))
     if mode == "clips":
-        assert set(keys) == set(truth)
+        assert len(whole) == len(truth)
     else:
-        assert tokens == Counter(int(x) for t, _ in truth.values() for x in t)
+        ids = torch.tensor([t for _, seq in whole for t in seq])
+        assert Counter(ids[ids < BOS_ID].tolist()) == Counter(int(x) for t, _ in truth.values() for x in t)
+    per_rank, seen = [], []
+    for rank in range(world):
+        ds = TokenDataset(root, cfg, rank=rank, world_size=world, num_workers=workers)
+        dl = TokenDataLoader(ds, batch_size=4)
+        expected = len(dl)
+        batches = list(dl)
+        assert len(batches) == expected
+        per_rank.append(len(batches))
+        seen += _real(batches, mode)
+        assert sum(len(b["sample_index"]) for b in batches) == (
+            -(-len(whole) // world) if remainder == "pad" else len(whole) // world)
+    assert len(set(per_rank)) == 1, f"batches per rank {per_rank}"
+    # the same samples as one process reads, by number and by content, none twice
+    assert len(seen) == len(set(i for i, _ in seen))
+    if remainder == "pad":
+        assert sorted(seen) == sorted(whole)
+    else:
+        assert set(seen) <= set(whole) and len(seen) == len(whole) // world * world
+
+
+@pytest.mark.parametrize("mode", ["clips", "packed"])
+@pytest.mark.parametrize("before,after", [((2, 2, 3), (1, 0, 3)), ((1, 0, 2), (2, 1, 5)), ((1, 2, 3), (1, 1, 3)),
+                                          ((3, 0, 2), (2, 2, 2))])
+def test_resume_at_another_world_size_workers_or_batch_size(dataset: tuple[str, dict], mode: str,
+                                                            before: tuple[int, int, int],
+                                                            after: tuple[int, int, int]) -> None:
+    """(world_size, num_workers, batch_size) change between save and resume: nothing repeats, nothing is lost."""
+    root, _ = dataset
+    cfg = LoaderConfig(mode=mode, seq_len=48, seed=7, window_row_groups=2)
+    whole = _real(_run(root, cfg, batch=4)[0], mode)
+    world, workers, batch = before
+    k = 2  # batches every rank consumed before the save (ranks step together under DDP)
+    head, states = [], []
+    for rank in range(world):
+        out, state = _run(root, cfg, batch=batch, workers=workers, rank=rank, world=world, limit=k)
+        head += _real(out, mode)
+        states.append(json.dumps(state, sort_keys=True))
+    assert len(set(states)) == 1, "every rank saves the same state"
+    assert json.loads(states[0])["dataset"]["epoch"] == 0 and 0 < len(head) < len(whole)
+    world, workers, batch = after
+    tail, per_rank = [], []
+    for rank in range(world):
+        out, end = _run(root, cfg, batch=batch, workers=workers, rank=rank, world=world, state=json.loads(states[0]))
+        tail += _real(out, mode)
+        per_rank.append(len(out))
+        assert end["dataset"]["epoch"] == 1 and end["dataset"]["consumed"] == []
+    assert len(set(per_rank)) == 1
+    got = head + tail
+    assert len(got) == len(set(i for i, _ in got)), "a sample was repeated"
+    assert sorted(got) == sorted(whole), "a sample was lost"
+
+
+def test_sequence_counts_match_packing() -> None:
+    """count_sequences predicts, from lengths only, how many sequences pack() makes."""
+    from pipeline.loader.pack import WindowStream, count_sequences, pack
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        elen = rng.integers(3, 40, size=int(rng.integers(1, 12)))
+        seq_len = int(rng.integers(3, 30))
+        starts = np.concatenate([[0], np.cumsum(elen)])
+        n = int(starts[-1])
+        clip = np.repeat(np.arange(len(elen), dtype=np.int32), elen)
+        pid = (np.arange(n) - np.repeat(starts[:-1], elen)).astype(np.int32)
+        s = WindowStream(np.zeros(n, np.int64), None, pid, clip, starts)
+        for policy in ("concat", "whole"):
+            made = sum(1 for _ in pack(iter([(0, s)]), (0, 0, 0), seq_len, policy, (1, 0, 0), positions=False))
+            assert count_sequences(elen, seq_len, policy) == made, (elen.tolist(), seq_len, policy)
 
 
 @pytest.mark.parametrize("mode,workers", [("clips", 0), ("clips", 2), ("packed", 2), ("packed", 0)])
@@ -169,8 +242,11 @@ def test_refuses_foreign_state(dataset: tuple[str, dict], tmp_path: Path) -> Non
     _, state = _run(root, cfg, batch=2, limit=1)
     with pytest.raises(ValueError, match="'seed' is 1, this loader has 2"):
         TokenDataset(root, LoaderConfig(mode="clips", seed=2)).load_state_dict(state["dataset"])
-    with pytest.raises(ValueError, match="'world_size' is 1, this loader has 2"):
-        TokenDataset(root, cfg, rank=0, world_size=2).load_state_dict(state["dataset"])
+    with pytest.raises(ValueError, match="'mode' is 'clips', this loader has 'packed'"):
+        TokenDataset(root, LoaderConfig(mode="packed", seed=1)).load_state_dict(state["dataset"])
+    with pytest.raises(ValueError, match="format is 'infotok.loader_state/1'"):
+        TokenDataset(root, cfg).load_state_dict({**state["dataset"], "format": "infotok.loader_state/1"})
+    TokenDataset(root, cfg, rank=1, world_size=2).load_state_dict(state["dataset"])  # another world size is fine
     other = str(tmp_path / "other")
     _build(other, shards=1)
     with pytest.raises(ValueError, match="'dataset'.*different dataset"):
@@ -222,7 +298,7 @@ def test_without_grid_positions_the_rest_is_unchanged(dataset: tuple[str, dict],
     assert len(full) == len(lean)
     for f, s in zip(full, lean):
         assert set(f) - set(s) == {"grid_positions"}
-        assert all(torch.equal(f[k], s[k]) for k in s)
+        assert all(torch.equal(f[k], s[k]) if isinstance(s[k], torch.Tensor) else f[k] == s[k] for k in s)
 
 
 def test_refuses_mask_bits_past_the_grid(tmp_path: Path) -> None:

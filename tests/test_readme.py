@@ -74,3 +74,19 @@ def test_demo_command_and_python_snippets_as_printed(tmp_path):
         run = subprocess.run([sys.executable, script.name], cwd=tmp_path, env=_env(), capture_output=True,
                              text=True, timeout=300)
         assert run.returncode == 0, (code, run.stderr[-3000:])
+
+    # The demo's dataset (videos of uneven length, one shard each): every rank the same number of
+    # batches, and together every sample once.
+    from pipeline.loader import LoaderConfig, TokenDataLoader, TokenDataset
+
+    root = str(tmp_path / "infotok-demo" / "dataset")
+    for world in (2, 3):
+        counts, seen = [], []
+        for rank in range(world):
+            ds = TokenDataset(root, LoaderConfig(mode="packed", seq_len=1024), rank=rank, world_size=world)
+            batches = list(TokenDataLoader(ds, batch_size=4))
+            counts.append(len(batches))
+            seen += [i for b in batches for i, pad in zip(b["sample_index"].tolist(), b["padding"].tolist())
+                     if not pad]
+        assert len(set(counts)) == 1, (world, counts)
+        assert sorted(seen) == list(range(len(seen))), world

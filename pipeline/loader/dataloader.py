@@ -1,17 +1,16 @@
-"""TokenDataLoader: a torch DataLoader over a TokenDataset whose state_dict() is exact.
+"""TokenDataLoader: a torch DataLoader over a TokenDataset whose state_dict() resumes exactly.
 
-Worker processes hold copies of the dataset, so the main process learns their progress
-from the `cursor` each batch carries. torch's DataLoader serves workers round robin and
-skips exhausted ones; on resume the workers are rotated so that the first batch comes from
-the worker that was next, hence the batch sequence after a resume equals the uninterrupted one.
+Worker processes hold copies of the dataset, so the main process counts the batches it hands
+out; the dataset's split (`pipeline.loader.partition`) turns that count back into the samples
+consumed, on every rank at once. Every rank yields the same number of batches per epoch.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
-import torch
 from torch.utils.data import DataLoader, default_collate
 
 from pipeline.loader.dataset import TokenDataset
@@ -28,11 +27,12 @@ def collate_clips(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 class TokenDataLoader:
-    """Iterate batches for one epoch per `iter()`; state_dict()/load_state_dict() resume exactly.
+    """Iterate batches for one epoch per `iter()`; state_dict()/load_state_dict() resume exactly,
+    also at another world size, worker count or batch size (see pipeline.loader.dataset).
 
-    Batches are dicts (see pipeline.loader.dataset); the `cursor` entry is consumed here and removed.
-    drop_last drops each worker's last partial batch, i.e. loses clips: keep it False to see
-    every clip once per epoch.
+    Batches are dicts (see pipeline.loader.dataset). drop_last drops each rank's last partial
+    batch, i.e. loses samples: keep it False to see every sample once per epoch. len() is the
+    number of batches the next iteration yields on this rank (the same on every rank).
     """
 
     def __init__(self, dataset: TokenDataset, batch_size: int, drop_last: bool = False, pin_memory: bool = False,
@@ -46,8 +46,23 @@ class TokenDataLoader:
         self.prefetch_factor = prefetch_factor
         self.multiprocessing_context = multiprocessing_context
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def _prepare(self) -> None:
         ds = self.dataset
+        ds.batch_size, ds.drop_last = self.batch_size, self.drop_last
+
+    def __len__(self) -> int:
+        self._prepare()
+        ds = self.dataset
+        plan = ds.plan()
+        if ds.num_workers:
+            return plan.batches(ds.rank) - ds._progress
+        left = max(0, plan.shares[ds.rank][0].n_slots - ds._progress)
+        return left // self.batch_size if self.drop_last else math.ceil(left / self.batch_size)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        self._prepare()
+        ds = self.dataset
+        ds.plan()  # computed here once, so that worker processes receive it with their copy
         loader = DataLoader(
             ds, batch_size=self.batch_size, num_workers=ds.num_workers, drop_last=self.drop_last,
             collate_fn=default_collate if ds.config.mode == "packed" else collate_clips,
@@ -56,18 +71,16 @@ class TokenDataLoader:
             multiprocessing_context=self.multiprocessing_context if ds.num_workers else None,
         )
         for batch in loader:
-            cursor: torch.Tensor = batch.pop("cursor")
-            if ds.num_workers:  # in-process, the dataset tracks itself (and may have ended the epoch)
-                ds.observe(cursor[-1])
+            if ds.num_workers:  # in-process, the dataset counts its samples (and ends the epoch) itself
+                ds.observe_batch()
             yield batch
         if ds.num_workers:
-            ds.end_epoch()  # in-process iteration ends the epoch itself
+            ds.end_epoch()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"dataset": self.dataset.state_dict(), "batch_size": self.batch_size, "drop_last": self.drop_last}
+        self._prepare()
+        return {"dataset": self.dataset.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for key in ("batch_size", "drop_last"):
-            if state.get(key) != getattr(self, key):
-                raise ValueError(f"loader state field {key!r} is {state.get(key)!r}, this loader has {getattr(self, key)!r}")
+        self._prepare()
         self.dataset.load_state_dict(state["dataset"])

@@ -295,6 +295,26 @@ def _full_sequences(
         yield seq, ((window + 1, 0, 0) if ends_l[i] >= total else (window, rows_l[i], offs[i]))
 
 
+def count_sequences(clip_elements: np.ndarray, seq_len: int, policy: str) -> int:
+    """How many sequences `pack` makes of one stream whose clips have these element counts
+    (tokens + 2, in stream order), without building it: the same rule, on lengths only."""
+    if policy == "concat":
+        return -(-int(clip_elements.sum()) // seq_len)
+    n = filled = 0
+    for left in clip_elements.tolist():
+        while left:
+            if left <= seq_len - filled:
+                filled += left
+                left = 0
+                if filled == seq_len:
+                    n, filled = n + 1, 0
+            elif filled:  # does not fit: the sequence closes, the clip starts the next one
+                n, filled = n + 1, 0
+            else:  # longer than a whole sequence: cut
+                n, left = n + 1, left - seq_len
+    return n + (filled > 0)
+
+
 def pack(
     windows: Iterator[tuple[int, WindowStream]], start: Cursor, seq_len: int, policy: str, end: Cursor,
     positions: bool = True,
