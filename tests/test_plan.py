@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -157,6 +158,65 @@ def test_list_file_on_s3_and_errors(s3_endpoint: str, s3_bucket: str, tmp_path: 
     bad = tmp_path / "l.csv"
     bad.write_text("path\nx.mp4\n")
     with pytest.raises(ValueError, match=r"no column 'uri'.*\['path'\]"):
+        list_inputs(InputConfig(uri=str(bad)))
+
+
+def test_s3_listing_fans_out_and_finds_what_a_flat_listing_finds(s3_endpoint: str, s3_bucket: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Delimiter listings split the prefix, flat listings run per sub-prefix: the same objects as
+    one s3fs.find, also with objects at every level and a fan-out cut short."""
+    import pipeline.io.inputs as inputs
+
+    storage = StorageConfig(endpoint_url=s3_endpoint)
+    fs, _ = filesystem(f"s3://{s3_bucket}", storage)
+    keys = ["c/top.mp4", "c/notes.md"] + [f"c/{a}/{b}/v{i}.mp4" for a in "xyz" for b in "pq" for i in range(3)]
+    keys += ["c/x/mid.mp4", "c/y/p/deep/er/v.mp4"]
+    for k in keys:
+        fs.pipe(f"{s3_bucket}/{k}", k.encode())
+    flat = sorted(f"s3://{p}" for p in fs.find(f"{s3_bucket}/c") if p.endswith(".mp4"))
+    calls: list[str] = []
+
+    def counted(real: Callable[..., object]) -> Callable[..., object]:
+        def call(path: str, *args: object, **kw: object) -> object:
+            calls.append(path)
+            return real(path, *args, **kw)
+        return call
+
+    # s3fs puts its sync methods on the instance (and list_inputs gets this cached instance)
+    monkeypatch.setattr(fs, "find", counted(fs.find))
+    monkeypatch.setattr(fs, "ls", counted(fs.ls))
+    for levels, want in ((3, 16), (1, 2), (2, 4)):
+        monkeypatch.setattr(inputs, "_FANOUT_LEVELS", levels)
+        monkeypatch.setattr(inputs, "LIST_THREADS", want)
+        calls.clear()
+        got = [e.uri for e in list_inputs(InputConfig(uri=f"s3://{s3_bucket}/c"), storage)]
+        assert got == flat, (levels, want)
+        assert len(calls) > 2, "listed in one flat call"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_list_file_with_size_and_etag_needs_no_head(tmp_path: Path, fmt: str) -> None:
+    """Rows with size and etag are taken as listed: these files do not exist, and are not looked up."""
+    names = [str(tmp_path / f"gone{i}.mp4") for i in range(3)]
+    rows = [{"uri": u, "size": 100 + i, "etag": f'"e{i}"'} for i, u in enumerate(names)]
+    rows.append({"uri": str(tmp_path / "plain.mp4"), "size": None, "etag": None})  # no metadata: stat'ed
+    lst = tmp_path / f"list.{fmt}"
+    if fmt == "csv":
+        lst.write_text("uri,size,etag\n" + "".join(f"{r['uri']},{r['size'] or ''},{r['etag'] or ''}\n" for r in rows))
+    elif fmt == "jsonl":
+        lst.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({k: [r[k] for r in rows] for k in ("uri", "size", "etag")}), lst)
+    entries = list_inputs(InputConfig(uri=str(lst)))
+    assert [(Path(e.uri).name, e.size, e.version) for e in entries] == [
+        ("gone0.mp4", 100, "etag:e0"), ("gone1.mp4", 101, "etag:e1"), ("gone2.mp4", 102, "etag:e2"),
+        ("plain.mp4", -1, "missing")]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"uri": names[0], "size": "big", "etag": "x"}) + "\n")
+    with pytest.raises(ValueError, match=r"bad.jsonl line 1: size must be an integer, got 'big'"):
         list_inputs(InputConfig(uri=str(bad)))
 
 

@@ -24,7 +24,11 @@ DECODE_OVERLAP: tuple[str, ...] = ("auto", "overlap", "alternate")
 class ExecConfig(FrozenConfig):
     """How the job runs (may change between a run and its resume).
 
-    num_workers: tokenize actors (None: one per GPU, or 1 without GPUs).
+    num_workers: tokenize actors (None: sized from the cluster, see pipeline/exec/pool.py).
+    gpus_per_worker: the share of a GPU each actor takes (1.0: one actor per GPU; 0.25: four).
+    cores_per_cpu_worker: on a CPU-only cluster, one actor per this many cores of each node (0: one
+      actor per node).
+    pool_refresh_s: how often the driver looks for nodes that joined (and gives them actors).
     decode_window: videos decoded ahead of the model per worker (bounds memory).
     decode_timeout_s: a decode taking longer is cancelled and retried, then recorded.
     decode_attempts: tries per video for crashed / hung decodes.
@@ -35,7 +39,7 @@ class ExecConfig(FrozenConfig):
       a killed driver, another run can take the dataset over this long after the last renewal.
     worker_cpus / decode_cpus: Ray CPU resources of a tokenize actor / a decode task. Fractions
       keep small machines from deadlocking (actors holding every CPU while decodes wait).
-    torch_threads: threads of a CPU tokenize actor (0: the node's cores / num_workers).
+    torch_threads: threads of a CPU tokenize actor (0: the node's cores / the actors on it).
     decode_overlap: 'auto' (overlap when the model runs on a GPU, alternate on CPU), 'overlap'
       (Ray decode tasks a sliding window ahead while the model runs) or 'alternate' (the actor
       decodes a window in its own crash-isolating child processes, then runs the model with
@@ -55,8 +59,17 @@ class ExecConfig(FrozenConfig):
     decode_cpus: float = 0.5
     torch_threads: int = 0
     decode_overlap: str = "auto"
+    gpus_per_worker: float = 1.0
+    cores_per_cpu_worker: int = 0
+    pool_refresh_s: float = 10.0
 
     def __post_init__(self) -> None:
+        if not 0 < self.gpus_per_worker <= 1:
+            raise ValueError(f"gpus_per_worker must be in (0, 1], got {self.gpus_per_worker}")
+        if self.cores_per_cpu_worker < 0:
+            raise ValueError(f"cores_per_cpu_worker must be >= 0, got {self.cores_per_cpu_worker}")
+        if not self.pool_refresh_s > 0:
+            raise ValueError(f"pool_refresh_s must be > 0, got {self.pool_refresh_s}")
         if self.decode_overlap not in DECODE_OVERLAP:
             raise ValueError(f"decode_overlap must be one of {DECODE_OVERLAP}, got {self.decode_overlap!r}")
         if not (self.worker_cpus > 0 and self.decode_cpus > 0):
@@ -90,15 +103,6 @@ def decode_overlaps(ex: ExecConfig, model_on_gpu: bool) -> bool:
     if ex.decode_overlap == "auto":
         return model_on_gpu
     return ex.decode_overlap == "overlap"
-
-
-def cpu_threads(ex: ExecConfig, node_cpus: int) -> int:
-    """torch threads (and decoder processes) of a CPU tokenize actor: `torch_threads`, or (0) the
-    node's cores shared by its actors. Decoding is ~20x cheaper than the model per clip and
-    alternates with it, so both get every core."""
-    if ex.torch_threads > 0:
-        return ex.torch_threads
-    return max(1, node_cpus // (ex.num_workers or 1))
 
 
 @dataclass(frozen=True)
@@ -160,3 +164,5 @@ class JobResult:
     beta: float
     expected_info: float
     router: str = "elbo"
+    workers: int = 0  # tokenize actors at the largest the pool grew to
+    nodes: int = 0  # nodes whose actors committed shards in this run

@@ -28,8 +28,9 @@ from pipeline.decode.failures import VideoFailure
 from pipeline.decode.isolate import IsolatedDecoderPool
 from pipeline.decode.source import FaultableDecode, fetch_and_decode
 from pipeline.decode.step import DecodedVideo
-from pipeline.exec.job import ExecConfig, JobConfig, JobResult, cpu_threads, decode_overlaps
+from pipeline.exec.job import ExecConfig, JobConfig, JobResult, decode_overlaps
 from pipeline.exec.plan import Plan
+from pipeline.exec.pool import ActorPool
 from pipeline.exec.prepare import Prepared, prepare_output
 from pipeline.exec.reaper import start_reaper, stop_reaper
 from pipeline.io.dataset import DatasetDir
@@ -96,30 +97,47 @@ def _ordered_decodes(entries: list[ManifestEntry], job: JobConfig) -> Iterator[D
         yield result
 
 
-def _assigned_gpus() -> bool:
+def _gpu_ids() -> list[str]:
     import ray
 
-    return bool(ray.get_gpu_ids())
+    return [str(g) for g in ray.get_gpu_ids()]
+
+
+def _assigned_gpus() -> bool:
+    return bool(_gpu_ids())
 
 
 class ShardWorker:
     """Actor body: holds the tokenizer; tokenizes whole shards."""
 
-    def __init__(self, job: dict[str, Any]) -> None:
+    def __init__(self, job: dict[str, Any], threads: int) -> None:
+        # Ray starts workers with OMP_NUM_THREADS=1; start OpenMP with the actor's share of its
+        # node's cores (set before torch and its OpenMP runtime load here), not raising it afterwards.
+        # Decoding alternates with the model on CPU and is ~20x cheaper per clip: both get every core.
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        import torch
+
         from pipeline.exec.tokenize_step import TokenizeStep
 
         self.job = JobConfig.from_dict(job)
-        self.threads = cpu_threads(self.job.execution, os.cpu_count() or 1)
-        if self.job.tokenize.device == "cpu" or (self.job.tokenize.device == "auto" and not _assigned_gpus()):
-            # Ray starts workers with OMP_NUM_THREADS=1; start OpenMP with the actor's thread count
-            # (set before torch and its OpenMP runtime load here) rather than raising it afterwards.
-            os.environ["OMP_NUM_THREADS"] = str(self.threads)
-            import torch
-
-            torch.set_num_threads(self.threads)
+        self.threads = threads
+        torch.set_num_threads(threads)
         self.step = TokenizeStep(self.job.tokenize)
         self.ds = DatasetDir(self.job.output, self.job.storage)
         self.local: IsolatedDecoderPool | None = None
+        self.note = ""
+        if _assigned_gpus() and self.step.device.type != "cuda":
+            self.note = (f"Ray assigned GPU {_gpu_ids()} but torch sees no CUDA device (torch {torch.__version__}, "
+                         f"CUDA build: {torch.version.cuda or 'no'}): the model runs on the CPU")
+            logger.warning("%s", self.note)
+
+    def describe(self) -> dict[str, Any]:
+        """Where this actor runs and on what: node id, Ray's GPU ids, torch device, threads, and why
+        a GPU actor runs on the CPU (`note`)."""
+        import ray
+
+        return {"node": ray.get_runtime_context().get_node_id(), "gpu_ids": _gpu_ids(),
+                "device": str(self.step.device), "threads": self.threads, "note": self.note, "pid": os.getpid()}
 
     def file_meta(self) -> dict[str, Any]:
         return self.step.file_meta.to_dict()
@@ -193,7 +211,7 @@ def run_job(job: JobConfig, address: str | None = None, overwrite: bool = False,
     try:
         started = init_ray(address)
         try:
-            pool = _Workers(job, workers_out)
+            pool = ActorPool(job, ShardWorker, workers_out)
             meta = pool.start()
             prepared = prepare_output(job, meta, overwrite=overwrite, plan=plan, retry_errors=retry_errors)
             totals = _dispatch(job, prepared, pool, progress, t0, lease.info.token)
@@ -206,60 +224,6 @@ def run_job(job: JobConfig, address: str | None = None, overwrite: bool = False,
         lease.release()
 
 
-class _Workers:
-    """The tokenize actors: one per GPU (or `num_workers`), CPU actors without GPUs. A dead
-    actor is replaced in its slot; `workers_out` mirrors the live handles."""
-
-    def __init__(self, job: JobConfig, workers_out: list[Any] | None) -> None:
-        import ray
-
-        self.job = job
-        self.out = workers_out
-        self.gpus = ray.cluster_resources().get("GPU", 0) >= 1 and job.tokenize.device != "cpu"
-        n = job.execution.num_workers or (int(ray.cluster_resources().get("GPU", 0)) if self.gpus else 1)
-        self.handles: list[Any] = [self._make() for _ in range(n)]
-        self._publish()
-
-    def _make(self) -> Any:
-        import ray
-
-        opts: dict[str, Any] = {"max_restarts": 0, "name": None, "num_cpus": self.job.execution.worker_cpus}
-        if self.gpus:
-            opts["num_gpus"] = 1
-        return ray.remote(ShardWorker).options(**opts).remote(self.job.to_dict())
-
-    def _publish(self) -> None:
-        if self.out is not None:
-            self.out[:] = self.handles
-
-    def replace(self, index: int) -> None:
-        self.handles[index] = self._make()
-        self._publish()
-
-    def start(self) -> TokenFileMeta:
-        """Wait for the first actor to load the model; its file meta names the tokenizer and beta.
-        An actor that dies while starting (node lost, model failed to load) is replaced."""
-        import ray
-        from ray.exceptions import RayActorError
-
-        attempts = self.job.execution.max_shard_attempts
-        for attempt in range(1, attempts + 1):
-            try:
-                return TokenFileMeta.from_dict(ray.get(self.handles[0].file_meta.remote()))
-            except RayActorError as exc:
-                if attempt == attempts:
-                    raise RuntimeError(f"tokenize worker failed to start {attempt} times: {exc}") from exc
-                logger.warning("tokenize worker died while starting (attempt %d): %s", attempt, type(exc).__name__)
-                self.replace(0)
-        raise AssertionError("unreachable")
-
-    def kill(self) -> None:
-        import ray
-
-        for handle in self.handles:
-            ray.kill(handle)
-
-
 @dataclass
 class _Totals:
     videos: int = 0
@@ -268,6 +232,7 @@ class _Totals:
     errors: int = 0
     retries: int = 0
     failed: dict[int, str] = field(default_factory=dict)  # shard -> last error, after every attempt
+    nodes: set[str] = field(default_factory=set)  # nodes whose actors committed shards
 
 
 class JobIncompleteError(RuntimeError):
@@ -286,7 +251,7 @@ def _cause(exc: BaseException) -> str:
     return " ".join(f"{type(inner).__name__}: {inner}".split())[:500]
 
 
-def _dispatch(job: JobConfig, prepared: Prepared, pool: _Workers, progress: bool, t0: float,
+def _dispatch(job: JobConfig, prepared: Prepared, pool: ActorPool, progress: bool, t0: float,
               lease_token: str | None = None) -> _Totals:
     """Every shard still to do, one at a time per actor. A shard whose actor died or whose task failed
     (a transient failure is never committed: `process_shard` raises) is tried again after a backoff,
@@ -300,8 +265,21 @@ def _dispatch(job: JobConfig, prepared: Prepared, pool: _Workers, progress: bool
     todo: deque[tuple[int, int]] = deque((s, 1) for s in prepared.todo)
     later: list[tuple[float, int, int]] = []  # heap of (due time, shard, attempt): retries after their backoff
     running: dict[Any, tuple[int, int, int]] = {}  # ref -> (shard, attempt, worker index)
-    idle = list(range(len(pool.handles)))
+    idle = list(pool.slots)
     totals = _Totals()
+    refresh_at = time.monotonic() + ex.pool_refresh_s
+
+    def refresh() -> None:
+        # Nodes that joined get actors; idle actors of nodes that left are dropped (busy ones fail
+        # their shard, which is retried elsewhere).
+        nonlocal refresh_at
+        refresh_at = time.monotonic() + ex.pool_refresh_s
+        for w in pool.gone():
+            if w in idle:
+                idle.remove(w)
+                pool.drop(w)
+        idle.extend(pool.grow())
+        pool.look()
     bar = tqdm(total=plan.n_shards, initial=len(prepared.done), desc="shards", unit="shard", disable=not progress)
 
     def dispatch() -> None:
@@ -314,7 +292,7 @@ def _dispatch(job: JobConfig, prepared: Prepared, pool: _Workers, progress: bool
                 return
             w = idle.pop()
             entries = [e.to_dict() for e in plan.shard(shard).entries]
-            running[pool.handles[w].run_shard.remote(shard, entries, lease_token)] = (shard, attempt, w)
+            running[pool.handle(w).run_shard.remote(shard, entries, lease_token)] = (shard, attempt, w)
 
     try:
         dispatch()
@@ -323,8 +301,10 @@ def _dispatch(job: JobConfig, prepared: Prepared, pool: _Workers, progress: bool
                 time.sleep(max(0.0, later[0][0] - time.monotonic()))
                 dispatch()
                 continue
-            wait_s = max(0.0, later[0][0] - time.monotonic()) if later and idle else None
-            ready, _ = ray.wait(list(running), num_returns=1, timeout=wait_s)
+            if time.monotonic() >= refresh_at:
+                refresh()
+            due = [refresh_at] + ([later[0][0]] if later and idle else [])
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=max(0.0, min(due) - time.monotonic()))
             if not ready:
                 dispatch()
                 continue
@@ -333,8 +313,8 @@ def _dispatch(job: JobConfig, prepared: Prepared, pool: _Workers, progress: bool
             try:
                 commit = ray.get(ready[0])
             except (RayActorError, RayTaskError) as exc:
-                if isinstance(exc, RayActorError):
-                    pool.replace(w)
+                if isinstance(exc, RayActorError) and not pool.replace(w):
+                    idle.remove(w)
                 if attempt >= ex.max_shard_attempts:
                     logger.error("shard %d failed %d times, left uncommitted: %s", shard, attempt, _cause(exc))
                     totals.failed[shard] = _cause(exc)
@@ -350,6 +330,7 @@ def _dispatch(job: JobConfig, prepared: Prepared, pool: _Workers, progress: bool
             totals.clips += commit["n_rows"]
             totals.tokens += commit["n_tokens"]
             totals.errors += commit["n_errors"]
+            totals.nodes.add(pool.describe.get(w, {}).get("node") or str(w))
             elapsed = max(time.monotonic() - t0, 1e-9)
             bar.set_postfix(videos=totals.videos, clips=totals.clips, errors=totals.errors,
                             clips_s=f"{totals.clips / elapsed:.2f}")
@@ -360,7 +341,7 @@ def _dispatch(job: JobConfig, prepared: Prepared, pool: _Workers, progress: bool
     return totals
 
 
-def _finalise(job: JobConfig, prepared: Prepared, pool: _Workers, meta: TokenFileMeta, totals: _Totals,
+def _finalise(job: JobConfig, prepared: Prepared, pool: ActorPool, meta: TokenFileMeta, totals: _Totals,
               t0: float) -> JobResult:
     """Release the actors; then, if every shard is committed, write the manifest (last), else
     raise JobIncompleteError naming the shards left."""
@@ -378,4 +359,5 @@ def _finalise(job: JobConfig, prepared: Prepared, pool: _Workers, meta: TokenFil
                      shards_skipped=len(prepared.done), videos=totals.videos, clips=manifest.n_clips,
                      tokens=manifest.n_tokens, errors=manifest.n_errors, shard_retries=totals.retries,
                      seconds=time.monotonic() - t0, tokenizer_id=meta.tokenizer_id, beta=meta.beta,
-                     expected_info=meta.expected_info, router=meta.router)
+                     expected_info=meta.expected_info, router=meta.router, workers=pool.peak,
+                     nodes=len(totals.nodes))

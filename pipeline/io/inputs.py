@@ -1,7 +1,10 @@
 """Listing the input corpus once: a prefix (local folder, s3://bucket/prefix) or a list file.
 
 The result is a sorted, de-duplicated list of `ManifestEntry` (uri, size, version,
-video_id). Everything downstream (shards, part names, fingerprints) is a pure function
+video_id). An object-store prefix is listed in parallel: delimiter listings split it into
+sub-prefixes (a few levels down, until there are enough), each then listed flat on its own
+thread. A list file whose rows carry `size` and `etag` columns is taken as is (no HEAD request
+per video); otherwise each listed object is stat'ed, many at a time. Everything downstream (shards, part names, fingerprints) is a pure function
 of that list, so the order in which a store happens to list objects never matters.
 
 URIs are normalized before hashing: local paths become absolute POSIX paths (no
@@ -144,12 +147,52 @@ def _entry(uri: str, info: dict[str, Any]) -> ManifestEntry:
     return ManifestEntry(uri=norm, size=int(info.get("size") or 0), version=_version_of(info), video_id=video_id_of(norm))
 
 
+LIST_THREADS = 16  # concurrent listings / HEAD requests against an object store
+_FANOUT_LEVELS = 3  # delimiter listings at most this deep before the flat listings
+
+
+def _split_prefixes(fs: Any, root: str, want: int) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Delimiter listings from root down, breadth first, until at least `want` sub-prefixes (or
+    _FANOUT_LEVELS levels): (objects met on the way, the sub-prefixes left to list flat)."""
+    objects: dict[str, dict[str, Any]] = {}
+    level = [root]
+    for _ in range(_FANOUT_LEVELS):
+        if len(level) >= want:
+            break
+        with ThreadPoolExecutor(max_workers=min(LIST_THREADS, len(level))) as pool:
+            listings = list(pool.map(lambda d: with_retries(lambda: fs.ls(d, detail=True, refresh=True),
+                                                            f"list {d}"), level))
+        nxt = []
+        for items in listings:
+            for info in items:
+                if info.get("type") == "directory":
+                    nxt.append(info["name"].rstrip("/"))
+                else:
+                    objects[info["name"]] = info
+        if not nxt:
+            return objects, []
+        level = nxt
+    return objects, level
+
+
+def _find(fs: Any, root: str, proto: str) -> dict[str, dict[str, Any]]:
+    """Every object under root, with its info: one flat listing locally, in parallel on object stores."""
+    if proto == "file":
+        return with_retries(lambda: fs.find(root, detail=True), f"list {root}")
+    objects, prefixes = _split_prefixes(fs, root, LIST_THREADS)
+    if prefixes:
+        with ThreadPoolExecutor(max_workers=min(LIST_THREADS, len(prefixes))) as pool:
+            for found in pool.map(lambda d: with_retries(lambda: fs.find(d, detail=True), f"list {d}"), prefixes):
+                objects.update(found)
+    return objects
+
+
 def _list_prefix(cfg: InputConfig, storage: StorageConfig) -> list[ManifestEntry]:
     fs, root = filesystem(normalize_uri(cfg.uri), storage)
     proto = protocol_of(normalize_uri(cfg.uri))
     if not with_retries(lambda: fs.exists(root), f"exists {cfg.uri}"):
         raise FileNotFoundError(f"input prefix not found: {cfg.uri}")
-    found: dict[str, dict[str, Any]] = with_retries(lambda: fs.find(root, detail=True), f"list {cfg.uri}")
+    found = _find(fs, root, proto)
     out = []
     skipped = 0
     for path, info in found.items():
@@ -170,8 +213,27 @@ def _list_prefix(cfg: InputConfig, storage: StorageConfig) -> list[ManifestEntry
     return out
 
 
-def read_list_file(uri: str, storage: StorageConfig, uri_column: str = "uri") -> list[str]:
-    """URIs named by a list file: .txt (one per line, '#' comments), .csv/.jsonl/.parquet (column)."""
+# columns of a list file that, both present on a row, spare that video's HEAD request
+META_COLUMNS: tuple[str, ...] = ("size", "etag")
+ListRow = tuple[str, int | None, str | None]  # uri, size, etag (None where the file does not say)
+
+
+def _row_meta(row: dict[str, Any], where: str) -> tuple[int | None, str | None]:
+    size, etag = row.get("size"), row.get("etag")
+    if size in (None, "") or etag in (None, ""):
+        return None, None
+    try:
+        n = int(size)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: size must be an integer, got {size!r}") from None
+    if n < 0:
+        raise ValueError(f"{where}: size must be >= 0, got {n}")
+    return n, str(etag).strip().strip('"')
+
+
+def read_list_file(uri: str, storage: StorageConfig, uri_column: str = "uri") -> list[ListRow]:
+    """Rows of a list file: .txt (one uri per line, '#' comments), .csv/.jsonl/.parquet (a uri
+    column, and optionally `size` and `etag` columns)."""
     fs, path = filesystem(uri, storage)
     lower = uri.lower()
     if lower.endswith(".parquet"):
@@ -183,10 +245,14 @@ def read_list_file(uri: str, storage: StorageConfig, uri_column: str = "uri") ->
         table = pq.ParquetFile(pa.BufferReader(raw)).read(use_threads=False)  # see pipeline.io.dataset.read_parquet
         if uri_column not in table.column_names:
             raise ValueError(f"list file {uri} has no column {uri_column!r}; columns: {table.column_names}")
-        return [str(u) for u in table.column(uri_column).to_pylist() if u]
+        cols = {c: table.column(c).to_pylist() for c in (uri_column, *META_COLUMNS) if c in table.column_names}
+        rows = [dict(zip(cols, vals)) for vals in zip(*cols.values())]
+        return [(str(r[uri_column]), *_row_meta(r, f"list file {uri} row {i}")) for i, r in enumerate(rows)
+                if r[uri_column]]
     text = with_retries(lambda: fs.cat_file(path), f"read {uri}").decode("utf-8-sig")
     if lower.endswith(".txt"):
-        return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+        return [(ln.strip(), None, None) for ln in text.splitlines()
+                if ln.strip() and not ln.lstrip().startswith("#")]
     if lower.endswith(".csv"):
         import csv
         import io
@@ -194,9 +260,10 @@ def read_list_file(uri: str, storage: StorageConfig, uri_column: str = "uri") ->
         reader = csv.DictReader(io.StringIO(text))
         if reader.fieldnames is None or uri_column not in reader.fieldnames:
             raise ValueError(f"list file {uri} has no column {uri_column!r}; header: {reader.fieldnames}")
-        return [row[uri_column].strip() for row in reader if (row.get(uri_column) or "").strip()]
+        return [(row[uri_column].strip(), *_row_meta(row, f"list file {uri} line {n}"))
+                for n, row in enumerate(reader, 2) if (row.get(uri_column) or "").strip()]
     if lower.endswith(".jsonl"):
-        out = []
+        out: list[ListRow] = []
         for n, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
@@ -206,12 +273,12 @@ def read_list_file(uri: str, storage: StorageConfig, uri_column: str = "uri") ->
                 raise ValueError(f"list file {uri} line {n} is not JSON: {exc}") from None
             if not isinstance(row, dict) or uri_column not in row:
                 raise ValueError(f"list file {uri} line {n} has no key {uri_column!r}")
-            out.append(str(row[uri_column]))
+            out.append((str(row[uri_column]), *_row_meta(row, f"list file {uri} line {n}")))
         return out
     raise ValueError(f"list file {uri} must end with one of {LIST_FILE_SUFFIXES}")
 
 
-def _stat_uris(uris: Iterable[str], storage: StorageConfig, threads: int = 16) -> list[ManifestEntry]:
+def _stat_uris(uris: Iterable[str], storage: StorageConfig, threads: int = LIST_THREADS) -> list[ManifestEntry]:
     def stat(uri: str) -> ManifestEntry:
         fs, path = filesystem(uri, storage)
         try:
@@ -235,12 +302,15 @@ def list_inputs(cfg: InputConfig, storage: StorageConfig = StorageConfig()) -> l
     """List the corpus once: sorted by normalized uri, duplicates removed, ids checked unique."""
     if cfg.resolved_kind == "list":
         raw = read_list_file(cfg.uri, storage, cfg.uri_column)
-        for u in raw:
+        for u, _, _ in raw:
             check_no_credentials(u)
-        unique = sorted({normalize_uri(u): u for u in raw}.items())
+        unique = sorted({normalize_uri(r[0]): r for r in raw}.items())
         if len(unique) < len(raw):
             logger.info("list file %s: %d duplicate uris dropped", cfg.uri, len(raw) - len(unique))
-        entries = _stat_uris([orig for _, orig in unique], storage)
+        # rows with size and etag are taken as listed; the others are stat'ed (one HEAD each on S3)
+        known = [ManifestEntry(uri=norm, size=size, version=f"etag:{etag}", video_id=video_id_of(norm))
+                 for norm, (_, size, etag) in unique if size is not None and etag is not None]
+        entries = known + _stat_uris([orig for _, (orig, size, _) in unique if size is None], storage)
     else:
         entries = _list_prefix(cfg, storage)
     by_uri = {e.uri: e for e in entries}
