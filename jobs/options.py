@@ -201,6 +201,9 @@ job_options = apply([
                  help="Share of a GPU per actor (0.5: two actors per GPU, for small models)."),
     click.option("--cores-per-cpu-worker", default=0, type=int,
                  help="On CPU-only nodes, one actor per this many cores (default 0: one per node)."),
+    click.option("--on-change", default="keep", show_default=True, type=click.Choice(["keep", "retokenize"]),
+                 help="A rerun over videos removed or changed since they were tokenized: keep their rows, or "
+                      "redo their shards. New videos always go to a new generation."),
     click.option("--decode-timeout", default=300.0, show_default=True, type=float,
                  help="Seconds before a hung decode is cancelled (then retried once, then recorded)."),
     click.option("--decode-overlap", default="auto", show_default=True,
@@ -239,6 +242,7 @@ def build_job(input_uri: str, output: str, **o: Any) -> JobConfig:
             storage=storage_from(dict(o)),
             execution=ExecConfig(num_workers=o["workers"], gpus_per_worker=o.get("gpus_per_worker", 1.0),
                                  cores_per_cpu_worker=o.get("cores_per_cpu_worker", 0),
+                                 on_change=o.get("on_change", "keep"),
                                  decode_timeout_s=o.get("decode_timeout", 300.0),
                                  decode_overlap=o.get("decode_overlap", "auto")),
             extensions=tuple(e.strip() for e in o["extensions"].split(",")) if o["extensions"] else None,

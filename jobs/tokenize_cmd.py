@@ -87,7 +87,7 @@ def status(output: str, as_json: bool, **o: Any) -> None:
     total = st["shards"] if st["shards"] is not None else "?"
     click.echo(f"{output}: {st['shards_done']}/{total} shards committed, {st['clips']} clips, "
                f"{st['tokens']} tokens, {st['errors']} errors; "
-               f"{'finished (dataset.json present)' if st['finished'] else 'not finished'}")
+               f"{'finished (dataset.json covers every shard)' if st['finished'] else 'not finished'}")
     if st["errors"]:
         kinds = ", ".join(f"{k} {v}" for k, v in st["errors_by_kind"].items())
         stages = ", ".join(f"{k} {v}" for k, v in st["errors_by_stage"].items())

@@ -29,6 +29,10 @@ class ExecConfig(FrozenConfig):
     cores_per_cpu_worker: on a CPU-only cluster, one actor per this many cores of each node (0: one
       actor per node).
     pool_refresh_s: how often the driver looks for nodes that joined (and gives them actors).
+    on_change: a rerun over an input whose listed videos were removed or changed (new size or
+      version): "keep" (default) leaves their rows as tokenized, reports them and only adds new
+      videos, so committed parts are never rewritten unasked; "retokenize" redoes the shards that
+      hold them (a removed video becomes an error row). New videos always go to a new generation.
     decode_window: videos decoded ahead of the model per worker (bounds memory).
     decode_timeout_s: a decode taking longer is cancelled and retried, then recorded.
     decode_attempts: tries per video for crashed / hung decodes.
@@ -62,8 +66,11 @@ class ExecConfig(FrozenConfig):
     gpus_per_worker: float = 1.0
     cores_per_cpu_worker: int = 0
     pool_refresh_s: float = 10.0
+    on_change: str = "keep"
 
     def __post_init__(self) -> None:
+        if self.on_change not in ("keep", "retokenize"):
+            raise ValueError(f"on_change must be keep or retokenize, got {self.on_change!r}")
         if not 0 < self.gpus_per_worker <= 1:
             raise ValueError(f"gpus_per_worker must be in (0, 1], got {self.gpus_per_worker}")
         if self.cores_per_cpu_worker < 0:
@@ -166,3 +173,7 @@ class JobResult:
     router: str = "elbo"
     workers: int = 0  # tokenize actors at the largest the pool grew to
     nodes: int = 0  # nodes whose actors committed shards in this run
+    generations: int = 1  # of the plan: runs that found new videos
+    added: int = 0  # videos this run found new (a new generation), removed / changed: since the plan
+    removed: int = 0
+    changed: int = 0

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 
 from pipeline.exec.job import JobConfig, content_diff
-from pipeline.exec.plan import Plan, make_plan
+from pipeline.exec.plan import Growth, Plan, make_plan
 from pipeline.io.dataset import DatasetDir
 from pipeline.io.inputs import canonical_input
 from pipeline.io.writer import check_compatible
@@ -24,6 +24,7 @@ from schemas.layout import (
     PLAN_FILE,
     ROOT_FILES,
     TEMP_PREFIX,
+    commit_marker,
     error_part,
     is_part_file,
 )
@@ -82,9 +83,33 @@ def preflight(job: JobConfig, need_mean: bool = True) -> Plan:
 
 @dataclass(frozen=True)
 class Prepared:
+    """plan: as it stands after this run's listing; growth: how that listing differed from the
+    plan the output held (None for a fresh output)."""
+
     plan: Plan
     done: frozenset[int]
     todo: tuple[int, ...]
+    growth: Growth | None = None
+
+
+def _apply_growth(ds: DatasetDir, job: JobConfig, plan: Plan, growth: Growth, redo: set[int]) -> None:
+    """Record a grown plan before any new shard runs. Shards to redo lose the manifest first (a
+    reader then waits for the run to end), then their commit markers."""
+    logger.warning("%s: the input changed since the last run: %s", job.output, growth.describe())
+    if (growth.removed or growth.changed) and not redo:
+        logger.warning("%s: %d removed and %d changed videos keep the rows they were tokenized into "
+                       "(--on-change retokenize redoes their shards)", job.output, len(growth.removed),
+                       len(growth.changed))
+    if redo:
+        ds.remove([MANIFEST_NAME])
+        ds.remove([commit_marker(s) for s in sorted(redo)])
+        ds.invalidate_cache()
+        logger.warning("%s: redoing %d shards that hold removed or changed videos", job.output, len(redo))
+    if growth.added:
+        ids = plan.generation_shards()[-1]
+        logger.warning("%s: generation %d: %d new videos in shards %d..%d", job.output, plan.generations - 1,
+                       len(growth.added), ids.start, ids.stop - 1)
+    ds.put(PLAN_FILE, plan.to_json().encode("utf-8"))
 
 
 def clear_output(ds: DatasetDir) -> None:
@@ -149,9 +174,11 @@ def prepare_output(job: JobConfig, file_meta: TokenFileMeta, overwrite: bool = F
                 f"{job.output} holds a dataset made with other settings ({'; '.join(diff)}); "
                 "rerun with the same settings to resume, or pass --overwrite to start over"
             )
+    growth: Growth | None = None
+    redo: set[int] = set()
     if has_plan:
         try:
-            plan.check_same_as(Plan.from_json(ds.read(PLAN_FILE).decode("utf-8")))
+            plan, growth, redo = Plan.from_json(ds.read(PLAN_FILE).decode("utf-8")).grow(plan, job.execution.on_change)
         except ValueError as exc:
             raise OutputMismatchError(f"{job.output}: {exc}; pass --overwrite to start over") from None
     try:
@@ -160,13 +187,15 @@ def prepare_output(job: JobConfig, file_meta: TokenFileMeta, overwrite: bool = F
         raise OutputMismatchError(f"{exc}; or pass --overwrite") from None
     if not has_job:
         ds.put(JOB_FILE, json.dumps({"content": job.content()}, indent=1, sort_keys=True).encode())
+    if growth is not None and not growth.empty:
+        _apply_growth(ds, job, plan, growth, redo)
     if not has_plan:
         ds.put(PLAN_FILE, plan.to_json().encode("utf-8"))
     commits = ds.commits()
     stray = sorted(set(commits) - set(range(plan.n_shards)))
     if stray:
         raise OutputMismatchError(f"{job.output} has commit markers for shards {stray[:10]} outside the plan")
-    done = frozenset(commits)
+    done = frozenset(commits) - redo
     if retry_errors:
         redo = shards_with_transient_errors(ds, commits)
         if redo:
@@ -174,4 +203,4 @@ def prepare_output(job: JobConfig, file_meta: TokenFileMeta, overwrite: bool = F
         done -= redo
     todo = tuple(i for i in range(plan.n_shards) if i not in done)
     logger.info("%s: %d of %d shards already committed", job.output, len(done), plan.n_shards)
-    return Prepared(plan=plan, done=done, todo=todo)
+    return Prepared(plan=plan, done=done, todo=todo, growth=growth)

@@ -20,7 +20,11 @@ def dataset_status(ds: DatasetDir) -> dict[str, Any]:
     """
     if not any(ds.exists(name) for name in (PLAN_FILE, JOB_FILE, MANIFEST_NAME)):
         raise FileNotFoundError(f"no dataset at {ds.root!r}: it holds no {PLAN_FILE}, {JOB_FILE} or {MANIFEST_NAME}")
-    n_shards = Plan.from_json(ds.read(PLAN_FILE).decode("utf-8")).n_shards if ds.exists(PLAN_FILE) else None
+    plan = Plan.from_json(ds.read(PLAN_FILE).decode("utf-8")) if ds.exists(PLAN_FILE) else None
+    n_shards = plan.n_shards if plan is not None else None
+    # while a grown input's new generation runs, the previous manifest still stands (readers keep
+    # the previous dataset): finished means the manifest covers every shard of the plan
+    finished = ds.exists(MANIFEST_NAME) and (n_shards is None or len(ds.read_manifest().parts) == n_shards)
     commits = ds.commits()
     kinds: Counter[str] = Counter()
     stages: Counter[str] = Counter()
@@ -32,11 +36,12 @@ def dataset_status(ds: DatasetDir) -> dict[str, Any]:
     return {
         "root": ds.root,
         "shards": n_shards,
+        "generations": plan.generations if plan is not None else None,
         "shards_done": len(commits),
         "clips": sum(c.n_rows for c in commits.values()),
         "tokens": sum(c.n_tokens for c in commits.values()),
         "errors": sum(c.n_errors for c in commits.values()),
         "errors_by_kind": dict(sorted(kinds.items())),
         "errors_by_stage": dict(sorted(stages.items())),
-        "finished": ds.exists(MANIFEST_NAME),
+        "finished": finished,
     }
