@@ -52,6 +52,7 @@ def lm_probe(dataset: str, steps: int, batch_size: int, lr: float, max_len: int,
     small causal transformer trained on its other videos (the mask coded by the combinatorial bound)."""
     from pipeline.io.dataset import DatasetDir, DatasetNotReadyError
     from pipeline.lm.read import read_corpus
+    from tokenizer.device import resolve_device
     from tokenizer.lm.corpus import split_by_video
     from tokenizer.lm.model import ProbeModelConfig
     from tokenizer.lm.probe import ProbeConfig, run_probe
@@ -62,6 +63,10 @@ def lm_probe(dataset: str, steps: int, batch_size: int, lr: float, max_len: int,
                           model=ProbeModelConfig(d_model=d_model, n_layers=layers, n_heads=heads))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    try:
+        resolve_device(device)  # a CUDA device this machine lacks is refused before the dataset is read
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--device") from None
     try:
         read = read_corpus(DatasetDir(dataset, storage_from(o)), max_clips)
     except DatasetNotReadyError as exc:

@@ -133,6 +133,8 @@ def test_cli_json_plot_and_exit_statuses(dataset: str, tmp_path: Path) -> None:
     assert human.exit_code == 0 and "per pixel" in human.output and "sample of 40 of 80" in human.output
     bad = CliRunner().invoke(main, ["lm-probe", dataset, "--steps", "0"])
     assert bad.exit_code == 2 and "--steps" in bad.output
+    bad = CliRunner().invoke(main, ["lm-probe", dataset, "--device", "gpu"])
+    assert bad.exit_code == 2 and "'gpu'" in bad.output
     missing = CliRunner().invoke(main, ["lm-probe", str(tmp_path / "nothing")])
     assert missing.exit_code == 1
     assert missing.output.startswith("Error:") and len(missing.output.strip().splitlines()) == 1
