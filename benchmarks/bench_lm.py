@@ -17,8 +17,8 @@ the same clips (the rate-distortion harness's figure). The sets are small (tens 
 figures are small-sample, and a probe trained on half of them is a weak, data-starved model
 (compare with the `unigram` column, the training fold's id frequencies).
 
-    python benchmarks/bench_lm.py [--sets procedural,mixed] [--clips 48] [--beta 0.5] [--steps 200]
-        [--batch-size 4] [--seed 0] [--threads 1] [--out DIR] [--json]
+    python benchmarks/bench_lm.py [--sets procedural,mixed] [--clips 36] [--beta 0.5] [--steps 150]
+        [--batch-size 4] [--seed 0] [--threads 2] [--out DIR] [--json]
 """
 
 from __future__ import annotations
@@ -107,12 +107,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default=None, help="adaptive checkpoint (default: the shipped one)")
     ap.add_argument("--sets", default="procedural,mixed")
-    ap.add_argument("--clips", type=int, default=48)
+    ap.add_argument("--clips", type=int, default=36)
     ap.add_argument("--beta", type=float, default=0.5)
-    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=4, help="clips per tokenizer call")
     ap.add_argument("--out", default=None, help="write the datasets here (default: a temporary folder)")
     ap.add_argument("--json", action="store_true")
