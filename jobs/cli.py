@@ -27,6 +27,7 @@ _COMMANDS: dict[str, str] = {
     "submit": "jobs.submit_cmd:submit",
     "inspect": "jobs.dataset_cmds:inspect_cmd",
     "validate": "jobs.dataset_cmds:validate_cmd",
+    "lm-probe": "jobs.lm_probe_cmd:lm_probe",
 }
 
 

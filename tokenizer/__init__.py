@@ -7,6 +7,7 @@ Top level: `api` (what the pipeline calls), `checkpoint` (safetensors + JSON hea
   train/     the trainer (both stages), the built-in procedural corpus, batch prefetching
   eval/      metrics, reconstruction, rate-distortion and the budget baselines
   tuning/    choosing beta on sample clips (budgets, quality probes, search, figure)
+  lm/        the LM probe: bits per kept token, mask bits and bits per pixel of a token stream
 
 Never touches storage, and imports neither pipeline/ nor jobs/.
 """
