@@ -159,13 +159,6 @@ class Plan:
     def shards(self) -> list[Shard]:
         return [self.shard(i) for i in range(self.n_shards)]
 
-    def shard_of(self, uri: str) -> int:
-        """The shard holding `uri` (ValueError if the plan has no such video)."""
-        for s in self.shards():
-            if any(e.uri == uri for e in s.entries):
-                return s.shard_id
-        raise ValueError(f"no video {uri!r} in the plan")
-
     def diff(self, listed: Plan) -> Growth:
         """What `listed` (a fresh listing) adds to, removes from and changes in this plan."""
         mine = {e.uri: e for e in self.entries}

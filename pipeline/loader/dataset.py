@@ -193,13 +193,13 @@ class TokenDataset(IterableDataset):
         self._consumed: list[Interval] = []  # sample numbers consumed before the current split
         self._split: dict[str, Any] | None = None  # the split that `_progress` counts in
         self._progress = 0  # batches served on this rank under `_split` (samples when in-process)
-        self._lengths: dict[int, np.ndarray] | None = None  # part -> n_tokens of its rows (packed)
+        self._lengths: dict[int, list[np.ndarray]] | None = None  # part -> n_tokens per row group (packed)
         self._layout: tuple[int, EpochLayout] | None = None
 
     # ---- planning -------------------------------------------------------------------------
-    def _row_lengths(self) -> dict[int, np.ndarray]:
-        """n_tokens of every row, per part (packed mode counts sequences from them): one column
-        read per part, once; checked against the rows read later."""
+    def _row_lengths(self) -> dict[int, list[np.ndarray]]:
+        """n_tokens of every row, per part and row group (packed mode counts sequences from them):
+        one column read per part, once; checked against the rows read later."""
         if self._lengths is None:
             out = {}
             for i, p in enumerate(self.manifest.parts):
@@ -208,15 +208,13 @@ class TokenDataset(IterableDataset):
                 n = pq.ParquetFile(src).read(columns=["n_tokens"]).column(0).to_numpy().astype(np.int64)
                 if len(n) != sum(p.row_groups):
                     raise ValueError(f"{self.ds.uri(rel)}: {len(n)} rows, its commit says {sum(p.row_groups)}")
-                out[i] = n
+                out[i] = np.split(n, np.cumsum(p.row_groups)[:-1])
             self._lengths = out
         return self._lengths
 
     def _window_rows(self, units: tuple[Unit, ...]) -> np.ndarray:
         lengths = self._row_lengths()
-        starts = {i: np.concatenate([[0], np.cumsum(p.row_groups)]) for i, p in enumerate(self.manifest.parts)}
-        return np.concatenate([lengths[u.part][starts[u.part][u.row_group] : starts[u.part][u.row_group + 1]]
-                               for u in units])
+        return np.concatenate([lengths[u.part][u.row_group] for u in units])
 
     def layout(self) -> EpochLayout:
         """This epoch's windows and sample numbers."""
