@@ -23,6 +23,7 @@ _COMMANDS: dict[str, str] = {
     "tune-beta": "jobs.tune_beta_cmd:tune_beta",
     "demo": "jobs.demo_cmd:demo",
     "tokenize": "jobs.tokenize_cmd:tokenize",
+    "plan": "jobs.plan_cmd:plan_cmd",
     "status": "jobs.tokenize_cmd:status",
     "submit": "jobs.submit_cmd:submit",
     "inspect": "jobs.dataset_cmds:inspect_cmd",

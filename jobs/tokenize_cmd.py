@@ -48,7 +48,7 @@ def tokenize(input_uri: str, output: str, address: str | None, overwrite: bool, 
         except ValueError as exc:  # a changed request (OutputMismatchError), a target out of reach, a bad report
             raise click.ClickException(str(exc)) from None
     if not as_json:
-        click.echo(f"{input_uri}: {len(plan.entries)} videos in {plan.n_shards} shards; starting Ray "
+        click.echo(f"{input_uri}: {plan.n_videos} videos in {plan.n_shards} shards; starting Ray "
                    f"({address or 'a local cluster'}) ...", err=True)
     try:
         result = run_job(job, address=address, overwrite=overwrite, progress=not as_json, plan=plan,

@@ -8,7 +8,8 @@ own files and a rerun finds the same names.
     ROOT/errors/part-{shard:06d}.parquet   error rows (written for every shard, maybe empty)
     ROOT/_commits/part-{shard:06d}.json    commit marker, written after both parts
     ROOT/dataset.json                      manifest, written last
-    ROOT/job.json, ROOT/plan.json          the job's settings and its listed corpus
+    ROOT/job.json, ROOT/plan.json          the job's settings and its listed corpus (metadata)
+    ROOT/plan/gen-{g:05d}-{fp}.parquet     the plan's entries, one file per generation
     ROOT/tuning.json, ROOT/tuning.png      the beta tuning of `--beta auto` (when tuned)
     ROOT/<part folder>/.tmp-*              a local write in progress (renamed when complete)
     ROOT/_lease.json                       the running job's hold on the dataset (pipeline.io.lease)
@@ -27,6 +28,7 @@ COMMITS_DIR = "_commits"
 MANIFEST_NAME = "dataset.json"
 JOB_FILE = "job.json"
 PLAN_FILE = "plan.json"
+PLAN_DIR = "plan"
 TUNING_REPORT = "tuning.json"
 TUNING_FIGURE = "tuning.png"
 TEMP_PREFIX = ".tmp-"

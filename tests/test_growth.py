@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from pipeline_helpers import good_corpus, read_errors, read_rows
 
-from pipeline.exec.plan import Plan
+from pipeline.exec.plan_store import load_plan
 from pipeline.exec.status import dataset_status
 from pipeline.io.dataset import DatasetDir
 from schemas.validate import validate_dataset
@@ -82,7 +82,7 @@ def test_growth_adds_a_generation_and_leaves_committed_parts(tiny_checkpoint: st
     proc.wait(timeout=30)
     # until the new generation is complete, readers keep the previous dataset, whole
     assert [p.shard for p in DatasetDir(str(out)).read_manifest().parts] == [0, 1, 2, 3]
-    plan = Plan.from_json((out / "plan.json").read_text())
+    plan = load_plan(DatasetDir(str(out)), entries=False)
     assert [list(r) for r in plan.generation_shards()] == [[0, 1, 2, 3], [4, 5, 6, 7]]
     st = dataset_status(DatasetDir(str(out)))
     assert (st["generations"], st["shards"], st["finished"]) == (2, 8, False)

@@ -5,6 +5,8 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from pipeline.io.inputs import (
@@ -15,9 +17,10 @@ from pipeline.io.inputs import (
     video_id_of,
 )
 from pipeline.exec.plan import Plan, PlanConfig, make_plan, plan_from_entries
+from pipeline.exec.plan_store import load_plan, save_plan
 from pipeline.io.dataset import DatasetDir
 from pipeline.io.storage import StorageConfig, filesystem
-from schemas.layout import PLAN_FILE, commit_path, part_stem, shard_of, token_part_path
+from schemas.layout import commit_path, part_stem, shard_of, token_part_path
 
 
 def _touch(root: Path, names: list[str]) -> None:
@@ -72,29 +75,37 @@ def test_fingerprint_tracks_content_and_resume_check(video_dir: Path) -> None:
         make_plan(InputConfig(uri=str(video_dir)), cfg).check_same_as(new)
     with pytest.raises(ValueError, match="videos_per_shard differs: existing plan 2, new 3"):
         make_plan(InputConfig(uri=str(video_dir)), PlanConfig(3)).check_same_as(new)
-    new.check_same_as(make_plan(InputConfig(uri=str(video_dir)), cfg).__class__.from_json(new.to_json()))
+    new.check_same_as(Plan.from_dict(new.to_dict(), folder=new.folder))
 
 
-def test_plan_json_round_trip_and_tamper_detection(video_dir: Path, tmp_path: Path) -> None:
+def test_plan_round_trip_and_tamper_detection(video_dir: Path, tmp_path: Path) -> None:
     _touch(video_dir, ["x.mp4", "y.mkv", "z.avi"])
     plan = make_plan(InputConfig(uri=str(video_dir), extensions=(".mp4", ".mkv")), PlanConfig(1))
-    out = tmp_path / "out" / "plan.json"
-    out.parent.mkdir()
-    ds = DatasetDir(str(out.parent))
-    ds.put(PLAN_FILE, plan.to_json().encode())
-    loaded = Plan.from_json(ds.read(PLAN_FILE).decode())
-    assert loaded == plan and loaded.shards() == plan.shards()
-    d = json.loads(out.read_text())
-    assert d["n_shards"] == 2 and d["source"]["extensions"] == [".mp4", ".mkv"]
-    d["entries"][0]["size"] += 1
+    out = tmp_path / "out"
+    ds = DatasetDir(str(out))
+    save_plan(ds, plan)
+    loaded = load_plan(ds)
+    assert loaded == plan and loaded.shards() == plan.shards() and loaded.folder != plan.folder
+    assert load_plan(ds, entries=False).n_shards == 2
+    d = json.loads((out / "plan.json").read_text())
+    assert d["n_shards"] == 2 and d["source"]["extensions"] == [".mp4", ".mkv"] and "entries" not in d
+    [gen] = d["generations"]
+    assert (out / "plan" / gen["file"]).is_file()
+    d["generations"][0]["fingerprint"] = "0" * 64
     with pytest.raises(ValueError, match="fingerprint .* does not match"):
         Plan.from_dict(d)
-    d = json.loads(out.read_text())
+    d = json.loads((out / "plan.json").read_text())
     d["extra"] = 1
     with pytest.raises(ValueError, match="extra"):
         Plan.from_dict(d)
+    (out / "plan.json").write_text("{")
     with pytest.raises(ValueError, match="not valid JSON"):
-        Plan.from_json("{")
+        load_plan(ds)
+    save_plan(ds, plan)
+    table = pq.read_table(out / "plan" / gen["file"])  # an entry edited in the output's copy
+    pq.write_table(table.set_column(1, "size", pa.array([7, 7], pa.int64())), out / "plan" / gen["file"])
+    with pytest.raises(ValueError, match="does not match plan.json"):
+        load_plan(ds)
 
 
 def test_s3_prefix_and_plan_on_s3(s3_endpoint: str, s3_bucket: str) -> None:
@@ -107,10 +118,10 @@ def test_s3_prefix_and_plan_on_s3(s3_endpoint: str, s3_bucket: str) -> None:
     assert all(e.version.startswith("etag:") and '"' not in e.version for e in plan.entries)
     assert [e.size for e in plan.entries] == [len("raw/1/a.MKV"), len("raw/1/c.mp4"), len("raw/2/b.mp4")]
     ds = DatasetDir(f"s3://{s3_bucket}/out", storage)
-    ds.put(PLAN_FILE, plan.to_json().encode())
+    save_plan(ds, plan)
     text = fs.cat(f"{s3_bucket}/out/plan.json").decode()
     assert "testing" not in text  # the secret key set by the fixture never reaches the plan
-    assert Plan.from_json(ds.read(PLAN_FILE).decode()) == plan
+    assert load_plan(ds) == plan and load_plan(ds).entries == plan.entries
     # an s3a:// spelling without the trailing slash lists the same corpus
     again = make_plan(InputConfig(uri=f"s3a://{s3_bucket}/raw"), PlanConfig(2), storage)
     assert again.fingerprint == plan.fingerprint
@@ -266,5 +277,7 @@ def test_normalize_and_part_names() -> None:
     with pytest.raises(ValueError, match=r"\[0, 1\), got 3"):
         make_plan_of_one().shard(3)
     e = ManifestEntry(uri="/a.mp4", size=1, version="v", video_id=video_id_of("/a.mp4"))
-    with pytest.raises(ValueError, match="sorted"):
-        Plan(source=InputConfig(uri="/"), config=PlanConfig(), entries=(e, e), fingerprint="")
+    assert plan_from_entries([e, e], InputConfig(uri="/"), PlanConfig()).entries == (e,)
+    twin = ManifestEntry(uri="/b.mp4", size=1, version="v", video_id=e.video_id)
+    with pytest.raises(ValueError, match=f"video_id collision {e.video_id}: /a.mp4 and /b.mp4"):
+        plan_from_entries([twin, e], InputConfig(uri="/"), PlanConfig())

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from pipeline.exec.job import JobConfig, content_diff
 from pipeline.exec.plan import Growth, Plan, make_plan
+from pipeline.exec.plan_files import is_generation_file
+from pipeline.exec.plan_store import load_plan, save_plan
 from pipeline.io.dataset import DatasetDir
 from pipeline.io.inputs import canonical_input
 from pipeline.io.writer import check_compatible
@@ -21,6 +23,7 @@ from schemas.layout import (
     JOB_FILE,
     MANIFEST_NAME,
     PART_FOLDERS,
+    PLAN_DIR,
     PLAN_FILE,
     ROOT_FILES,
     TEMP_PREFIX,
@@ -75,7 +78,7 @@ def preflight(job: JobConfig, need_mean: bool = True) -> Plan:
         raise PreflightError(f"cannot read {job.input!r}: {type(exc).__name__}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - botocore's credential / endpoint errors are not OSErrors
         raise PreflightError(f"cannot reach storage for {job.input!r}: {type(exc).__name__}: {exc}") from None
-    if not plan.entries:
+    if not plan.n_videos:
         exts = "" if job.source.resolved_kind == "list" else f" with extensions {', '.join(job.source.extensions)}"
         raise PreflightError(f"no videos under input {job.input!r}{exts}")
     return plan
@@ -98,8 +101,7 @@ def _apply_growth(ds: DatasetDir, job: JobConfig, plan: Plan, growth: Growth, re
     logger.warning("%s: the input changed since the last run: %s", job.output, growth.describe())
     if (growth.removed or growth.changed) and not redo:
         logger.warning("%s: %d removed and %d changed videos keep the rows they were tokenized into "
-                       "(--on-change retokenize redoes their shards)", job.output, len(growth.removed),
-                       len(growth.changed))
+                       "(--on-change retokenize redoes their shards)", job.output, growth.removed, growth.changed)
     if redo:
         ds.remove([MANIFEST_NAME])
         ds.remove([commit_marker(s) for s in sorted(redo)])
@@ -107,18 +109,19 @@ def _apply_growth(ds: DatasetDir, job: JobConfig, plan: Plan, growth: Growth, re
         logger.warning("%s: redoing %d shards that hold removed or changed videos", job.output, len(redo))
     if growth.added:
         ids = plan.generation_shards()[-1]
-        logger.warning("%s: generation %d: %d new videos in shards %d..%d", job.output, plan.generations - 1,
-                       len(growth.added), ids.start, ids.stop - 1)
-    ds.put(PLAN_FILE, plan.to_json().encode("utf-8"))
+        logger.warning("%s: generation %d: %d new videos in shards %d..%d", job.output, len(plan.generations) - 1,
+                       growth.added, ids.start, ids.stop - 1)
+    save_plan(ds, plan)
 
 
 def clear_output(ds: DatasetDir) -> None:
-    """Delete the dataset's files (`--overwrite`): the manifest, job.json, plan.json and every part,
-    marker and temp file the layout names. Nothing else: a user's own file in OUTPUT (or in
+    """Delete the dataset's files (`--overwrite`): the manifest, job.json, plan.json, the plan's entry
+    files and every part, marker and temp file the layout names. Nothing else: a user's own file in OUTPUT (or in
     OUTPUT/tokens) stays, and so does the tuning report `--beta auto` has just written."""
     ours = [name for name in (MANIFEST_NAME, JOB_FILE, PLAN_FILE) if ds.exists(name)]
     for folder, _ in PART_FOLDERS:
         ours += [f"{folder}/{name}" for name in ds.list(folder) if is_part_file(folder, name)]
+    ours += [f"{PLAN_DIR}/{name}" for name in ds.list(PLAN_DIR) if is_generation_file(name)]
     ds.remove(ours)
     ds.invalidate_cache()
     logger.info("cleared %s (%d files)", ds.root, len(ours))
@@ -132,6 +135,8 @@ def check_output_is_ours(ds: DatasetDir) -> None:
         return
     if JOB_FILE in names or PLAN_FILE in names or COMMITS_DIR in names:
         return
+    if PLAN_DIR in names and all(is_generation_file(n) for n in ds.list(PLAN_DIR)):  # a plan being written
+        names = [n for n in names if n != PLAN_DIR]
     if MANIFEST_NAME in names:
         try:
             if ds.read_manifest().schema_name == SCHEMA_NAME:
@@ -178,7 +183,12 @@ def prepare_output(job: JobConfig, file_meta: TokenFileMeta, overwrite: bool = F
     redo: set[int] = set()
     if has_plan:
         try:
-            plan, growth, redo = Plan.from_json(ds.read(PLAN_FILE).decode("utf-8")).grow(plan, job.execution.on_change)
+            old_plan = load_plan(ds)
+            if not has_job and old_plan.source != job.source:  # planned by `infotok plan` for another input
+                raise ValueError(f"the plan there lists {old_plan.source.uri!r} (extensions "
+                                 f"{','.join(old_plan.source.extensions)}), not {job.source.uri!r} (extensions "
+                                 f"{','.join(job.source.extensions)})")
+            plan, growth, redo = old_plan.grow(plan, job.execution.on_change)
         except ValueError as exc:
             raise OutputMismatchError(f"{job.output}: {exc}; pass --overwrite to start over") from None
     try:
@@ -190,7 +200,7 @@ def prepare_output(job: JobConfig, file_meta: TokenFileMeta, overwrite: bool = F
     if growth is not None and not growth.empty:
         _apply_growth(ds, job, plan, growth, redo)
     if not has_plan:
-        ds.put(PLAN_FILE, plan.to_json().encode("utf-8"))
+        save_plan(ds, plan)
     commits = ds.commits()
     stray = sorted(set(commits) - set(range(plan.n_shards)))
     if stray:

@@ -343,7 +343,7 @@ def _dispatch(job: JobConfig, prepared: Prepared, pool: ActorPool, progress: boo
 
 def _growth_counts(prepared: Prepared) -> dict[str, int]:
     g = prepared.growth
-    return {"added": len(g.added), "removed": len(g.removed), "changed": len(g.changed)} if g else {}
+    return {"added": g.added, "removed": g.removed, "changed": g.changed} if g else {}
 
 
 def _finalise(job: JobConfig, prepared: Prepared, pool: ActorPool, meta: TokenFileMeta, totals: _Totals,
@@ -365,4 +365,4 @@ def _finalise(job: JobConfig, prepared: Prepared, pool: ActorPool, meta: TokenFi
                      tokens=manifest.n_tokens, errors=manifest.n_errors, shard_retries=totals.retries,
                      seconds=time.monotonic() - t0, tokenizer_id=meta.tokenizer_id, beta=meta.beta,
                      expected_info=meta.expected_info, router=meta.router, workers=pool.peak,
-                     nodes=len(totals.nodes), generations=plan.generations, **_growth_counts(prepared))
+                     nodes=len(totals.nodes), generations=len(plan.generations), **_growth_counts(prepared))

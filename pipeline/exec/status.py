@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from pipeline.exec.plan import Plan
+from pipeline.exec.plan_store import read_plan_dict
 from pipeline.io.dataset import DatasetDir
 from schemas.layout import JOB_FILE, MANIFEST_NAME, PLAN_FILE, error_part
 
@@ -20,8 +20,8 @@ def dataset_status(ds: DatasetDir) -> dict[str, Any]:
     """
     if not any(ds.exists(name) for name in (PLAN_FILE, JOB_FILE, MANIFEST_NAME)):
         raise FileNotFoundError(f"no dataset at {ds.root!r}: it holds no {PLAN_FILE}, {JOB_FILE} or {MANIFEST_NAME}")
-    plan = Plan.from_json(ds.read(PLAN_FILE).decode("utf-8")) if ds.exists(PLAN_FILE) else None
-    n_shards = plan.n_shards if plan is not None else None
+    plan = read_plan_dict(ds) if ds.exists(PLAN_FILE) else None  # the counts: no entry is read
+    n_shards = int(plan["n_shards"]) if plan is not None else None
     # while a grown input's new generation runs, the previous manifest still stands (readers keep
     # the previous dataset): finished means the manifest covers every shard of the plan
     finished = ds.exists(MANIFEST_NAME) and (n_shards is None or len(ds.read_manifest().parts) == n_shards)
@@ -36,7 +36,7 @@ def dataset_status(ds: DatasetDir) -> dict[str, Any]:
     return {
         "root": ds.root,
         "shards": n_shards,
-        "generations": plan.generations if plan is not None else None,
+        "generations": len(plan.get("generations", [0])) if plan is not None else None,
         "shards_done": len(commits),
         "clips": sum(c.n_rows for c in commits.values()),
         "tokens": sum(c.n_tokens for c in commits.values()),

@@ -8,10 +8,11 @@ leaf re-resolving storage from a URI. Every read and write is retried on transie
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING, Any
 
-from pipeline.io.storage import StorageConfig, filesystem, protocol_of, put_atomic_fs, with_retries
-from schemas.layout import COMMITS_DIR, MANIFEST_NAME, join, shard_of
+from pipeline.io.storage import StorageConfig, current_umask, filesystem, protocol_of, put_atomic_fs, with_retries
+from schemas.layout import COMMITS_DIR, MANIFEST_NAME, TEMP_PREFIX, join, shard_of
 
 if TYPE_CHECKING:
     import fsspec
@@ -105,6 +106,32 @@ class DatasetDir:
         if exclusive:
             self.invalidate_cache()
         return written
+
+    def upload(self, local: str, rel: str) -> None:
+        """Copy a local file to `rel` without holding it in memory: a temp file renamed into place
+        locally (mode by the umask), a streamed (multipart) upload on an object store."""
+        if self.is_local:
+            import shutil
+
+            path = self.path(rel)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = os.path.join(os.path.dirname(path), f"{TEMP_PREFIX}{os.path.basename(path)}")
+            shutil.copyfile(local, tmp)
+            os.chmod(tmp, 0o666 & ~current_umask())
+            os.replace(tmp, path)
+        else:
+            with_retries(lambda: self.fs.put_file(local, self.path(rel)), f"write {self.uri(rel)}")
+
+    def download(self, rel: str, local: str) -> None:
+        """Copy `rel` to a local file, streamed; FileNotFoundError when absent."""
+        with_retries(lambda: self.fs.get_file(self.path(rel), local), f"read {self.uri(rel)}")
+
+    def size(self, rel: str) -> int | None:
+        """Bytes at `rel`, None when absent."""
+        try:
+            return int(with_retries(lambda: self.fs.size(self.path(rel)), f"stat {self.uri(rel)}"))
+        except FileNotFoundError:
+            return None
 
     def remove(self, rels: list[str]) -> None:
         """Delete the given files (paths relative to the root)."""

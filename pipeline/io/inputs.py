@@ -1,16 +1,18 @@
 """Listing the input corpus once: a prefix (local folder, s3://bucket/prefix) or a list file.
 
-The result is a sorted, de-duplicated list of `ManifestEntry` (uri, size, version,
-video_id). An object-store prefix is listed in parallel: delimiter listings split it into
-sub-prefixes (a few levels down, until there are enough), each then listed flat on its own
-thread. A list file whose rows carry `size` and `etag` columns is taken as is (no HEAD request
-per video); otherwise each listed object is stat'ed, many at a time. Everything downstream (shards, part names, fingerprints) is a pure function
-of that list, so the order in which a store happens to list objects never matters.
+The result is a stream of Arrow tables of entries (uri, size, version, video_id) in no
+particular order (`iter_listing`; `pipeline.exec.plan` sorts and de-duplicates it out of core),
+or, for small inputs, a sorted list of `ManifestEntry` (`list_inputs`). An object-store prefix
+is listed in parallel: delimiter listings split it into sub-prefixes (a few levels down, until
+there are enough), each then listed flat on its own thread. A list file is streamed; rows that
+carry `size` and `etag` columns are taken as they are (no HEAD request per video), the others
+are stat'ed, many at a time. Everything downstream (shards, part names, fingerprints) is a pure
+function of the set of entries, so the order in which a store lists objects never matters.
 
 URIs are normalized before hashing: local paths become absolute POSIX paths (no
 `file://`), `s3a://` becomes `s3://` (keys are kept byte for byte). A URI that
 carries credentials (user:password@host, or a presigned query string) is refused, since
-the manifest is written to `plan.json` and to logs.
+the plan is written to the output and to logs.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import json
 import logging
 import os
 import posixpath
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+import tempfile
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -89,7 +92,7 @@ class ManifestEntry(FrozenConfig):
 
 def check_no_credentials(uri: str) -> None:
     """Refuse URIs that embed secrets (they would end up in plan.json and logs)."""
-    if "://" not in uri:
+    if "://" not in uri or ("@" not in uri and "?" not in uri):  # no user info, no query: nothing to hide
         return
     parts = urlsplit(uri)
     if parts.password is not None or (parts.username is not None and "@" in parts.netloc):
@@ -142,11 +145,6 @@ def _version_of(info: dict[str, Any]) -> str:
     return f"mtime:{int(float(mtime) * 1e9)}"  # ns as an integer: exact and JSON-stable
 
 
-def _entry(uri: str, info: dict[str, Any]) -> ManifestEntry:
-    norm = normalize_uri(uri)
-    return ManifestEntry(uri=norm, size=int(info.get("size") or 0), version=_version_of(info), video_id=video_id_of(norm))
-
-
 LIST_THREADS = 16  # concurrent listings / HEAD requests against an object store
 _FANOUT_LEVELS = 3  # delimiter listings at most this deep before the flat listings
 
@@ -175,42 +173,81 @@ def _split_prefixes(fs: Any, root: str, want: int) -> tuple[dict[str, dict[str, 
     return objects, level
 
 
-def _find(fs: Any, root: str, proto: str) -> dict[str, dict[str, Any]]:
-    """Every object under root, with its info: one flat listing locally, in parallel on object stores."""
+def _find(fs: Any, root: str, proto: str) -> Iterator[dict[str, dict[str, Any]]]:
+    """Every object under root with its info, in pieces: one flat listing locally; on object
+    stores the delimiter listings' objects, then each sub-prefix's flat listing as it completes
+    (listed LIST_THREADS at a time, so memory holds the sub-prefixes in flight, not the corpus)."""
     if proto == "file":
-        return with_retries(lambda: fs.find(root, detail=True), f"list {root}")
+        yield with_retries(lambda: fs.find(root, detail=True), f"list {root}")
+        return
     objects, prefixes = _split_prefixes(fs, root, LIST_THREADS)
+    yield objects
     if prefixes:
         with ThreadPoolExecutor(max_workers=min(LIST_THREADS, len(prefixes))) as pool:
-            for found in pool.map(lambda d: with_retries(lambda: fs.find(d, detail=True), f"list {d}"), prefixes):
-                objects.update(found)
-    return objects
+            futures = [pool.submit(lambda d=d: with_retries(lambda: fs.find(d, detail=True), f"list {d}"))
+                       for d in prefixes]
+            for future in as_completed(futures):
+                yield future.result()
 
 
-def _list_prefix(cfg: InputConfig, storage: StorageConfig) -> list[ManifestEntry]:
+@dataclass
+class ListingCounts:
+    """What a listing met besides the videos it yields; filled in as it runs."""
+
+    rows: int = 0  # videos yielded (list-file rows, or objects kept), repeats included
+    skipped: int = 0  # objects under a prefix that are not videos (other extension, hidden, not a file)
+    missing: int = 0  # listed videos that do not exist (kept: each becomes an error row)
+    stat_requests: int = 0  # HEAD requests made for list-file rows without size and etag
+
+
+BATCH_ROWS = 1 << 15  # videos per table a listing yields
+
+
+def listing_schema() -> Any:
+    """The Arrow schema of the tables `iter_listing` yields."""
+    import pyarrow as pa
+
+    return pa.schema([("uri", pa.string()), ("size", pa.int64()), ("version", pa.string()), ("video_id", pa.string())])
+
+
+def _to_table(rows: list[tuple[str, int, str]]) -> Any:
+    """(normalized uri, size, version) rows as a listing table."""
+    import pyarrow as pa
+
+    uris = [r[0] for r in rows]
+    return pa.table({"uri": pa.array(uris, pa.string()), "size": pa.array([r[1] for r in rows], pa.int64()),
+                     "version": pa.array([r[2] for r in rows], pa.string()),
+                     "video_id": pa.array([video_id_of(u) for u in uris], pa.string())}, schema=listing_schema())
+
+
+def _iter_prefix(cfg: InputConfig, storage: StorageConfig, counts: ListingCounts) -> Iterator[Any]:
     fs, root = filesystem(normalize_uri(cfg.uri), storage)
     proto = protocol_of(normalize_uri(cfg.uri))
     if not with_retries(lambda: fs.exists(root), f"exists {cfg.uri}"):
         raise FileNotFoundError(f"input prefix not found: {cfg.uri}")
-    found = _find(fs, root, proto)
-    out = []
-    skipped = 0
-    for path, info in found.items():
-        name = posixpath.basename(path)
-        dangling = bool(info.get("islink")) and info.get("type") == "other"  # a link to nothing
-        if (info.get("type", "file") != "file" and not dangling) or (cfg.skip_hidden and name.startswith(".")):
-            skipped += 1
-            continue
-        if not name.lower().endswith(cfg.extensions):
-            skipped += 1
-            continue
-        if dangling:  # listed like a missing list-file entry: its read fails, and it becomes an error row
+    rows: list[tuple[str, int, str]] = []
+    for found in _find(fs, root, proto):
+        for path, info in found.items():
+            name = posixpath.basename(path)
+            dangling = bool(info.get("islink")) and info.get("type") == "other"  # a link to nothing
+            if ((info.get("type", "file") != "file" and not dangling) or (cfg.skip_hidden and name.startswith("."))
+                    or not name.lower().endswith(cfg.extensions)):
+                counts.skipped += 1
+                continue
             norm = normalize_uri(_uri_of(proto, path))
-            out.append(ManifestEntry(uri=norm, size=-1, version=MISSING_VERSION, video_id=video_id_of(norm)))
-            continue
-        out.append(_entry(_uri_of(proto, path), info))
-    logger.info("listed %s: %d videos, %d other objects skipped", cfg.uri, len(out), skipped)
-    return out
+            if dangling:  # listed like a missing list-file entry: its read fails, and it becomes an error row
+                counts.missing += 1
+                rows.append((norm, -1, MISSING_VERSION))
+            else:
+                rows.append((norm, int(info.get("size") or 0), _version_of(info)))
+            if len(rows) >= BATCH_ROWS:
+                counts.rows += len(rows)
+                yield _to_table(rows)
+                rows = []
+    if rows:
+        counts.rows += len(rows)
+        yield _to_table(rows)
+    logger.info("listed %s: %d videos, %d other objects skipped", cfg.uri, counts.rows, counts.skipped)
 
 
 # columns of a list file that, both present on a row, spare that video's HEAD request
@@ -231,66 +268,110 @@ def _row_meta(row: dict[str, Any], where: str) -> tuple[int | None, str | None]:
     return n, str(etag).strip().strip('"')
 
 
-def read_list_file(uri: str, storage: StorageConfig, uri_column: str = "uri") -> list[ListRow]:
-    """Rows of a list file: .txt (one uri per line, '#' comments), .csv/.jsonl/.parquet (a uri
-    column, and optionally `size` and `etag` columns)."""
-    fs, path = filesystem(uri, storage)
+def _batched(rows: Iterable[ListRow]) -> Iterator[list[ListRow]]:
+    batch: list[ListRow] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= BATCH_ROWS:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _parquet_rows(uri: str, path: str, fs: Any, uri_column: str) -> Iterator[ListRow]:
+    import pyarrow.parquet as pq
+
+    with tempfile.TemporaryDirectory(prefix="infotok-list-") as tmp:
+        if protocol_of(uri) != "file":
+            # one whole-object download: pyarrow's small ranged reads crawl on object stores
+            local = os.path.join(tmp, "list.parquet")
+            with_retries(lambda: fs.get_file(path, local), f"read {uri}")
+            path = local
+        pf = pq.ParquetFile(path, pre_buffer=False)  # pre-buffering keeps every row group read until the end
+        names = pf.schema_arrow.names
+        if uri_column not in names:
+            raise ValueError(f"list file {uri} has no column {uri_column!r}; columns: {names}")
+        cols = [c for c in (uri_column, *META_COLUMNS) if c in names]
+        i = 0
+        for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=cols, use_threads=False):
+            values = [batch.column(c).to_pylist() for c in cols]
+            if len(cols) < 3:
+                values += [[None] * batch.num_rows] * (3 - len(cols))
+            for u, size, etag in zip(*values):
+                i += 1
+                if not u:
+                    continue
+                if size is None or etag is None or etag == "" or not isinstance(size, int) or size < 0:
+                    yield (str(u), *_row_meta({"size": size, "etag": etag}, f"list file {uri} row {i - 1}"))
+                else:  # the common case, checked inline
+                    yield (str(u), size, str(etag).strip().strip('"'))
+
+
+def _text_rows(uri: str, path: str, fs: Any, uri_column: str) -> Iterator[ListRow]:
+    import io
+
     lower = uri.lower()
+    with with_retries(lambda: fs.open(path, "rb"), f"read {uri}") as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+        if lower.endswith(".txt"):
+            for line in text:
+                if line.strip() and not line.lstrip().startswith("#"):
+                    yield (line.strip(), None, None)
+        elif lower.endswith(".csv"):
+            import csv
+
+            reader = csv.DictReader(text)
+            if reader.fieldnames is None or uri_column not in reader.fieldnames:
+                raise ValueError(f"list file {uri} has no column {uri_column!r}; header: {reader.fieldnames}")
+            for n, row in enumerate(reader, 2):
+                if (row.get(uri_column) or "").strip():
+                    yield (row[uri_column].strip(), *_row_meta(row, f"list file {uri} line {n}"))
+        else:
+            for n, line in enumerate(text, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"list file {uri} line {n} is not JSON: {exc}") from None
+                if not isinstance(row, dict) or uri_column not in row:
+                    raise ValueError(f"list file {uri} line {n} has no key {uri_column!r}")
+                yield (str(row[uri_column]), *_row_meta(row, f"list file {uri} line {n}"))
+
+
+def iter_list_file(uri: str, storage: StorageConfig, uri_column: str = "uri") -> Iterator[ListRow]:
+    """Rows of a list file, streamed: .txt (one uri per line, '#' comments), .csv/.jsonl/.parquet (a
+    uri column, and optionally `size` and `etag` columns)."""
+    lower = uri.lower()
+    if not lower.endswith(LIST_FILE_SUFFIXES):
+        raise ValueError(f"list file {uri} must end with one of {LIST_FILE_SUFFIXES}")
+    fs, path = filesystem(uri, storage)
     if lower.endswith(".parquet"):
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        # One whole-object GET: pyarrow's small ranged reads crawl on object stores.
-        raw = with_retries(lambda: fs.cat_file(path), f"read {uri}")
-        table = pq.ParquetFile(pa.BufferReader(raw)).read(use_threads=False)  # see pipeline.io.dataset.read_parquet
-        if uri_column not in table.column_names:
-            raise ValueError(f"list file {uri} has no column {uri_column!r}; columns: {table.column_names}")
-        cols = {c: table.column(c).to_pylist() for c in (uri_column, *META_COLUMNS) if c in table.column_names}
-        rows = [dict(zip(cols, vals)) for vals in zip(*cols.values())]
-        return [(str(r[uri_column]), *_row_meta(r, f"list file {uri} row {i}")) for i, r in enumerate(rows)
-                if r[uri_column]]
-    text = with_retries(lambda: fs.cat_file(path), f"read {uri}").decode("utf-8-sig")
-    if lower.endswith(".txt"):
-        return [(ln.strip(), None, None) for ln in text.splitlines()
-                if ln.strip() and not ln.lstrip().startswith("#")]
-    if lower.endswith(".csv"):
-        import csv
-        import io
-
-        reader = csv.DictReader(io.StringIO(text))
-        if reader.fieldnames is None or uri_column not in reader.fieldnames:
-            raise ValueError(f"list file {uri} has no column {uri_column!r}; header: {reader.fieldnames}")
-        return [(row[uri_column].strip(), *_row_meta(row, f"list file {uri} line {n}"))
-                for n, row in enumerate(reader, 2) if (row.get(uri_column) or "").strip()]
-    if lower.endswith(".jsonl"):
-        out: list[ListRow] = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"list file {uri} line {n} is not JSON: {exc}") from None
-            if not isinstance(row, dict) or uri_column not in row:
-                raise ValueError(f"list file {uri} line {n} has no key {uri_column!r}")
-            out.append((str(row[uri_column]), *_row_meta(row, f"list file {uri} line {n}")))
-        return out
-    raise ValueError(f"list file {uri} must end with one of {LIST_FILE_SUFFIXES}")
+        return _parquet_rows(uri, path, fs, uri_column)
+    return _text_rows(uri, path, fs, uri_column)
 
 
-def _stat_uris(uris: Iterable[str], storage: StorageConfig, threads: int = LIST_THREADS) -> list[ManifestEntry]:
-    def stat(uri: str) -> ManifestEntry:
+def read_list_file(uri: str, storage: StorageConfig, uri_column: str = "uri") -> list[ListRow]:
+    """Every row of a list file (see `iter_list_file`), for small lists."""
+    return list(iter_list_file(uri, storage, uri_column))
+
+
+def _stat_uris(uris: list[str], storage: StorageConfig, counts: ListingCounts,
+               threads: int = LIST_THREADS) -> list[tuple[str, int, str]]:
+    def stat(uri: str) -> tuple[str, int, str]:
         fs, path = filesystem(uri, storage)
+        norm = normalize_uri(uri)
         try:
             info = with_retries(lambda: fs.info(path), f"stat {uri}")
         except FileNotFoundError:
             # Kept, not dropped: the decode stage turns it into a permanent "read" error row.
-            logger.warning("listed video not found: %s", normalize_uri(uri))
-            norm = normalize_uri(uri)
-            return ManifestEntry(uri=norm, size=-1, version=MISSING_VERSION, video_id=video_id_of(norm))
-        return _entry(uri, info)
+            logger.warning("listed video not found: %s", norm)
+            counts.missing += 1
+            return (norm, -1, MISSING_VERSION)
+        return (norm, int(info.get("size") or 0), _version_of(info))
 
-    uris = list(uris)
+    counts.stat_requests += len(uris)
     if len(uris) <= 1:
         return [stat(u) for u in uris]
     # fs.info is one HEAD request per object on S3: overlap the round trips.
@@ -298,22 +379,30 @@ def _stat_uris(uris: Iterable[str], storage: StorageConfig, threads: int = LIST_
         return list(pool.map(stat, uris))
 
 
+def iter_listing(cfg: InputConfig, storage: StorageConfig = StorageConfig(),
+                 counts: ListingCounts | None = None) -> Iterator[Any]:
+    """The corpus as Arrow tables (`listing_schema`) of up to BATCH_ROWS videos, in no particular
+    order, a repeated uri not yet dropped: what `pipeline.exec.plan` sorts out of core. List-file
+    rows with size and etag are taken as listed; the others are stat'ed (one HEAD each on S3)."""
+    counts = counts if counts is not None else ListingCounts()
+    if cfg.resolved_kind != "list":
+        yield from _iter_prefix(cfg, storage, counts)
+        return
+    for batch in _batched(iter_list_file(cfg.uri, storage, cfg.uri_column)):
+        rows = [(normalize_uri(u), size, f"etag:{etag}") for u, size, etag in batch
+                if size is not None and etag is not None]
+        rows += _stat_uris([u for u, size, _ in batch if size is None], storage, counts)
+        counts.rows += len(rows)
+        yield _to_table(rows)
+
+
 def list_inputs(cfg: InputConfig, storage: StorageConfig = StorageConfig()) -> list[ManifestEntry]:
-    """List the corpus once: sorted by normalized uri, duplicates removed, ids checked unique."""
-    if cfg.resolved_kind == "list":
-        raw = read_list_file(cfg.uri, storage, cfg.uri_column)
-        for u, _, _ in raw:
-            check_no_credentials(u)
-        unique = sorted({normalize_uri(r[0]): r for r in raw}.items())
-        if len(unique) < len(raw):
-            logger.info("list file %s: %d duplicate uris dropped", cfg.uri, len(raw) - len(unique))
-        # rows with size and etag are taken as listed; the others are stat'ed (one HEAD each on S3)
-        known = [ManifestEntry(uri=norm, size=size, version=f"etag:{etag}", video_id=video_id_of(norm))
-                 for norm, (_, size, etag) in unique if size is not None and etag is not None]
-        entries = known + _stat_uris([orig for _, (orig, size, _) in unique if size is None], storage)
-    else:
-        entries = _list_prefix(cfg, storage)
-    by_uri = {e.uri: e for e in entries}
+    """The corpus in memory, for small inputs (a sample, a folder of clips): sorted by normalized uri,
+    repeats removed (the last listed wins), ids checked unique. Jobs plan out of core instead."""
+    by_uri: dict[str, ManifestEntry] = {}
+    for table in iter_listing(cfg, storage):
+        for row in table.to_pylist():
+            by_uri[row["uri"]] = ManifestEntry(**row)
     entries = sorted(by_uri.values(), key=lambda e: e.uri)
     if not entries:
         raise ValueError(f"no videos found at {cfg.uri} (kind {cfg.resolved_kind}, extensions {list(cfg.extensions)})")
