@@ -1,6 +1,6 @@
 """The actor pool uses the whole cluster: sizing per node (pure), a 2-node loopback cluster running
 actors on both nodes, logical GPUs getting one pinned actor each (CPU fallback said in one line),
-and a node lost mid-job whose shards are retried on the head."""
+a node lost mid-job whose shards are retried on the head, and a node that joins mid-job given an actor."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pipeline_helpers import good_corpus, read_rows
@@ -57,8 +58,9 @@ def cluster_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
 
 
 @contextlib.contextmanager
-def _cluster(env: dict[str, str], head: dict, workers: int) -> Iterator[tuple[str, list]]:
-    """A head and `workers` more nodes on 127.0.0.1; a lost node is declared dead after ~3 s."""
+def _cluster(env: dict[str, str], head: dict, workers: int) -> Iterator[tuple[str, list, Any]]:
+    """A head and `workers` more nodes on 127.0.0.1 (address, those nodes, the Cluster to add more to);
+    a lost node is declared dead after ~3 s."""
     from ray.cluster_utils import Cluster
 
     fast = {"health_check_initial_delay_ms": 1000, "health_check_period_ms": 1000, "health_check_timeout_ms": 1000,
@@ -68,7 +70,7 @@ def _cluster(env: dict[str, str], head: dict, workers: int) -> Iterator[tuple[st
     try:
         nodes = [cluster.add_node(num_cpus=1) for _ in range(workers)]
         cluster.wait_for_nodes()
-        yield cluster.address, nodes
+        yield cluster.address, nodes, cluster
     finally:
         cluster.shutdown()
 
@@ -93,7 +95,7 @@ def test_two_nodes_both_run_actors(cluster_env: dict[str, str], tiny_checkpoint:
     folder = tmp_path / "videos"
     folder.mkdir()
     good_corpus(folder, 4)
-    with _cluster(cluster_env, {"num_cpus": 1}, workers=1) as (address, _):
+    with _cluster(cluster_env, {"num_cpus": 1}, workers=1) as (address, _, _c):
         result, _ = _finish(_tokenize(cluster_env, folder, tmp_path / "ds", tiny_checkpoint, address,
                                       "--device", "cpu"))
     assert result["workers"] == 2 and result["nodes"] == 2, result
@@ -106,7 +108,7 @@ def test_logical_gpus_get_one_pinned_actor_each(cluster_env: dict[str, str], tin
     folder = tmp_path / "videos"
     folder.mkdir()
     good_corpus(folder, 3)
-    with _cluster(cluster_env, {"num_cpus": 2, "num_gpus": 2}, workers=0) as (address, _):
+    with _cluster(cluster_env, {"num_cpus": 2, "num_gpus": 2}, workers=0) as (address, _, _c):
         result, err = _finish(_tokenize(cluster_env, folder, tmp_path / "ds", tiny_checkpoint, address))
     assert result["workers"] == 2, result
     fallback = [line for line in err.splitlines() if "torch sees no CUDA device" in line]
@@ -123,7 +125,7 @@ def test_lost_node_shards_are_retried_on_the_head(cluster_env: dict[str, str], t
     clean, _ = _finish(_tokenize(cluster_env, folder, tmp_path / "clean", tiny_checkpoint, None, "--device", "cpu",
                                  "--workers", "1"))
     out = tmp_path / "ds"
-    with _cluster(cluster_env, {"num_cpus": 1}, workers=1) as (address, (second,)):
+    with _cluster(cluster_env, {"num_cpus": 1}, workers=1) as (address, (second,), _c):
         job = _tokenize(cluster_env, folder, out, tiny_checkpoint, address, "--device", "cpu")
         try:
             head = []
@@ -140,3 +142,41 @@ def test_lost_node_shards_are_retried_on_the_head(cluster_env: dict[str, str], t
     assert "left the cluster" in err or "failed on worker" in err, err[-3000:]
     assert result["n_shards"] == 40 and result["clips"] == clean["clips"], (result, clean)
     assert read_rows(str(out)) == read_rows(str(tmp_path / "clean"))
+
+
+_JOIN_DRIVER = """
+import json, logging, sys
+from dataclasses import replace
+logging.basicConfig(level=logging.INFO)
+from pipeline_helpers import small_job
+from pipeline.exec.ray_exec import run_job
+folder, out, ckpt, address = sys.argv[1:5]
+job = small_job(folder, out, ckpt, shard_size=1)
+job = replace(job, execution=replace(job.execution, pool_refresh_s=0.5))
+print(json.dumps(run_job(job, address=address, progress=False).__dict__))
+"""
+
+
+@pytest.mark.timeout(900)
+def test_a_node_that_joins_mid_job_gets_an_actor(cluster_env: dict[str, str], tiny_checkpoint: str,
+                                                 tmp_path: Path) -> None:
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    good_corpus(folder, 30)  # long enough on one node for the second to join and be given an actor
+    env = {**cluster_env, "PYTHONPATH": os.pathsep.join([ROOT, str(Path(__file__).parent)])}
+    with _cluster(cluster_env, {"num_cpus": 1}, workers=0) as (address, _, cluster):
+        job = subprocess.Popen([sys.executable, "-c", _JOIN_DRIVER, str(folder), str(tmp_path / "ds"), tiny_checkpoint,
+                                address], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            head = []
+            for line in job.stderr:
+                head.append(line)
+                if "shards already committed" in line:  # the job is running on the head's one actor
+                    break
+            cluster.add_node(num_cpus=1)
+            result, err = _finish(job)
+        finally:
+            if job.poll() is None:
+                job.kill()
+    assert result["nodes"] == 2 and result["workers"] == 2, (result, "".join(head)[-2000:], err[-2000:])
+    assert result["n_shards"] == 30 and len(read_rows(str(tmp_path / "ds"))) == result["clips"]

@@ -44,6 +44,8 @@ def _dataset(root: Path) -> None:
     write_manifest(ds, {})
     (root / "job.json").write_text(json.dumps({"content": {}}))
     (root / "plan.json").write_text("{}")
+    (root / "plan").mkdir()
+    (root / "plan" / "gen-00000-0123456789ab.parquet").write_bytes(b"entries")
 
 
 def test_overwrite_deletes_only_the_files_the_layout_names(tmp_path: Path) -> None:
@@ -53,9 +55,10 @@ def test_overwrite_deletes_only_the_files_the_layout_names(tmp_path: Path) -> No
     (root / "tokens" / "notes.txt").write_text("mine too")
     (root / "tokens" / "part-12.parquet").write_text("not a part name the writer makes")
     (root / "tokens" / ".tmp-abc").write_text("a write that was killed")
+    (root / "plan" / "notes.txt").write_text("mine in the plan folder")
     clear_output(DatasetDir(str(root)))
     left = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
-    assert left == ["notes.txt", "tokens/notes.txt", "tokens/part-12.parquet"]
+    assert left == ["notes.txt", "plan/notes.txt", "tokens/notes.txt", "tokens/part-12.parquet"]
 
 
 def test_a_foreign_folder_is_refused_before_anything_is_written(videos: Path, tmp_path: Path,
