@@ -21,20 +21,22 @@ import sys
 import tempfile
 import time
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 CHUNK = 1_000_000
-_MUL = np.uint64(0x9E3779B97F4A7C15)  # odd: i -> i * _MUL mod 2^64 is a permutation (random-looking keys)
+_MUL = 0x9E3779B97F4A7C15  # odd: i -> i * _MUL mod 2^64 is a permutation (random-looking keys)
 
 
-def write_list(path: str, n: int, start: int = 0, changed_every: int = 0) -> None:
-    """Videos start..start+n as a Parquet list; every changed_every-th gets another size and etag."""
+def write_list(path: str, n: int, changed_every: int = 0) -> None:
+    """Videos 0..n as a Parquet list; every changed_every-th gets another size and etag. Run in a
+    child process (`--write-list`): a child's ru_maxrss also counts the pages of the process it
+    was forked from, so the parent stays small."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     with pq.ParquetWriter(path, pa.schema([("uri", pa.string()), ("size", pa.int64()), ("etag", pa.string())])) as w:
-        for lo in range(start, start + n, CHUNK):
-            i = np.arange(lo, min(lo + CHUNK, start + n), dtype=np.uint64)
-            h = i * _MUL
+        for lo in range(0, n, CHUNK):
+            i = np.arange(lo, min(lo + CHUNK, n), dtype=np.uint64)
+            h = i * np.uint64(_MUL)
             uris = [f"s3://bench-bucket/videos/{int(x) >> 52:03x}/{int(x):016x}.mp4" for x in h]
             size = (h >> np.uint64(40)).astype(np.int64) + 1000
             if changed_every:
@@ -57,7 +59,16 @@ def run_plan(list_path: str, out: str) -> dict:
         return {"result": json.loads(so.read()), "seconds": round(wall, 1), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
 
 
+def make_list(path: str, n: int, changed_every: int = 0) -> float:
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, __file__, "--write-list", path, str(n), str(changed_every)], check=True)
+    return time.perf_counter() - t0
+
+
 def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "--write-list":
+        write_list(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1000000,10000000", help="Comma-separated corpus sizes (videos).")
     ap.add_argument("--grow", action="store_true", help="Also plan a grown list (+1%% new, 1%% changed) against it.")
@@ -68,16 +79,14 @@ def main() -> None:
     try:
         for n in (int(s) for s in args.sizes.split(",")):
             lst, out = os.path.join(tmp, f"list-{n}.parquet"), os.path.join(tmp, f"out-{n}")
-            t0 = time.perf_counter()
-            write_list(lst, n)
-            made = time.perf_counter() - t0
+            made = make_list(lst, n)
             r = run_plan(lst, out)
             plan_bytes = sum(os.path.getsize(os.path.join(out, "plan", f)) for f in os.listdir(os.path.join(out, "plan")))
             row = {"videos": n, "list_mb": round(os.path.getsize(lst) / 1e6, 1), "list_write_s": round(made, 1),
                    "plan_s": r["seconds"], "peak_rss_mib": r["peak_rss_mib"], "shards": r["result"]["shards"],
                    "plan_files_mb": round(plan_bytes / 1e6, 1), "videos_per_s": round(n / r["seconds"])}
             if args.grow:
-                write_list(lst, n + n // 100, changed_every=100)  # the same list, grown
+                make_list(lst, n + n // 100, changed_every=100)  # the same list, grown
                 g = run_plan(lst, out)
                 row.update(grow_s=g["seconds"], grow_peak_rss_mib=g["peak_rss_mib"], added=g["result"]["added"],
                            changed=g["result"]["changed"])

@@ -22,6 +22,7 @@ from pipeline.exec.repeats import KeyRepeats
 from pipeline.exec.spill import SortedSpill
 from pipeline.io.dataset import DatasetDir
 from pipeline.io.inputs import MISSING_VERSION, InputConfig, ListingCounts, ManifestEntry, listing_schema, video_id_of
+from pipeline.io.storage import StorageConfig
 
 
 @pytest.fixture
@@ -166,3 +167,18 @@ def test_listing_schema_and_text_lists_stream(tmp_path: Path, small_chunks: None
     lst.write_text("uri,size,etag\n" + "".join(f"s3://b/{i:04d}.mp4,{i},e{i}\n" for i in range(250)))
     tables = list(inputs_mod.iter_listing(InputConfig(uri=str(lst))))
     assert [t.num_rows for t in tables] == [100, 100, 50] and all(t.schema == listing_schema() for t in tables)
+
+
+def test_tuning_sample_candidates_stream_and_ignore_listing_order(tmp_path: Path, small_chunks: None) -> None:
+    from pipeline.tuning.sample import _candidates, draw
+
+    rows = _corpus(500, 4)
+    a = _list_file(tmp_path / "a.parquet", rows)
+    b = _list_file(tmp_path / "b.parquet", list(reversed(rows)) + rows[:30])  # other order, 30 repeats
+    got_a, draws_a, n_a = _candidates(InputConfig(uri=a), StorageConfig(), 7, 12)
+    got_b, draws_b, n_b = _candidates(InputConfig(uri=b), StorageConfig(), 7, 12)
+    want = sorted((draw(7, u), u) for u, _, _ in rows)[:12]
+    assert [e.uri for e in got_a] == [u for _, u in want] == [e.uri for e in got_b]
+    assert draws_a == [d for d, _ in want] == draws_b and (n_a, n_b) == (500, 530)
+    other = _candidates(InputConfig(uri=a), StorageConfig(), 8, 12)[0]
+    assert [e.uri for e in other] != [e.uri for e in got_a]  # another seed, another sample
