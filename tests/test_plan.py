@@ -185,17 +185,16 @@ def test_s3_listing_fans_out_and_finds_what_a_flat_listing_finds(s3_endpoint: st
     for k in keys:
         fs.pipe(f"{s3_bucket}/{k}", k.encode())
     flat = sorted(f"s3://{p}" for p in fs.find(f"{s3_bucket}/c") if p.endswith(".mp4"))
-    calls: list[str] = []
+    calls: list[tuple[str, str]] = []
+    real = inputs._s3_pages
 
-    def counted(real: Callable[..., object]) -> Callable[..., object]:
-        def call(path: str, *args: object, **kw: object) -> object:
-            calls.append(path)
-            return real(path, *args, **kw)
-        return call
+    def counted(fs_: object, path: str, delimiter: str) -> object:
+        calls.append((path, delimiter))
+        return real(fs_, path, delimiter)
 
-    # s3fs puts its sync methods on the instance (and list_inputs gets this cached instance)
-    monkeypatch.setattr(fs, "find", counted(fs.find))
-    monkeypatch.setattr(fs, "ls", counted(fs.ls))
+    monkeypatch.setattr(inputs, "_s3_pages", counted)
+    monkeypatch.setattr(inputs, "_PAGE_KEYS", 2)  # many pages per listing: continuation tokens are followed
+    monkeypatch.setattr(inputs, "_PAGE_QUEUE", 1)  # listing threads wait for the consumer
     for levels, want in ((3, 16), (1, 2), (2, 4)):
         monkeypatch.setattr(inputs, "_FANOUT_LEVELS", levels)
         monkeypatch.setattr(inputs, "LIST_THREADS", want)
@@ -203,6 +202,8 @@ def test_s3_listing_fans_out_and_finds_what_a_flat_listing_finds(s3_endpoint: st
         got = [e.uri for e in list_inputs(InputConfig(uri=f"s3://{s3_bucket}/c"), storage)]
         assert got == flat, (levels, want)
         assert len(calls) > 2, "listed in one flat call"
+        if levels == 1:  # one delimiter listing of the root, then its sub-prefixes flat
+            assert sorted(calls) == [(f"{s3_bucket}/c", "/")] + [(f"{s3_bucket}/c/{d}", "") for d in "xyz"]
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
@@ -281,3 +282,29 @@ def test_normalize_and_part_names() -> None:
     twin = ManifestEntry(uri="/b.mp4", size=1, version="v", video_id=e.video_id)
     with pytest.raises(ValueError, match=f"video_id collision {e.video_id}: /a.mp4 and /b.mp4"):
         plan_from_entries([twin, e], InputConfig(uri="/"), PlanConfig())
+
+
+def test_parallel_listing_hands_on_a_failure_and_stops(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A listing thread that fails makes the consumer raise (no hang); the other threads stop."""
+    import threading
+    import time
+
+    import pipeline.io.inputs as inputs
+
+    served: list[str] = []
+
+    def pages(fs: object, path: str, delimiter: str):  # noqa: ANN202 - a generator of fake pages
+        if path == "b/bad":
+            raise PermissionError("AccessDenied listing b/bad")
+        for i in range(1000):
+            served.append(path)
+            yield [{"name": f"{path}/{i}.mp4", "size": 1, "type": "file"}], []
+
+    monkeypatch.setattr(inputs, "_s3_pages", pages)
+    monkeypatch.setattr(inputs, "_PAGE_QUEUE", 2)
+    before = threading.active_count()
+    with pytest.raises(PermissionError, match="AccessDenied listing b/bad"):
+        for _ in inputs._parallel_pages(object(), ["b/ok1", "b/bad", "b/ok2"], ""):
+            time.sleep(0.001)
+    assert len(served) < 3000  # the healthy listings were not run to their end
+    assert threading.active_count() <= before

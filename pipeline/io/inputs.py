@@ -22,9 +22,11 @@ import json
 import logging
 import os
 import posixpath
+import queue
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -149,45 +151,98 @@ LIST_THREADS = 16  # concurrent listings / HEAD requests against an object store
 _FANOUT_LEVELS = 3  # delimiter listings at most this deep before the flat listings
 
 
-def _split_prefixes(fs: Any, root: str, want: int) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """Delimiter listings from root down, breadth first, until at least `want` sub-prefixes (or
-    _FANOUT_LEVELS levels): (objects met on the way, the sub-prefixes left to list flat)."""
-    objects: dict[str, dict[str, Any]] = {}
-    level = [root]
-    for _ in range(_FANOUT_LEVELS):
-        if len(level) >= want:
-            break
-        with ThreadPoolExecutor(max_workers=min(LIST_THREADS, len(level))) as pool:
-            listings = list(pool.map(lambda d: with_retries(lambda: fs.ls(d, detail=True, refresh=True),
-                                                            f"list {d}"), level))
-        nxt = []
-        for items in listings:
-            for info in items:
-                if info.get("type") == "directory":
-                    nxt.append(info["name"].rstrip("/"))
+_PAGE_QUEUE = 8  # listing pages buffered between the listing threads and the consumer
+_PAGE_KEYS = 1000  # keys per LIST request (S3's maximum)
+
+
+def _s3_pages(fs: Any, path: str, delimiter: str) -> Iterator[tuple[list[dict[str, Any]], list[str]]]:
+    """One S3 listing under `path` (bucket/key prefix), a page (<= 1,000 keys) at a time: (its
+    objects as info dicts, its sub-prefixes when `delimiter` is "/")."""
+    from fsspec.asyn import sync
+
+    bucket, key, _ = fs.split_path(path)
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": f"{key.rstrip('/')}/" if key else "",
+                              "MaxKeys": _PAGE_KEYS, **fs.req_kw}
+    if delimiter:
+        kwargs["Delimiter"] = delimiter
+    while True:
+        page = with_retries(lambda: sync(fs.loop, fs._call_s3, "list_objects_v2", **kwargs), f"list s3://{path}")
+        objects = [{"name": f"{bucket}/{c['Key']}", "size": c.get("Size", 0), "ETag": c.get("ETag"), "type": "file",
+                    "LastModified": c.get("LastModified")}
+                   for c in page.get("Contents", []) if not c["Key"].endswith("/")]  # "dir/" markers are not files
+        yield objects, [f"{bucket}/{p['Prefix'].rstrip('/')}" for p in page.get("CommonPrefixes", [])]
+        if not page.get("IsTruncated"):
+            return
+        kwargs["ContinuationToken"] = page["NextContinuationToken"]
+
+
+def _parallel_pages(fs: Any, paths: list[str], delimiter: str) -> Iterator[tuple[list[dict[str, Any]], list[str]]]:
+    """The pages of the listings of `paths`, LIST_THREADS listings at a time, as they come: at most
+    _PAGE_QUEUE pages wait in memory (a listing thread waits while the consumer is behind)."""
+    if len(paths) == 1:
+        yield from _s3_pages(fs, paths[0], delimiter)
+        return
+    pages: queue.Queue[Any] = queue.Queue(maxsize=_PAGE_QUEUE)
+    stop = threading.Event()
+    done = object()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                pages.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work(path: str) -> None:
+        try:
+            for page in _s3_pages(fs, path, delimiter) if not stop.is_set() else ():
+                if not put(page):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            put(exc)
+        finally:
+            put(done)
+
+    with ThreadPoolExecutor(max_workers=min(LIST_THREADS, len(paths))) as pool:
+        for path in paths:
+            pool.submit(work, path)
+        try:
+            left = len(paths)
+            while left:
+                item = pages.get()
+                if item is done:
+                    left -= 1
+                elif isinstance(item, BaseException):
+                    raise item
                 else:
-                    objects[info["name"]] = info
-        if not nxt:
-            return objects, []
-        level = nxt
-    return objects, level
+                    yield item
+        finally:
+            stop.set()  # a listing thread waiting to hand over a page gives up
 
 
 def _find(fs: Any, root: str, proto: str) -> Iterator[dict[str, dict[str, Any]]]:
-    """Every object under root with its info, in pieces: one flat listing locally; on object
-    stores the delimiter listings' objects, then each sub-prefix's flat listing as it completes
-    (listed LIST_THREADS at a time, so memory holds the sub-prefixes in flight, not the corpus)."""
+    """Every object under root with its info, a piece at a time: one flat listing locally. On S3,
+    delimiter listings (in parallel, a few levels down) split root into sub-prefixes until there
+    are LIST_THREADS of them, which are then listed flat in parallel; every listing goes page by
+    page, so memory holds a few pages, never the corpus (a flat bucket of 10M keys included)."""
     if proto == "file":
         yield with_retries(lambda: fs.find(root, detail=True), f"list {root}")
         return
-    objects, prefixes = _split_prefixes(fs, root, LIST_THREADS)
-    yield objects
-    if prefixes:
-        with ThreadPoolExecutor(max_workers=min(LIST_THREADS, len(prefixes))) as pool:
-            futures = [pool.submit(lambda d=d: with_retries(lambda: fs.find(d, detail=True), f"list {d}"))
-                       for d in prefixes]
-            for future in as_completed(futures):
-                yield future.result()
+    level = [root]
+    for _ in range(_FANOUT_LEVELS):
+        if len(level) >= LIST_THREADS:
+            break
+        deeper: list[str] = []
+        for objects, dirs in _parallel_pages(fs, level, "/"):
+            deeper += dirs
+            yield {o["name"]: o for o in objects}
+        if not deeper:
+            return
+        level = deeper
+    for objects, _ in _parallel_pages(fs, level, ""):
+        yield {o["name"]: o for o in objects}
 
 
 @dataclass
