@@ -75,7 +75,11 @@ def main() -> None:
         print(json.dumps(out, indent=1))
     finally:
         server.terminate()
-        server.wait(timeout=10)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # a moto holding 100k objects can take longer to stop
+            server.kill()
+            server.wait()
 
 
 if __name__ == "__main__":

@@ -223,5 +223,5 @@ def test_uncalibrated_router_refused_before_ray(tmp_path):
     res = CliRunner().invoke(main, [*base, "--router", "latent"])
     assert res.exit_code == 1 and "has no trained latent router head" in res.output
     res = CliRunner().invoke(main, [*base, "--router", "elbo"])  # E[I] is there: the next problem is the input
-    assert res.exit_code == 1 and "no videos found" in res.output
+    assert res.exit_code == 1 and "no videos under input" in res.output
     assert not (tmp_path / "out").exists()
