@@ -89,12 +89,13 @@ def parse_resolution(text: str | int) -> tuple[int, int]:
 
 
 def router_option(default: str | None = DEFAULT_ROUTER, help_text: str | None = None) -> Decorator:
-    """--router elbo|gain|latent: which router sets each clip's budget."""
+    """--router elbo|gain|gain2|latent: which router sets each clip's budget."""
     return click.option(
         "--router", default=default, show_default=default is not None, type=click.Choice(ROUTERS),
         help=help_text or "Which router sets each clip's budget: elbo (the paper's rule, by error level), gain "
-                          "(by the measured slope of the clip's quality curve) or latent (that slope predicted "
-                          "from the encoder's output, no decoder pass).")
+                          "(by the measured slope of the clip's quality curve), gain2 (by the clip's quality curve "
+                          "measured with several probes; needs `infotok calibrate --router gain2`) or latent (the "
+                          "slope predicted from the encoder's output, no decoder pass).")
 
 
 # ---- beta and its tuning ---------------------------------------------------------------------
@@ -171,6 +172,12 @@ def tuning_request(o: dict[str, Any]) -> TuneRequest | None:
         return None
     if (target is None) == (report is None):
         raise click.UsageError("--beta auto needs one of --target-rate, --target-bpp16, --target-psnr or --tuning REPORT")
+    from tokenizer.tuning.budget import check_tunable_router
+
+    try:
+        check_tunable_router(o.get("router") or DEFAULT_ROUTER)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     if report is not None:
         return TuneRequest(report_uri=report)
     sample, tune = tune_configs(target[0], o)

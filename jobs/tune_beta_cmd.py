@@ -56,8 +56,12 @@ def tune_beta(input_uri: str, checkpoint: str | None, resolution: str, clip_fram
     `--beta auto --tuning DIR/tuning.json`, or let `tokenize --beta auto --target-...` tune)."""
     from pipeline.tuning.report import report_paths, run_tuning, write_report
     from schemas.routers import SIGNAL_NAMES
-    from tokenizer.tuning.budget import TuneConfig, TuningTarget
+    from tokenizer.tuning.budget import TuneConfig, TuningTarget, check_tunable_router
 
+    try:
+        check_tunable_router(router)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     target = target_of(o)
     if target is None:
         raise click.UsageError("give one of --target-rate, --target-bpp16 or --target-psnr")
