@@ -23,6 +23,8 @@ from jobs.options import (
     tune_configs,
 )
 
+from schemas.routers import DEFAULT_TUNED_ROUTER
+
 logger = logging.getLogger(__name__)
 
 SMALL_SAMPLE = 30  # clips; fewer give a wide confidence interval of the corpus mean rate
@@ -42,7 +44,7 @@ SMALL_SAMPLE = 30  # clips; fewer give a wide confidence interval of the corpus 
 @click.option("--grid", "grid_size", default=10, show_default=True, type=int, help="Betas in the reported curve.")
 @click.option("--batch-size", default=8, show_default=True, type=int, help="Clips per model call.")
 @device_option()
-@router_option()
+@router_option(DEFAULT_TUNED_ROUTER)
 @click.option("--report", "report_dir", default=None, help="Folder (or s3:// prefix) for tuning.json and tuning.png.")
 @storage_options
 @json_option

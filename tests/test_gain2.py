@@ -151,6 +151,10 @@ def test_refusals_are_usage_errors(tmp_path):
     res = CliRunner().invoke(main, ["tokenize", str(tmp_path / "videos"), str(tmp_path / "out"), "--checkpoint",
                                     str(path), "--router", "gain2"])
     assert res.exit_code == 1 and "has no gain2 calibration curves; run `infotok calibrate" in res.output
+    from jobs.options import job_router
+
+    assert job_router({"beta": 0.5}) == "gain2" and job_router({"beta": "auto"}) == "gain"  # the defaults
+    assert job_router({"beta": 0.5, "router": "elbo"}) == "elbo"
     res = CliRunner().invoke(main, ["eval", "procedural", "--methods", "fixed", "--router", "magic"])
     assert res.exit_code == 2 and "'magic' is not one of 'elbo', 'gain', 'gain2', 'latent'" in res.output
     assert not (tmp_path / "out").exists()

@@ -215,7 +215,12 @@ def test_uncalibrated_router_refused_before_ray(tmp_path):
     save_tokenizer(m, path)
     (tmp_path / "videos").mkdir()
     base = ["tokenize", str(tmp_path / "videos"), str(tmp_path / "out"), "--checkpoint", str(path)]
-    res = CliRunner().invoke(main, base)
+    res = CliRunner().invoke(main, base)  # the default router, gain2
+    assert res.exit_code == 1
+    assert res.output.strip().splitlines() == [
+        f"Error: checkpoint {path} has no gain2 calibration curves; run `infotok calibrate --router gain2 "
+        "--write-checkpoint NEW` and use NEW"]
+    res = CliRunner().invoke(main, [*base, "--router", "gain"])
     assert res.exit_code == 1
     assert res.output.strip().splitlines() == [
         f"Error: checkpoint {path} has no E[s] for the gain router; run `infotok calibrate --router gain "

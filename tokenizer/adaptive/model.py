@@ -71,7 +71,7 @@ class Routing:
 
     encoding: the base `Encoding` of the clips.
     scores: (B, t, h, w) float32 per-token scores.
-    info: (B,) the router's signal (I(x) for elbo, s for gain, s^ for latent); rate: (B,) r_x
+    info: (B,) the router's signal (I(x) for elbo, s for gain and gain2, s^ for latent); rate: (B,) r_x
     in [1/16, 1]; beta: (B,) the betas used; router: the router's kind.
     n_keep: (B,) int64 N_x; keep: (B, t, h, w) bool with n_keep[b] positions set.
     """
