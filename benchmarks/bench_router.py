@@ -17,9 +17,11 @@ measured curves (linear interpolation in ln r between grid rates):
                   rates in steps of 1/128): the upper bound for any budget rule on these curves.
 Every rule's rates are clipped to [1/16, 1] and its scale is solved so that the total is the same.
 Then the probe sets (`probe_sets`): every set of k = 1, 2, 3 probes from the oracle grid, and the
-whole grid, run as the streaming gain2 rule; for each k the set with the smallest mean gap to
-`oracle` (averaged over the sets), its gap on each set and its cost in decodes per clip: what a
-given gap to the oracle costs (`--rows` re-runs this on the clips of an earlier `--json` output).
+whole grid, run as the streaming gain2 rule at two schedules of totals (the ELBO rule's at each
+beta with E[I] recalibrated on the clips, as above, and with the checkpoint's E[I], as `infotok
+eval` sets them: lower totals); for each k the set with the smallest mean gap to `oracle`
+(averaged over the sets and schedules), its gaps and its cost in decodes per clip: what a given
+gap to the oracle costs (`--rows` re-runs this on the clips of an earlier `--json` output).
 
 The latent router is checked against the same measurements: the Spearman correlation of its
 predicted slope with the measured one (s at r_lo = 1/16, what `--router gain` uses), and how
@@ -120,28 +122,37 @@ def streaming_split(curves: list, probes: tuple[float, ...], mean_rate: float, n
     return np.asarray(apportion(total, (rates * n_positions).tolist(), n_positions), dtype=np.float64) / n_positions
 
 
-def probe_sets(rows: list[dict], res: list[dict], ks: tuple[int, ...] = (1, 2, 3)) -> list[dict]:
-    """Every set of k probes from the oracle grid (k in ks, and the whole grid): the streaming rule's
-    mean PSNR gap to `oracle` and gain over `fixed` at each beta of `res` (a `compare` result),
-    with its cost in decoder (and compressor) passes per clip: k probes + the full rate."""
+def probe_sets(rows: list[dict], totals: dict[str, list[float]], ks: tuple[int, ...] = (1, 2, 3)) -> list[dict]:
+    """Every set of k probes from the oracle grid (k in ks, and the whole grid) run as the streaming
+    rule, at each mean rate of each totals schedule (name -> mean rates, one per beta): its mean
+    PSNR gap to `oracle` and gain over `fixed`, with its cost in decoder (and compressor) passes
+    per clip: k probes + the full rate. mean_gap averages over the schedules."""
     cands = GRID[:-1]
     sets = [c for k in ks for c in itertools.combinations(cands, k)] + [tuple(cands)]
     curves = [lambda q, c=r["curve"]: at(c, q) for r in rows]
+
+    def mean_psnr(rates: np.ndarray) -> float:
+        return float(np.mean([at(row["curve"], q) for row, q in zip(rows, rates)]))
+
+    refs = {name: [(mean_psnr(exact_split(curves, m)), float(np.mean([at(r["curve"], m) for r in rows])))
+                   for m in rates] for name, rates in totals.items()}
     out = []
     for probes in sets:
-        gap, over = [], []
-        for r in res:
-            rr = streaming_split(curves, probes, r["mean_rate"])
-            ps = float(np.mean([at(row["curve"], q) for row, q in zip(rows, rr)]))
-            gap.append(ps - r["oracle"]["psnr"])
-            over.append(ps - r["fixed"]["psnr"])
+        gap, over = {}, {}
+        for name, rates in totals.items():
+            ps = [mean_psnr(streaming_split(curves, probes, m)) for m in rates]
+            gap[name] = [p - o for p, (o, _) in zip(ps, refs[name])]
+            over[name] = [p - f for p, (_, f) in zip(ps, refs[name])]
         out.append({"probes": list(probes), "k": len(probes), "decodes": len(probes) + 1, "gap_to_oracle": gap,
-                    "over_fixed": over, "mean_gap": float(np.mean(gap)), "mean_over_fixed": float(np.mean(over))})
+                    "over_fixed": over, "mean_gap": float(np.mean([np.mean(g) for g in gap.values()])),
+                    "mean_gap_by_totals": {n: float(np.mean(g)) for n, g in gap.items()},
+                    "mean_over_fixed": float(np.mean([np.mean(g) for g in over.values()]))})
     return out
 
 
 def probe_summary(report: dict) -> list[dict]:
-    """Per k: the probe set with the best mean gap averaged over the sets, and each set's own best."""
+    """Per k: the probe set with the best mean gap averaged over the sets (and totals schedules),
+    and each set's own best."""
     names = list(report["sets"])
     by_set = {n: {tuple(p["probes"]): p for p in report["sets"][n]["probe_sets"]} for n in names}
     keys = list(by_set[names[0]])
@@ -151,10 +162,19 @@ def probe_summary(report: dict) -> list[dict]:
         best = max(ks, key=lambda p: np.mean([by_set[n][p]["mean_gap"] for n in names]))
         row = {"k": k, "decodes": k + 1, "probes": [float(x) for x in best],
                "mean_gap": {n: by_set[n][best]["mean_gap"] for n in names},
+               "mean_gap_by_totals": {n: by_set[n][best]["mean_gap_by_totals"] for n in names},
                "mean_over_fixed": {n: by_set[n][best]["mean_over_fixed"] for n in names},
                "own_best": {n: max((by_set[n][p] for p in ks), key=lambda q: q["mean_gap"]) for n in names}}
         out.append(row)
     return out
+
+
+def totals_schedules(rows: list[dict], betas: tuple[float, ...], mean_info: float) -> dict[str, list[float]]:
+    """The ELBO rule's mean rate at each beta with E[I] recalibrated on these clips ('clips', as
+    `compare` splits) and with the checkpoint's E[I] ('checkpoint', as `infotok eval` does)."""
+    info = np.array([r["info"] for r in rows])
+    return {name: [float(np.clip(b * info / m, MIN_RATE, 1).mean()) for b in betas]
+            for name, m in (("clips", float(info.mean())), ("checkpoint", mean_info))}
 
 
 def compare(rows: list[dict], betas: tuple[float, ...]) -> list[dict]:
@@ -212,7 +232,7 @@ def main() -> None:
     from tokenizer.device import resolve_device
 
     earlier = json.load(open(args.rows)) if args.rows else None
-    tok = None if earlier else load_tokenizer(args.checkpoint, device=resolve_device(args.device))
+    tok = load_tokenizer(args.checkpoint, device=resolve_device(args.device))  # --rows: its E[I] only
     betas = tuple(float(b) for b in args.betas.split(","))
     report = {"tokenizer_id": earlier["tokenizer_id"] if earlier else tok.tokenizer_id, "sets": {}}
     for name in args.sets.split(","):
@@ -229,7 +249,7 @@ def main() -> None:
             rows = measure(tok.adaptive.eval(), clips, args.batch)
         res = compare(rows, betas)
         report["sets"][name] = {"clips": rows, "splits": res, "seconds": time.perf_counter() - t0,
-                                "probe_sets": probe_sets(rows, res)}
+                                "probe_sets": probe_sets(rows, totals_schedules(rows, betas, tok.adaptive.mean_signal("elbo")))}
         if "latent_slope" in rows[0]:
             report["sets"][name]["latent"] = {
                 "slope_spearman": spearman([r["latent_slope"] for r in rows], [r["slope"] for r in rows]),
@@ -256,12 +276,14 @@ def main() -> None:
         print(json.dumps(report, indent=1))
         return
     names = list(report["sets"])
-    print("\nstreaming multi-probe rule (gain2): the best probe set of each size (best mean over the sets),"
-          "\nmean gap to oracle and over fixed (dB, mean over betas); decodes per clip = probes + full rate")
-    print(f"{'k':>3} {'decodes':>8}  {'probes':<36}" + "".join(f"{n + ' gap|+fixed':>24}" for n in names)
+    print("\nstreaming multi-probe rule (gain2): the best probe set of each size (best mean over the sets and the"
+          "\ntotals of both ELBO calibrations), mean gap to oracle at the clips' | the checkpoint's E[I] totals and"
+          "\nover fixed (dB, mean over betas); decodes per clip = probes + full rate")
+    print(f"{'k':>3} {'decodes':>8}  {'probes':<36}" + "".join(f"{n + ' gap|gap|+fixed':>30}" for n in names)
           + "   each set's own best set: gap")
     for row in report["probes_vs_oracle"]:
-        cells = "".join(f"{row['mean_gap'][n]:>+14.3f}|{row['mean_over_fixed'][n]:<+9.3f}" for n in names)
+        cells = "".join(f"{row['mean_gap_by_totals'][n]['clips']:>+14.3f}|{row['mean_gap_by_totals'][n]['checkpoint']:<+6.3f}|"
+                        f"{row['mean_over_fixed'][n]:<+8.3f}" for n in names)
         own = ", ".join(f"{n} {{{','.join(format(x, '.4g') for x in row['own_best'][n]['probes'])}}} "
                         f"{row['own_best'][n]['mean_gap']:+.3f}" for n in names)
         probes = "{" + ",".join(format(x, ".4g") for x in row["probes"]) + "}"

@@ -24,7 +24,7 @@ import torch
 
 MIN_RATE = 1.0 / 16.0
 # the probes, chosen by the sweep of benchmarks/bench_router.py (README, "Routers"); r = 1 is implied
-GAIN2_PROBE_RATES: tuple[float, ...] = (3 / 32, 3 / 8, 3 / 4)
+GAIN2_PROBE_RATES: tuple[float, ...] = (3 / 32, 3 / 16, 3 / 8)
 LAM_RANGE: tuple[float, float] = (1e-4, 1e4)
 _BISECTIONS = 80
 
