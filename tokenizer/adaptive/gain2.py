@@ -114,10 +114,11 @@ def curve_slope(curves: torch.Tensor, rates: tuple[float, ...]) -> torch.Tensor:
     return ((curves[:, -1].double() - curves[:, 0].double()).clamp_min(0.0) / math.log(1.0 / rates[0])).float()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Gain2Calibration:
     """The calibration clips' curves: rates (K,) ascending ending at 1 (the probes and the full
-    rate), curves (N, K) float32 PSNR in dB. `lam(beta)` makes their mean rate beta."""
+    rate), curves (N, K) float32 PSNR in dB. `lam(beta)` makes their mean rate beta (solved once
+    per beta). Compared by identity (it holds a tensor)."""
 
     rates: tuple[float, ...]
     curves: torch.Tensor
