@@ -249,7 +249,8 @@ def main() -> None:
             rows = measure(tok.adaptive.eval(), clips, args.batch)
         res = compare(rows, betas)
         report["sets"][name] = {"clips": rows, "splits": res, "seconds": time.perf_counter() - t0,
-                                "probe_sets": probe_sets(rows, totals_schedules(rows, betas, tok.adaptive.mean_signal("elbo")))}
+                                "probe_sets": probe_sets(rows, totals_schedules(rows, betas,
+                                                                                tok.adaptive.mean_signal("elbo")))}
         if "latent_slope" in rows[0]:
             report["sets"][name]["latent"] = {
                 "slope_spearman": spearman([r["latent_slope"] for r in rows], [r["slope"] for r in rows]),
@@ -282,8 +283,9 @@ def main() -> None:
     print(f"{'k':>3} {'decodes':>8}  {'probes':<36}" + "".join(f"{n + ' gap|gap|+fixed':>30}" for n in names)
           + "   each set's own best set: gap")
     for row in report["probes_vs_oracle"]:
-        cells = "".join(f"{row['mean_gap_by_totals'][n]['clips']:>+14.3f}|{row['mean_gap_by_totals'][n]['checkpoint']:<+6.3f}|"
-                        f"{row['mean_over_fixed'][n]:<+8.3f}" for n in names)
+        gaps = {n: row["mean_gap_by_totals"][n] for n in names}
+        cells = "".join(f"{gaps[n]['clips']:>+14.3f}|{gaps[n]['checkpoint']:<+6.3f}|{row['mean_over_fixed'][n]:<+8.3f}"
+                        for n in names)
         own = ", ".join(f"{n} {{{','.join(format(x, '.4g') for x in row['own_best'][n]['probes'])}}} "
                         f"{row['own_best'][n]['mean_gap']:+.3f}" for n in names)
         probes = "{" + ",".join(format(x, ".4g") for x in row["probes"]) + "}"

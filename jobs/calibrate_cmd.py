@@ -135,7 +135,8 @@ def calibrate(input_uri: str, checkpoint: str | None, out_path: str | None, writ
     if gain2 is not None:
         click.echo(f"gain2 curves at r = {', '.join(format(r, '.4g') for r in gain2.rates)} over {gain2.count} clips; "
                    "lam at beta 1 / .75 / .5 / .25: " + " / ".join(f"{v:.4g}" for v in doc["gain2"]["lam"].values())
-                   + (f" (mean rate at beta 1 is {doc['gain2']['mean_rate_at_beta_1']:.3f}: flat clips stay at the floor)"
+                   + (f" (mean rate at beta 1 is {doc['gain2']['mean_rate_at_beta_1']:.3f}: flat clips stay at "
+                      "the floor)"
                       if doc["gain2"]["mean_rate_at_beta_1"] < 0.99 else ""))
     if write_checkpoint:
         click.echo(f"wrote {write_checkpoint} (tokenizer {doc['written_tokenizer_id']})")

@@ -10,8 +10,12 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:  # torch-heavy: imported late in the fixtures
+    from tokenizer.adaptive.gain2 import Gain2Calibration
 
 # Tests choose Ray's auth mode explicitly (STACK-NOTES): every in-process test cluster runs
 # without token auth, so that one started by a CLI test and one started by a fixture in the same
@@ -124,7 +128,7 @@ def local_ray() -> Iterator[None]:
                 os.environ[k] = v
 
 
-def gain2_calibration() -> "Gain2Calibration":  # noqa: F821 - imported late
+def gain2_calibration() -> Gain2Calibration:
     """gain2 calibration curves: four straight lines in ln r at the router's probe rates."""
     import torch
 

@@ -4,8 +4,8 @@ and their baselines: one run, the same clips, every method at equal total token 
 Per beta, the reference router (the first router listed) keeps its own budgets with its own
 E[signal]; every other method then keeps exactly as many tokens in total over the clips:
 another router splits that total in proportion to its clipped rates (its E[signal]
-recalibrated on these clips; gain2 by bisection on its lam, `lagrange_counts`), `fixed` and the position baselines split it evenly (see
-`tokenizer.eval.baselines`), and `oracle` splits it exactly on each clip's measured PSNR curve
+recalibrated on these clips; gain2 by bisection on its lam, `lagrange_counts`), `fixed` and
+the position baselines split it evenly (see `tokenizer.eval.baselines`), and `oracle` splits it exactly on each clip's measured PSNR curve
 (the upper bound for any budget rule). PSNR is reported three ways: the mean over clips, pooled
 (of the mean MSE) and per video (TokenBench). BPP16 = 16 * bits per pixel =
 16 * tokens * log2(codebook) / (T * H * W); the `_mask` variant adds the t*h*w mask bits.
