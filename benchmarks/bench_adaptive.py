@@ -34,6 +34,7 @@ import torch
 
 from tokenizer.adaptive.model import AdaptiveTokenizer
 from schemas.routers import ROUTERS
+from tokenizer.adaptive.gain2 import Gain2Calibration
 from tokenizer.eval.baselines import elastic_search, position_mask
 from tokenizer.checkpoint import load_tokenizer
 from tokenizer.train.corpus import heldout_clips
@@ -138,7 +139,8 @@ def run(model: AdaptiveTokenizer, clips: list[np.ndarray], beta: float, batch: i
         "threads": torch.get_num_threads(), "device": str(device), "autocast": autocast and device.type == "cuda",
         "elastic_threshold_l1": threshold,
         "seconds_per_clip": per_clip,
-        "passes_per_clip": {"fixed": 1, "elbo": 3, "gain": 6, "latent": 2, "elastic": 1 + 2 * mean_probes + 1},
+        "passes_per_clip": {"fixed": 1, "elbo": 3, "gain": 6, "gain2": 2 + 2 * len(model.gain2_rates()), "latent": 2,
+                            "elastic": 1 + 2 * mean_probes + 1},
         "elastic_probes_per_clip": mean_probes,
         "ratio_over_fixed": {r: {"tokenize": per_clip[f"{r}_tokenize"] / per_clip["fixed_tokenize"],
                                  "round_trip": per_clip[f"{r}_round_trip"] / per_clip["fixed_round_trip"]}
@@ -189,7 +191,11 @@ def main() -> None:
             x = frames_to_tensor(np.stack(clips)).to(device)
             model.eval().latent_head_steps.fill_(1)
             for r in ROUTERS:
-                model.set_mean_info(max(float(model.score(x, r).signal.double().mean()), 1e-6), len(clips), r)
+                scored = model.score(x, r)
+                if r == "gain2":
+                    model.set_gain2(Gain2Calibration(rates=scored.curve_rates, curves=scored.curve.cpu()))
+                else:
+                    model.set_mean_info(max(float(scored.signal.double().mean()), 1e-6), len(clips), r)
     res = run(model, clips, args.beta, args.batch, args.reps, with_elastic=args.untrained is None,
               autocast=args.autocast)
     res["tokenizer_id"] = name

@@ -16,6 +16,12 @@ measured curves (linear interpolation in ln r between grid rates):
 - oracle:         each clip's whole measured curve, split exactly (dynamic programming over
                   rates in steps of 1/128): the upper bound for any budget rule on these curves.
 Every rule's rates are clipped to [1/16, 1] and its scale is solved so that the total is the same.
+Then the probe sets (`probe_sets`): every set of k = 1, 2, 3 probes from the oracle grid, and the
+whole grid, run as the streaming gain2 rule at two schedules of totals (the ELBO rule's at each
+beta with E[I] recalibrated on the clips, as above, and with the checkpoint's E[I], as `infotok
+eval` sets them: lower totals); for each k the set with the smallest mean gap to `oracle`
+(averaged over the sets and schedules), its gaps and its cost in decodes per clip: what a given
+gap to the oracle costs (`--rows` re-runs this on the clips of an earlier `--json` output).
 
 The latent router is checked against the same measurements: the Spearman correlation of its
 predicted slope with the measured one (s at r_lo = 1/16, what `--router gain` uses), and how
@@ -30,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import itertools
 import math
 import time
 
@@ -37,6 +44,7 @@ import numpy as np
 import torch
 
 from tokenizer.adaptive.model import AdaptiveTokenizer
+from tokenizer.eval.baselines import apportion
 from tokenizer.eval.heldout import HeldoutClip
 from tokenizer.eval.rate_distortion import video_psnr
 from tokenizer.eval.splits import ORACLE_RATES as GRID  # the harness's oracle grid
@@ -99,29 +107,74 @@ def exact_split(curves: list, mean_rate: float, n_positions: int = 1280) -> np.n
     return np.asarray(oracle_counts(table, GRID, total, n_positions), dtype=np.float64) / n_positions
 
 
-def lagrange_split(curves: list, probes: tuple[float, float], mean_rate: float) -> np.ndarray:
-    """A per-clip rule on two-segment curves (PSNR at probes[0], probes[1] and 1, linear in ln r):
-    each clip alone takes the rate that maximises PSNR(r) - lam * r (the best of the segments'
-    end points and interior optima r = slope / lam), one lam for all clips, solved for the total.
-    Unlike `exact_split` it needs no other clip's curve: what a streaming job can run."""
-    lo, mid = probes
-    ends = (MIN_RATE, lo, mid, 1.0)
+def streaming_split(curves: list, probes: tuple[float, ...], mean_rate: float, n_positions: int = 1280
+                    ) -> np.ndarray:
+    """The `gain2` router's rule (`tokenizer.adaptive.gain2`) on curves through PSNR at the probes
+    and at 1: each clip alone takes the rate maximising PSNR(r) - lam * r, one lam for all solved
+    for the mean rate, then rounded to tokens at the total like every other rule. Unlike
+    `exact_split` it needs no other clip's curve: what a streaming job can run."""
+    from tokenizer.adaptive.gain2 import curve_rate, solve_lam
 
-    def rates(lam: float) -> np.ndarray:
-        out = []
-        for f in curves:
-            cands = set(ends)
-            for a, b in ((lo, mid), (mid, 1.0)):
-                slope = (f(b) - f(a)) / math.log(b / a)
-                cands.add(min(b, max(a, slope / lam)))
-            out.append(max(sorted(cands), key=lambda r: f(r) - lam * r))
-        return np.asarray(out)
+    knots = tuple(probes) + (1.0,)
+    table = torch.tensor([[f(r) for r in knots] for f in curves], dtype=torch.float64)
+    rates = curve_rate(table, knots, solve_lam(table, knots, mean_rate)).numpy()
+    total = int(round(mean_rate * len(curves) * n_positions))
+    return np.asarray(apportion(total, (rates * n_positions).tolist(), n_positions), dtype=np.float64) / n_positions
 
-    lo_lam, hi_lam = 1e-6, 1e6
-    for _ in range(100):  # the total falls as lam grows: bisect in log space
-        lam = math.sqrt(lo_lam * hi_lam)
-        lo_lam, hi_lam = (lam, hi_lam) if rates(lam).mean() > mean_rate else (lo_lam, lam)
-    return rates(hi_lam)
+
+def probe_sets(rows: list[dict], totals: dict[str, list[float]], ks: tuple[int, ...] = (1, 2, 3)) -> list[dict]:
+    """Every set of k probes from the oracle grid (k in ks, and the whole grid) run as the streaming
+    rule, at each mean rate of each totals schedule (name -> mean rates, one per beta): its mean
+    PSNR gap to `oracle` and gain over `fixed`, with its cost in decoder (and compressor) passes
+    per clip: k probes + the full rate. mean_gap averages over the schedules."""
+    cands = GRID[:-1]
+    sets = [c for k in ks for c in itertools.combinations(cands, k)] + [tuple(cands)]
+    curves = [lambda q, c=r["curve"]: at(c, q) for r in rows]
+
+    def mean_psnr(rates: np.ndarray) -> float:
+        return float(np.mean([at(row["curve"], q) for row, q in zip(rows, rates)]))
+
+    refs = {name: [(mean_psnr(exact_split(curves, m)), float(np.mean([at(r["curve"], m) for r in rows])))
+                   for m in rates] for name, rates in totals.items()}
+    out = []
+    for probes in sets:
+        gap, over = {}, {}
+        for name, rates in totals.items():
+            ps = [mean_psnr(streaming_split(curves, probes, m)) for m in rates]
+            gap[name] = [p - o for p, (o, _) in zip(ps, refs[name])]
+            over[name] = [p - f for p, (_, f) in zip(ps, refs[name])]
+        out.append({"probes": list(probes), "k": len(probes), "decodes": len(probes) + 1, "gap_to_oracle": gap,
+                    "over_fixed": over, "mean_gap": float(np.mean([np.mean(g) for g in gap.values()])),
+                    "mean_gap_by_totals": {n: float(np.mean(g)) for n, g in gap.items()},
+                    "mean_over_fixed": float(np.mean([np.mean(g) for g in over.values()]))})
+    return out
+
+
+def probe_summary(report: dict) -> list[dict]:
+    """Per k: the probe set with the best mean gap averaged over the sets (and totals schedules),
+    and each set's own best."""
+    names = list(report["sets"])
+    by_set = {n: {tuple(p["probes"]): p for p in report["sets"][n]["probe_sets"]} for n in names}
+    keys = list(by_set[names[0]])
+    out = []
+    for k in sorted({len(p) for p in keys}):
+        ks = [p for p in keys if len(p) == k]
+        best = max(ks, key=lambda p: np.mean([by_set[n][p]["mean_gap"] for n in names]))
+        row = {"k": k, "decodes": k + 1, "probes": [float(x) for x in best],
+               "mean_gap": {n: by_set[n][best]["mean_gap"] for n in names},
+               "mean_gap_by_totals": {n: by_set[n][best]["mean_gap_by_totals"] for n in names},
+               "mean_over_fixed": {n: by_set[n][best]["mean_over_fixed"] for n in names},
+               "own_best": {n: max((by_set[n][p] for p in ks), key=lambda q: q["mean_gap"]) for n in names}}
+        out.append(row)
+    return out
+
+
+def totals_schedules(rows: list[dict], betas: tuple[float, ...], mean_info: float) -> dict[str, list[float]]:
+    """The ELBO rule's mean rate at each beta with E[I] recalibrated on these clips ('clips', as
+    `compare` splits) and with the checkpoint's E[I] ('checkpoint', as `infotok eval` does)."""
+    info = np.array([r["info"] for r in rows])
+    return {name: [float(np.clip(b * info / m, MIN_RATE, 1).mean()) for b in betas]
+            for name, m in (("clips", float(info.mean())), ("checkpoint", mean_info))}
 
 
 def compare(rows: list[dict], betas: tuple[float, ...]) -> list[dict]:
@@ -143,7 +196,7 @@ def compare(rows: list[dict], betas: tuple[float, ...]) -> list[dict]:
                 ys = [at(r["curve"], a), at(r["curve"], b), r["curve"][-1]]
                 return lambda q: float(np.interp(math.log(max(q, MIN_RATE)), xs, ys))
             splits[f"gain2@{a:.3g},{b:.3g}"] = exact_split([two(r) for r in rows], mean_rate)
-            splits[f"gain2-clip@{a:.3g},{b:.3g}"] = lagrange_split([two(r) for r in rows], (a, b), mean_rate)
+            splits[f"gain2-clip@{a:.3g},{b:.3g}"] = streaming_split([two(r) for r in rows], (a, b), mean_rate)
         splits["oracle"] = exact_split([lambda q, c=r["curve"]: at(c, max(q, MIN_RATE)) for r in rows], mean_rate)
         res = {"beta": beta, "mean_rate": mean_rate}
         for name, rr in splits.items():
@@ -167,6 +220,7 @@ def main() -> None:
     ap.add_argument("--clips-per-video", type=int, default=1, help="clips of each video of a folder set")
     ap.add_argument("--curves", action="store_true", help="print each clip's measured PSNR at every grid rate")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--rows", default=None, help="reuse the measured clips of an earlier --json output (no model run)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from jobs.eval_cmd import collect_clips
@@ -177,21 +231,26 @@ def main() -> None:
 
     from tokenizer.device import resolve_device
 
-    tok = load_tokenizer(args.checkpoint, device=resolve_device(args.device))
-    model = tok.adaptive.eval()
+    earlier = json.load(open(args.rows)) if args.rows else None
+    tok = load_tokenizer(args.checkpoint, device=resolve_device(args.device))  # --rows: its E[I] only
     betas = tuple(float(b) for b in args.betas.split(","))
-    report = {"tokenizer_id": tok.tokenizer_id, "sets": {}}
+    report = {"tokenizer_id": earlier["tokenizer_id"] if earlier else tok.tokenizer_id, "sets": {}}
     for name in args.sets.split(","):
         t0 = time.perf_counter()
-        if name in HELDOUT_SETS:
+        if earlier:
+            rows = earlier["sets"][name]["clips"]
+        elif name in HELDOUT_SETS:
             clips = heldout_set(name, args.clips, args.frames, args.size, args.size)
         else:  # a folder or prefix of videos
             groups, _ = collect_clips(name, (args.size, args.size), args.frames, args.clips, args.clips_per_video, 0,
                                       StorageConfig())
             clips = [HeldoutClip("video", uri.rsplit("/", 1)[-1], f) for uri, fs in groups for f in fs]
-        rows = measure(model, clips, args.batch)
+        if not earlier:
+            rows = measure(tok.adaptive.eval(), clips, args.batch)
         res = compare(rows, betas)
-        report["sets"][name] = {"clips": rows, "splits": res, "seconds": time.perf_counter() - t0}
+        report["sets"][name] = {"clips": rows, "splits": res, "seconds": time.perf_counter() - t0,
+                                "probe_sets": probe_sets(rows, totals_schedules(rows, betas,
+                                                                                tok.adaptive.mean_signal("elbo")))}
         if "latent_slope" in rows[0]:
             report["sets"][name]["latent"] = {
                 "slope_spearman": spearman([r["latent_slope"] for r in rows], [r["slope"] for r in rows]),
@@ -213,8 +272,24 @@ def main() -> None:
                 cells = "".join(f"{a:>+7.2f}|{b:<+6.2f}" for a, b in d)
                 mean = (np.mean([a for a, _ in d]), np.mean([b for _, b in d]))
                 print(f"{m:<24}{cells}{mean[0]:>+7.2f}|{mean[1]:<+6.2f}")
+    report["probes_vs_oracle"] = probe_summary(report)
     if args.json:
         print(json.dumps(report, indent=1))
+        return
+    names = list(report["sets"])
+    print("\nstreaming multi-probe rule (gain2): the best probe set of each size (best mean over the sets and the"
+          "\ntotals of both ELBO calibrations), mean gap to oracle at the clips' | the checkpoint's E[I] totals and"
+          "\nover fixed (dB, mean over betas); decodes per clip = probes + full rate")
+    print(f"{'k':>3} {'decodes':>8}  {'probes':<36}" + "".join(f"{n + ' gap|gap|+fixed':>30}" for n in names)
+          + "   each set's own best set: gap")
+    for row in report["probes_vs_oracle"]:
+        gaps = {n: row["mean_gap_by_totals"][n] for n in names}
+        cells = "".join(f"{gaps[n]['clips']:>+14.3f}|{gaps[n]['checkpoint']:<+6.3f}|{row['mean_over_fixed'][n]:<+8.3f}"
+                        for n in names)
+        own = ", ".join(f"{n} {{{','.join(format(x, '.4g') for x in row['own_best'][n]['probes'])}}} "
+                        f"{row['own_best'][n]['mean_gap']:+.3f}" for n in names)
+        probes = "{" + ",".join(format(x, ".4g") for x in row["probes"]) + "}"
+        print(f"{row['k']:>3} {row['decodes']:>8}  {probes:<36}{cells}   {own}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
 """`infotok calibrate`: estimate a router's E[signal] over a set of videos and write it out:
 E[I], the mean clip information of InfoTok's ELBO router (arXiv 2512.16975), E[s], the mean
-quality slope of the gain router, or E[s^], the latent router's mean predicted slope.
+quality slope of the gain router, or E[s^], the latent router's mean predicted slope. For the
+gain2 router it measures each clip's curve (PSNR at its probes and at full rate) and stores the
+curves (`--write-checkpoint`): its budgets solve lam from them for any beta; E[s] is printed for
+the record.
 
 The result is a JSON document (tokenizer id, router, E[signal], clip count, settings) that
 dataset jobs can pass as their E[signal]; `--write-checkpoint` also writes a copy of the
@@ -54,7 +57,8 @@ def calibrate(input_uri: str, checkpoint: str | None, out_path: str | None, writ
     import torch
 
     from jobs.eval_cmd import collect_clips
-    from tokenizer.checkpoint import load_tokenizer, save_tokenizer
+    from tokenizer.adaptive.gain2 import Gain2Calibration, curve_rate
+    from tokenizer.checkpoint import load_tokenizer, save_tokenizer, stored_float_dtype
     from schemas.routers import SIGNAL_NAMES
     from tokenizer.video import frames_to_tensor
 
@@ -64,7 +68,7 @@ def calibrate(input_uri: str, checkpoint: str | None, out_path: str | None, writ
         raise click.ClickException(f"{tok.path} is a fixed-rate checkpoint ({tok.tokenizer_id}); calibrate needs "
                                    "an adaptive one")
     try:
-        tok.adaptive.check_router_ready(router)
+        tok.adaptive.check_router_ready(router, calibrated=False)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     groups, failures = collect_clips(input_uri, hw, clip_frames, max_videos, max_clips, num_procedural,
@@ -73,11 +77,21 @@ def calibrate(input_uri: str, checkpoint: str | None, out_path: str | None, writ
     if not clips:
         raise click.ClickException(f"no clips to calibrate on in {input_uri} ({len(failures)} videos failed)")
     infos: list[float] = []
+    curves: list[torch.Tensor] = []
+    previous_gain2 = tok.adaptive.gain2
+    if router == "gain2":  # re-measure at this version's probe rates, not the stored calibration's
+        tok.adaptive.set_gain2(None)
     with torch.no_grad():
         for i in range(0, len(clips), batch_size):
             scored = tok.adaptive.score(frames_to_tensor(np.stack(clips[i : i + batch_size])), router)
             infos.extend(scored.signal.tolist())
+            if scored.curve is not None:
+                curves.append(scored.curve.float().cpu())
     mean_info = float(np.mean(infos))
+    gain2 = None
+    if router == "gain2":
+        gain2 = Gain2Calibration(rates=tok.adaptive.gain2_rates(), curves=torch.cat(curves))
+        tok.adaptive.set_gain2(previous_gain2)
     doc = {
         "tokenizer_id": tok.tokenizer_id,
         "input": input_uri,
@@ -90,12 +104,21 @@ def calibrate(input_uri: str, checkpoint: str | None, out_path: str | None, writ
         "info_quantiles": {q: float(np.quantile(infos, float(q))) for q in ("0.1", "0.5", "0.9")},
         "failures": len(failures),
     }
+    if gain2 is not None:
+        doc["gain2"] = {"rates": list(gain2.rates), "lam": {str(b): gain2.lam(b) for b in (1.0, 0.75, 0.5, 0.25)},
+                        "mean_rate_at_beta_1": float(curve_rate(gain2.curves, gain2.rates, gain2.lam(1.0)).mean()),
+                        "curves": gain2.curves.tolist()}
     if write_checkpoint:
-        tok.adaptive.set_mean_info(mean_info, len(infos), router)
+        if gain2 is not None:
+            tok.adaptive.set_gain2(gain2)
+        else:
+            tok.adaptive.set_mean_info(mean_info, len(infos), router)
         info = dict(tok.info, calibration={k: doc[k] for k in ("input", "resolution", "clip_frames", "clips", "router")},
                     calibrated_from=tok.tokenizer_id)
         doc["written_checkpoint"] = write_checkpoint
-        doc["written_tokenizer_id"] = save_tokenizer(tok.adaptive, write_checkpoint, info=info)
+        # in the source's storage dtype: the weights stay bit for bit, only the calibration changes
+        doc["written_tokenizer_id"] = save_tokenizer(tok.adaptive, write_checkpoint, info=info,
+                                                     dtype=stored_float_dtype(tok.path))
     text = json.dumps(doc, indent=1)
     if out_path:
         Path(out_path).parent.mkdir(parents=True, exist_ok=True)
@@ -109,6 +132,12 @@ def calibrate(input_uri: str, checkpoint: str | None, out_path: str | None, writ
                f"{doc['checkpoint_mean_info']:.6g}); per clip 10/50/90%: {q['0.1']:.4g} / {q['0.5']:.4g} / "
                f"{q['0.9']:.4g}"
                + (f"; {len(failures)} videos failed" if failures else ""))
+    if gain2 is not None:
+        click.echo(f"gain2 curves at r = {', '.join(format(r, '.4g') for r in gain2.rates)} over {gain2.count} clips; "
+                   "lam at beta 1 / .75 / .5 / .25: " + " / ".join(f"{v:.4g}" for v in doc["gain2"]["lam"].values())
+                   + (f" (mean rate at beta 1 is {doc['gain2']['mean_rate_at_beta_1']:.3f}: flat clips stay at "
+                      "the floor)"
+                      if doc["gain2"]["mean_rate_at_beta_1"] < 0.99 else ""))
     if write_checkpoint:
         click.echo(f"wrote {write_checkpoint} (tokenizer {doc['written_tokenizer_id']})")
     if out_path:

@@ -177,8 +177,11 @@ def _rate_distortion(tok: LoadedTokenizer, groups: list[tuple[str, list]], failu
         names = (router, *names) if router else names  # the reference router goes first
         cfg = RDConfig(methods=tuple(dict.fromkeys(names)), betas=_floats(betas, "--betas"), batch_size=batch_size,
                        mean_info=mean_info)
-        for name in (m for m in cfg.methods if m in ROUTERS):
-            tok.adaptive.check_router_ready(name)
+        for name in (m for m in cfg.methods if m in ROUTERS):  # only the reference needs gain2's calibration
+            tok.adaptive.check_router_ready(name, calibrated=name == cfg.reference)
+        if mean_info is not None and cfg.reference == "gain2":
+            raise ValueError(f"--mean-info {mean_info!r} cannot set the gain2 router's budgets (they come from its "
+                             "calibration curves); list another router first or drop --mean-info")
         if mean_info is None:
             check_mean_info(tok.adaptive.mean_signal(cfg.reference), cfg.reference)
     except ValueError as exc:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from schemas.routers import DEFAULT_ROUTER, ROUTERS
+from schemas.routers import DEFAULT_ROUTER, DEFAULT_TUNED_ROUTER, ROUTERS
 
 if TYPE_CHECKING:
     from pipeline.exec.job import JobConfig
@@ -89,12 +89,13 @@ def parse_resolution(text: str | int) -> tuple[int, int]:
 
 
 def router_option(default: str | None = DEFAULT_ROUTER, help_text: str | None = None) -> Decorator:
-    """--router elbo|gain|latent: which router sets each clip's budget."""
+    """--router elbo|gain|gain2|latent: which router sets each clip's budget."""
     return click.option(
         "--router", default=default, show_default=default is not None, type=click.Choice(ROUTERS),
         help=help_text or "Which router sets each clip's budget: elbo (the paper's rule, by error level), gain "
-                          "(by the measured slope of the clip's quality curve) or latent (that slope predicted "
-                          "from the encoder's output, no decoder pass).")
+                          "(by the measured slope of the clip's quality curve), gain2 (by the clip's quality curve "
+                          "measured with several probes; needs `infotok calibrate --router gain2`) or latent (the "
+                          "slope predicted from the encoder's output, no decoder pass).")
 
 
 # ---- beta and its tuning ---------------------------------------------------------------------
@@ -171,6 +172,12 @@ def tuning_request(o: dict[str, Any]) -> TuneRequest | None:
         return None
     if (target is None) == (report is None):
         raise click.UsageError("--beta auto needs one of --target-rate, --target-bpp16, --target-psnr or --tuning REPORT")
+    from tokenizer.tuning.budget import check_tunable_router
+
+    try:
+        check_tunable_router(job_router(o))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     if report is not None:
         return TuneRequest(report_uri=report)
     sample, tune = tune_configs(target[0], o)
@@ -211,11 +218,17 @@ job_options = apply([
                  help="Decode while the model runs (overlap), or between its batches (alternate); auto: "
                       "overlap when the model is on a GPU."),
     device_option(),
-    router_option(),
+    router_option(None, f"Which router sets each clip's budget: elbo, gain, gain2 or latent (README, "
+                        f"\"Routers\"); default {DEFAULT_ROUTER}, or {DEFAULT_TUNED_ROUTER} with --beta auto."),
     click.option("--extensions", default=None, help="Comma-separated video extensions when listing a prefix."),
     storage_options,
     target_options(),
 ])
+
+
+def job_router(o: dict[str, Any]) -> str:
+    """The job's router: --router, else the default (DEFAULT_TUNED_ROUTER when beta is tuned)."""
+    return o.get("router") or (DEFAULT_TUNED_ROUTER if o.get("beta") == "auto" else DEFAULT_ROUTER)
 
 
 def build_job(input_uri: str, output: str, **o: Any) -> JobConfig:
@@ -236,7 +249,7 @@ def build_job(input_uri: str, output: str, **o: Any) -> JobConfig:
                                 clip_frames=o["clip_frames"], clip_stride=o["clip_stride"],
                                 max_clips=o["max_clips"], decoder=o["decoder"], short_policy=o["short_policy"]),
             tokenize=TokenizeConfig(checkpoint=o["checkpoint"], beta=1.0 if o["beta"] == "auto" else o["beta"],
-                                    router=o.get("router") or DEFAULT_ROUTER, device=o["device"],
+                                    router=job_router(o), device=o["device"],
                                     batch_size=o["batch_size"]),
             plan=PlanConfig(videos_per_shard=o["shard_size"]),
             storage=storage_from(dict(o)),

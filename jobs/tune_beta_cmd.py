@@ -23,6 +23,8 @@ from jobs.options import (
     tune_configs,
 )
 
+from schemas.routers import DEFAULT_TUNED_ROUTER
+
 logger = logging.getLogger(__name__)
 
 SMALL_SAMPLE = 30  # clips; fewer give a wide confidence interval of the corpus mean rate
@@ -42,7 +44,7 @@ SMALL_SAMPLE = 30  # clips; fewer give a wide confidence interval of the corpus 
 @click.option("--grid", "grid_size", default=10, show_default=True, type=int, help="Betas in the reported curve.")
 @click.option("--batch-size", default=8, show_default=True, type=int, help="Clips per model call.")
 @device_option()
-@router_option()
+@router_option(DEFAULT_TUNED_ROUTER)
 @click.option("--report", "report_dir", default=None, help="Folder (or s3:// prefix) for tuning.json and tuning.png.")
 @storage_options
 @json_option
@@ -56,8 +58,12 @@ def tune_beta(input_uri: str, checkpoint: str | None, resolution: str, clip_fram
     `--beta auto --tuning DIR/tuning.json`, or let `tokenize --beta auto --target-...` tune)."""
     from pipeline.tuning.report import report_paths, run_tuning, write_report
     from schemas.routers import SIGNAL_NAMES
-    from tokenizer.tuning.budget import TuneConfig, TuningTarget
+    from tokenizer.tuning.budget import TuneConfig, TuningTarget, check_tunable_router
 
+    try:
+        check_tunable_router(router)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     target = target_of(o)
     if target is None:
         raise click.UsageError("give one of --target-rate, --target-bpp16 or --target-psnr")

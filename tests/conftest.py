@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import subprocess
@@ -9,8 +10,12 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:  # torch-heavy: imported late in the fixtures
+    from tokenizer.adaptive.gain2 import Gain2Calibration
 
 # Tests choose Ray's auth mode explicitly (STACK-NOTES): every in-process test cluster runs
 # without token auth, so that one started by a CLI test and one started by a fixture in the same
@@ -123,9 +128,21 @@ def local_ray() -> Iterator[None]:
                 os.environ[k] = v
 
 
+def gain2_calibration() -> Gain2Calibration:
+    """gain2 calibration curves: four straight lines in ln r at the router's probe rates."""
+    import torch
+
+    from tokenizer.adaptive.gain2 import GAIN2_PROBE_RATES, Gain2Calibration
+
+    rates = GAIN2_PROBE_RATES + (1.0,)
+    return Gain2Calibration(rates=rates, curves=torch.tensor([[20.0 + s * math.log(r) for r in rates]
+                                                              for s in (0.5, 1.0, 1.5, 2.0)]))
+
+
 @pytest.fixture(scope="session")
 def adaptive_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """An untrained InfoTok (adaptive) `tiny` checkpoint with a fixed E[I] and E[s]."""
+    """An untrained InfoTok (adaptive) `tiny` checkpoint with a fixed E[I], E[s] and gain2 calibration
+    (straight curves of slopes 0.5 to 2 dB per unit of ln r)."""
     import torch
 
     from tokenizer.adaptive.modules import ADAPTIVE_PRESETS
@@ -138,6 +155,7 @@ def adaptive_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> str:
     model = AdaptiveTokenizer(VideoTokenizer(preset("tiny")), ADAPTIVE_PRESETS["tiny"])
     model.set_mean_info(0.3, 1)
     model.set_mean_info(1.0, 1, "gain")
+    model.set_gain2(gain2_calibration())
     path = tmp_path_factory.mktemp("ckpt") / "tiny-adaptive-random.safetensors"
     save_tokenizer(model, path)
     return str(path)

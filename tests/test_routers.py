@@ -85,7 +85,7 @@ def test_each_router_scores_and_routes():
     assert [t.info for t in tokens] == pytest.approx(gain.signal.tolist())  # the stored signal is s
     with pytest.raises(ValueError, match="latent router head is untrained"):
         m.route(x, 0.5, router="latent")
-    with pytest.raises(ValueError, match="unknown router 'magic'; choose from elbo, gain, latent"):
+    with pytest.raises(ValueError, match="unknown router 'magic'; choose from elbo, gain, gain2, latent"):
         m.route(x, 0.5, router="magic")
 
 
@@ -194,7 +194,7 @@ def test_router_is_part_of_the_dataset_identity(tmp_path):
         check_compatible(ds, TokenFileMeta("test-tok", 0.5, 0.1, router="gain"))
     assert TokenFileMeta.from_dict({"tokenizer_id": "t", "beta": 0.5, "expected_info": 0.1}).router == "elbo"
     for bad in (lambda: TokenFileMeta("t", 0.5, 0.1, router="magic"), lambda: TokenizeConfig(router="magic")):
-        with pytest.raises(ValueError, match="unknown router 'magic'; choose from elbo, gain, latent"):
+        with pytest.raises(ValueError, match="unknown router 'magic'; choose from elbo, gain, gain2, latent"):
             bad()
 
 
@@ -204,7 +204,7 @@ def test_unknown_router_is_a_usage_error(tmp_path):
                 ["calibrate", "procedural"], ["tune-beta", str(tmp_path), "--target-rate", "0.5"]):
         res = CliRunner().invoke(main, [*cmd, "--router", "magic"])
         assert res.exit_code == 2, (cmd, res.output)
-        assert "Invalid value for '--router': 'magic' is not one of 'elbo', 'gain', 'latent'" in res.output
+        assert "Invalid value for '--router': 'magic' is not one of 'elbo', 'gain', 'gain2', 'latent'" in res.output
     assert not (tmp_path / "out").exists() and not (tmp_path / "d").exists()
 
 
@@ -215,7 +215,12 @@ def test_uncalibrated_router_refused_before_ray(tmp_path):
     save_tokenizer(m, path)
     (tmp_path / "videos").mkdir()
     base = ["tokenize", str(tmp_path / "videos"), str(tmp_path / "out"), "--checkpoint", str(path)]
-    res = CliRunner().invoke(main, base)
+    res = CliRunner().invoke(main, base)  # the default router, gain2
+    assert res.exit_code == 1
+    assert res.output.strip().splitlines() == [
+        f"Error: checkpoint {path} has no gain2 calibration curves; run `infotok calibrate --router gain2 "
+        "--write-checkpoint NEW` and use NEW"]
+    res = CliRunner().invoke(main, [*base, "--router", "gain"])
     assert res.exit_code == 1
     assert res.output.strip().splitlines() == [
         f"Error: checkpoint {path} has no E[s] for the gain router; run `infotok calibrate --router gain "

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from tokenizer.adaptive.modules import AdaptiveConfig
+from tokenizer.adaptive.gain2 import GAIN2_CURVES_KEY, GAIN2_RATES_KEY, Gain2Calibration
 from tokenizer.adaptive.model import OPTIONAL_STATE_PREFIXES, AdaptiveTokenizer
 from tokenizer.config import TokenizerConfig
 from tokenizer.nn.model import VideoTokenizer
@@ -40,7 +41,8 @@ ADAPTIVE_FORMAT_VERSION = "2"
 READABLE_VERSIONS = (FORMAT_VERSION, ADAPTIVE_FORMAT_VERSION)
 ADAPTIVE_PREFIX = "adaptive."
 # Tensors kept in their own dtype when a checkpoint is exported in half precision.
-_EXACT_TENSORS = {"adaptive.mean_info", "adaptive.mean_gain", "adaptive.mean_latent"}
+_EXACT_TENSORS = {"adaptive.mean_info", "adaptive.mean_gain", "adaptive.mean_latent", "adaptive.gain2_rates",
+                  "adaptive.gain2_curves"}
 DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "tiny.safetensors"
 
 
@@ -72,6 +74,8 @@ def checkpoint_state(model: VideoTokenizer | AdaptiveTokenizer) -> dict[str, tor
     if isinstance(model, AdaptiveTokenizer):
         state = {k: v for k, v in model.base.state_dict().items()}
         state.update({ADAPTIVE_PREFIX + k: v for k, v in model.state_dict().items() if not k.startswith("base.")})
+        if model.gain2 is not None:  # only a calibrated checkpoint has them (older ids stay the same)
+            state.update({ADAPTIVE_PREFIX + k: v for k, v in model.gain2.tensors().items()})
     else:
         state = dict(model.state_dict())
     return {k: v.detach().cpu().contiguous() for k, v in state.items()}
@@ -157,6 +161,20 @@ def read_header(path: str | Path) -> dict[str, str]:
     return meta
 
 
+def stored_float_dtype(path: str | Path) -> torch.dtype | None:
+    """The dtype most of a checkpoint's floating-point tensors are stored in (None: it has none), so
+    that a rewritten copy keeps the weights bit for bit (`save_tokenizer(..., dtype=...)`)."""
+    from collections import Counter
+
+    from safetensors import safe_open
+
+    names = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "F64": torch.float64}
+    with safe_open(str(path), framework="pt") as f:
+        kinds = Counter(str(f.get_slice(k).get_dtype()) for k in f.keys() if k not in _EXACT_TENSORS)
+    floats = [(n, k) for k, n in kinds.items() if k in names]
+    return names[max(floats)[1]] if floats else None
+
+
 def router_problem(path: str | Path, router: str, need_mean: bool = True) -> str | None:
     """Why the checkpoint at path cannot route with `router` as it stands (None: it can), read
     without loading the weights: the latent head untrained, or (need_mean) the router's E[signal]
@@ -179,6 +197,11 @@ def router_problem(path: str | Path, router: str, need_mean: bool = True) -> str
             key = ADAPTIVE_PREFIX + name
             return float(f.get_tensor(key)) if key in names else float("nan")
 
+        if router == "gain2":
+            if ADAPTIVE_PREFIX + GAIN2_CURVES_KEY not in names:
+                return (f"checkpoint {path} has no gain2 calibration curves; run `infotok calibrate --router gain2 "
+                        "--write-checkpoint NEW` and use NEW")
+            return None
         if router == "latent" and not value("latent_head_steps") > 0:
             return (f"checkpoint {path} has no trained latent router head; train it with `infotok train --stage "
                     "router` or use --router elbo|gain")
@@ -221,6 +244,8 @@ def load_tokenizer(
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt: {exc}") from exc
     model = VideoTokenizer(config)
     full: VideoTokenizer | AdaptiveTokenizer = model if adaptive_cfg is None else AdaptiveTokenizer(model, adaptive_cfg)
+    gain2 = {k: state.pop(ADAPTIVE_PREFIX + k) for k in (GAIN2_RATES_KEY, GAIN2_CURVES_KEY)
+             if ADAPTIVE_PREFIX + k in state}
     expected = checkpoint_state(full)
     optional = tuple(ADAPTIVE_PREFIX + p for p in OPTIONAL_STATE_PREFIXES)
     missing = sorted(k for k in set(expected) - set(state) if not k.startswith(optional))
@@ -236,12 +261,19 @@ def load_tokenizer(
                 f"checkpoint {path}: tensor {name} has shape {tuple(tensor.shape)}, "
                 f"config expects {tuple(expected[name].shape)}"
             )
-    tid = tokenizer_id_of(config, state, adaptive_cfg)
+    tid = tokenizer_id_of(config, {**state, **{ADAPTIVE_PREFIX + k: v for k, v in gain2.items()}}, adaptive_cfg)
     if meta.get("tokenizer_id") != tid:
         raise CheckpointError(
             f"checkpoint {path}: weights do not match the recorded tokenizer_id "
             f"{meta.get('tokenizer_id')!r} (content hash {tid!r}); the file was modified"
         )
+    if gain2 and isinstance(full, AdaptiveTokenizer):
+        if len(gain2) != 2:
+            raise CheckpointError(f"checkpoint {path} has only {sorted(gain2)} of the gain2 calibration tensors")
+        try:
+            full.set_gain2(Gain2Calibration.from_tensors(gain2[GAIN2_RATES_KEY], gain2[GAIN2_CURVES_KEY]))
+        except ValueError as exc:
+            raise CheckpointError(f"checkpoint {path}: {exc}") from None
     cast = {k: v.to(expected[k].dtype) for k, v in state.items()}
     model.load_state_dict({k: v for k, v in cast.items() if not k.startswith(ADAPTIVE_PREFIX)})
     if isinstance(full, AdaptiveTokenizer):

@@ -1,9 +1,10 @@
 """InfoTok adaptive tokenizer (arXiv 2512.16975): base FSQ tokenizer + a router (`elbo`,
-`gain` or `latent`, see `tokenizer.adaptive.router`) + compressor / decompressor, with the
-public `tokenize` / `detokenize` API.
+`gain`, `gain2` or `latent`, see `tokenizer.adaptive.router` and `tokenizer.adaptive.gain2`) +
+compressor / decompressor, with the public `tokenize` / `detokenize` API.
 
 Tokenizing a clip costs one base encode and one compressor pass, plus the router's own work:
 `elbo` one full-rate decode; `gain` one full-rate decode and one probe (compressor + decode);
+`gain2` one full-rate decode and one probe per probe rate;
 `latent` one pass of a small head on the encoder's output. Each clip of a batch keeps its own
 number of tokens. Detokenizing costs one decompressor pass and one base decode.
 
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 from schemas.routers import check_router
+from tokenizer.adaptive.gain2 import GAIN2_PROBE_RATES, Gain2Calibration, curve_rate, curve_slope
 from tokenizer.adaptive.latent_router import LatentRouterHead
 from tokenizer.adaptive.modules import AdaptiveConfig, Compressor, Decompressor
 from tokenizer.adaptive.router import (
@@ -50,13 +52,17 @@ class Scored:
     """Result of `AdaptiveTokenizer.score`: a router's two answers before the budget.
 
     encoding: the base `Encoding`; scores: (B, t, h, w) float32 token scores (higher = keep
-    first); signal: (B,) the clip's budget signal (I(x), s or s^); router: its kind.
+    first); signal: (B,) the clip's budget signal (I(x), s or s^; gain2: the slope with its lowest
+    probe, for the record); router: its kind. gain2 only: curve (B, K) PSNR in dB at curve_rates
+    (its probes and 1), from which its budget comes.
     """
 
     encoding: Encoding
     scores: torch.Tensor
     signal: torch.Tensor
     router: str
+    curve: torch.Tensor | None = None
+    curve_rates: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -65,7 +71,7 @@ class Routing:
 
     encoding: the base `Encoding` of the clips.
     scores: (B, t, h, w) float32 per-token scores.
-    info: (B,) the router's signal (I(x) for elbo, s for gain, s^ for latent); rate: (B,) r_x
+    info: (B,) the router's signal (I(x) for elbo, s for gain and gain2, s^ for latent); rate: (B,) r_x
     in [1/16, 1]; beta: (B,) the betas used; router: the router's kind.
     n_keep: (B,) int64 N_x; keep: (B, t, h, w) bool with n_keep[b] positions set.
     """
@@ -117,7 +123,8 @@ OPTIONAL_STATE_PREFIXES: tuple[str, ...] = ("latent_head.", "mean_gain", "gain_c
 
 class AdaptiveTokenizer(nn.Module):
     """Fixed-rate `VideoTokenizer` plus the InfoTok adaptive layer, the latent router's head and
-    each router's E[signal].
+    each router's E[signal], and the gain2 router's calibration curves (`gain2`, None until
+    `infotok calibrate --router gain2` measures them; its E[signal] is their mean slope).
 
     `mean_info` (E[I], elbo), `mean_gain` (E[s]) and `mean_latent` (E[s^]) are buffers: NaN until
     training or calibration sets them. `latent_head_steps` counts the head's training steps
@@ -136,6 +143,7 @@ class AdaptiveTokenizer(nn.Module):
             self.register_buffer(mean, torch.tensor(float("nan"), dtype=torch.float64))
             self.register_buffer(count, torch.tensor(0, dtype=torch.int64))
         self.register_buffer("latent_head_steps", torch.tensor(0, dtype=torch.int64))
+        self.gain2: Gain2Calibration | None = None
 
     # ---- parameters and E[I] ---------------------------------------------------------
     def adaptive_modules(self) -> nn.ModuleDict:
@@ -157,23 +165,41 @@ class AdaptiveTokenizer(nn.Module):
 
     def set_mean_info(self, value: float, count: int, router: str = "elbo") -> None:
         """Set a router's E[signal] from a calibration pass over `count` clips."""
-        mean, n = ROUTER_MEANS[check_router(router)]
+        if check_router(router) == "gain2":
+            raise ValueError("the gain2 router is calibrated with curves (set_gain2), not an E[signal] value")
+        mean, n = ROUTER_MEANS[router]
         getattr(self, mean).fill_(check_mean_info(value, router))
         getattr(self, n).fill_(int(count))
 
+    def set_gain2(self, calibration: Gain2Calibration | None) -> None:
+        """Set (or clear) the gain2 router's calibration curves."""
+        self.gain2 = calibration
+
     def mean_signal(self, router: str) -> float:
         """The router's E[signal] (NaN when never trained or calibrated)."""
-        return float(getattr(self, ROUTER_MEANS[check_router(router)][0]))
+        if check_router(router) == "gain2":
+            return self.gain2.mean_slope if self.gain2 is not None else float("nan")
+        return float(getattr(self, ROUTER_MEANS[router][0]))
 
     def signal_count(self, router: str) -> int:
         """How many clips the router's E[signal] was measured on."""
-        return int(getattr(self, ROUTER_MEANS[check_router(router)][1]))
+        if check_router(router) == "gain2":
+            return self.gain2.count if self.gain2 is not None else 0
+        return int(getattr(self, ROUTER_MEANS[router][1]))
 
-    def check_router_ready(self, router: str) -> None:
-        """Raise ValueError unless this model can route with `router` (the latent head is trained)."""
+    def check_router_ready(self, router: str, calibrated: bool = True) -> None:
+        """Raise ValueError unless this model can route with `router` (the latent head is trained;
+        with `calibrated`, the gain2 router has its calibration curves)."""
         if check_router(router) == "latent" and int(self.latent_head_steps) == 0:
             raise ValueError("this checkpoint's latent router head is untrained; train it with "
                              "`infotok train --stage router` or use --router elbo|gain")
+        if router == "gain2" and calibrated and self.gain2 is None:
+            raise ValueError("this checkpoint has no gain2 calibration curves; run `infotok calibrate --router gain2 "
+                             "--write-checkpoint NEW` and use NEW")
+
+    def gain2_rates(self) -> tuple[float, ...]:
+        """The gain2 router's curve rates: the calibration's (its probes and 1), else the default probes and 1."""
+        return self.gain2.rates if self.gain2 is not None else GAIN2_PROBE_RATES + (1.0,)
 
     # ---- the pieces ------------------------------------------------------------------
     @torch.no_grad()
@@ -197,8 +223,9 @@ class AdaptiveTokenizer(nn.Module):
 
     @torch.no_grad()
     def score(self, video: torch.Tensor, router: str = "elbo", encoding: Encoding | None = None) -> Scored:
-        """The router's token scores and budget signal for video (B, 3, T, H, W) in [-1, 1]."""
-        self.check_router_ready(router)
+        """The router's token scores and budget signal for video (B, 3, T, H, W) in [-1, 1]
+        (gain2: also its curve, at the calibration's rates; no calibration needed)."""
+        self.check_router_ready(router, calibrated=False)
         enc = encoding if encoding is not None else self.base.encode(video)
         if router == "latent":
             log_scores, slope = self.latent_head(self.bounded_latent(enc.latent))
@@ -212,8 +239,32 @@ class AdaptiveTokenizer(nn.Module):
                      encoding=enc).reconstruction
         scores = token_scores(recon, video)
         full = psnr(recon.float().clamp(-1, 1), video.float())
+        if router == "gain2":
+            rates = self.gain2_rates()
+            curve = torch.stack([self.probe_psnr(video, enc, scores, r) for r in rates[:-1]] + [full], 1)  # (B, K)
+            return Scored(encoding=enc, scores=scores, signal=curve_slope(curve, rates), router=router,
+                          curve=curve.float(), curve_rates=rates)
         probe = self.probe_psnr(video, enc, scores, GAIN_PROBE_RATE)
         return Scored(encoding=enc, scores=scores, signal=gain_slope(full, probe, GAIN_PROBE_RATE), router=router)
+
+    def budget(self, scored: Scored, betas: torch.Tensor, mean_info: float | None = None) -> torch.Tensor:
+        """The clips' rates (B,) in [1/16, 1] at betas (B,): `budget_rate` with the router's E[signal]
+        (mean_info overrides the checkpoint's), or for gain2 its curve rule with the calibration's lam
+        (a mean_info other than the calibration's E[s] is refused: it cannot move lam)."""
+        if scored.router != "gain2":
+            m = check_mean_info(self.mean_signal(scored.router) if mean_info is None else mean_info, scored.router)
+            return budget_rate(scored.signal, betas, m, scored.router)
+        self.check_router_ready("gain2")
+        cal = self.gain2
+        assert cal is not None and scored.curve is not None
+        if mean_info is not None and not math.isclose(float(mean_info), cal.mean_slope, rel_tol=1e-6):
+            raise ValueError(f"the gain2 router takes its budgets from its calibration curves (E[s] "
+                             f"{cal.mean_slope:.6g}), not from an E[signal] of {mean_info!r}; recalibrate with "
+                             "`infotok calibrate --router gain2 --write-checkpoint NEW`")
+        if scored.curve_rates != cal.rates:
+            raise ValueError(f"gain2 curve measured at rates {scored.curve_rates}, calibration at {cal.rates}")
+        lam = torch.tensor([cal.lam(float(b)) for b in betas.flatten().tolist()], dtype=torch.float64)
+        return curve_rate(scored.curve.cpu(), cal.rates, lam).float().to(betas.device)
 
     @torch.no_grad()
     def route(self, video: torch.Tensor, beta: BetaArg, mean_info: float | None = None, router: str = "elbo"
@@ -223,9 +274,10 @@ class AdaptiveTokenizer(nn.Module):
         check_video_shape(video)
         self.check_router_ready(router)
         betas = _beta_vector(beta, video.shape[0]).to(video.device)
-        m = check_mean_info(self.mean_signal(router) if mean_info is None else mean_info, router)
+        if router != "gain2":  # refuse a missing E[signal] before any model pass
+            check_mean_info(self.mean_signal(router) if mean_info is None else mean_info, router)
         scored = self.score(video, router)
-        rate = budget_rate(scored.signal, betas, m, router)  # (B,)
+        rate = self.budget(scored, betas, mean_info)  # (B,)
         n_keep = budget_tokens(rate, scored.scores[0].numel())  # (B,)
         return Routing(encoding=scored.encoding, scores=scored.scores, info=scored.signal, rate=rate, beta=betas,
                        n_keep=n_keep, keep=top_n_mask(scored.scores, n_keep), router=router)

@@ -1,6 +1,6 @@
 """Routers: which tokens a clip keeps (per-token scores, top N) and how many (its budget).
 
-Three kinds (`ROUTERS`), one budget formula: r_x = clip(beta * signal(x) / E[signal], 1/16, 1),
+Four kinds (`ROUTERS`); three share one budget formula: r_x = clip(beta * signal(x) / E[signal], 1/16, 1),
 N_x = round(r_x * t*h*w) (round half up, at least 1), keep the N_x highest-scoring tokens.
 - `elbo`, the paper's rule (InfoTok, arXiv 2512.16975), unchanged: signal = I(x), the mean
   token score. It sets the budget by the *level* of a clip's error.
@@ -11,6 +11,8 @@ N_x = round(r_x * t*h*w) (round half up, at least 1), keep the N_x highest-scori
   the split that maximises the mean PSNR at a fixed total gives r proportional to s (equal
   marginal gains, the codec rule), so the budget buys quality where it rises; a clip whose
   error cannot fall (s = 0) gets the floor.
+- `gain2`: the clip's curve measured with several probes, each clip's rate the optimum of
+  PSNR(r) - lam * r on it (`tokenizer.adaptive.gain2`, its own budget rule).
 - `latent`: a small head on the encoder's output predicts the token scores and s
   (`tokenizer.adaptive.latent_router`): no decoder pass at all.
 All three keep tokens by the same kind of score: the full-rate error (elbo: of the base
@@ -44,6 +46,7 @@ GAIN_PROBE_RATE = 0.0625
 _HOW_TO_SET = {
     "elbo": "train the adaptive stage or run `infotok calibrate --router elbo`",
     "gain": "run `infotok calibrate --router gain` (or `infotok train --stage router`)",
+    "gain2": "run `infotok calibrate --router gain2 --write-checkpoint NEW`",
     "latent": "train the head with `infotok train --stage router` or run `infotok calibrate --router latent`",
 }
 

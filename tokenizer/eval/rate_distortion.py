@@ -1,11 +1,11 @@
-"""Rate-distortion harness for the routers (elbo = InfoTok, arXiv 2512.16975; gain; latent)
+"""Rate-distortion harness for the routers (elbo = InfoTok, arXiv 2512.16975; gain; gain2; latent)
 and their baselines: one run, the same clips, every method at equal total token count per beta.
 
 Per beta, the reference router (the first router listed) keeps its own budgets with its own
 E[signal]; every other method then keeps exactly as many tokens in total over the clips:
 another router splits that total in proportion to its clipped rates (its E[signal]
-recalibrated on these clips), `fixed` and the position baselines split it evenly (see
-`tokenizer.eval.baselines`), and `oracle` splits it exactly on each clip's measured PSNR curve
+recalibrated on these clips; gain2 by bisection on its lam, `lagrange_counts`), `fixed` and
+the position baselines split it evenly (see `tokenizer.eval.baselines`), and `oracle` splits it exactly on each clip's measured PSNR curve
 (the upper bound for any budget rule). PSNR is reported three ways: the mean over clips, pooled
 (of the mean MSE) and per video (TokenBench). BPP16 = 16 * bits per pixel =
 16 * tokens * log2(codebook) / (T * H * W); the `_mask` variant adds the t*h*w mask bits.
@@ -29,13 +29,13 @@ from tokenizer.adaptive.model import AdaptiveTokenizer, Scored
 from tokenizer.adaptive.router import budget_rate, budget_tokens, check_beta, top_n_mask
 from tokenizer.eval.baselines import POSITION_METHODS, apportion, elastic_search, equal_split, position_mask
 from tokenizer.eval.metrics import psnr, ssim
-from tokenizer.eval.splits import ORACLE_RATES, oracle_counts, rescaled_counts
+from tokenizer.eval.splits import ORACLE_RATES, lagrange_counts, oracle_counts, rescaled_counts
 from tokenizer.video import frames_to_tensor
 from schemas.config import FrozenConfig
 
 logger = logging.getLogger(__name__)
 
-ROUTER_METHODS: tuple[str, ...] = ("elbo", "gain", "latent")
+ROUTER_METHODS: tuple[str, ...] = ("elbo", "gain", "gain2", "latent")
 METHODS: tuple[str, ...] = ROUTER_METHODS + ("fixed", "raster", "jump", "random", "elastic", "oracle", "full")
 
 
@@ -43,7 +43,7 @@ METHODS: tuple[str, ...] = ROUTER_METHODS + ("fixed", "raster", "jump", "random"
 class RDConfig(FrozenConfig):
     """methods: subset of METHODS ('full' = fixed-rate base model, once, beta ignored);
     betas: each in (0, 1]; mean_info: E[signal] override for the reference router (None: the
-    checkpoint's). The reference router is the first of elbo, gain, latent in `methods`: its
+    checkpoint's). The reference router is the first of elbo, gain, gain2, latent in `methods`: its
     total at each beta is what every other method keeps."""
 
     methods: tuple[str, ...] = ("elbo", "gain", "fixed", "random", "raster", "jump", "elastic", "oracle")
@@ -137,20 +137,31 @@ def _row(method: str, beta: float, n_tokens: list[int], ps: list[float], ss: lis
 _ROUTER_PASSES: dict[str, tuple[float, float, float]] = {"elbo": (1, 1, 1), "gain": (1, 2, 3), "latent": (1, 0, 1)}
 
 
+def _router_passes(model: AdaptiveTokenizer, router: str) -> tuple[float, float, float]:
+    if router == "gain2":  # the full rate and each probe: decoder + compressor, then the final compressor
+        k = len(model.gain2_rates())
+        return (1, float(k), float(k + 1))
+    return _ROUTER_PASSES[router]
+
+
 @dataclass
 class _Scored:
-    """One router's pass over every batch (independent of beta): per batch its `Scored`."""
+    """One router's pass over every batch (independent of beta): per batch its `Scored`; gain2
+    also its curves (clips, K) at curve_rates."""
 
     batches: list[Scored]
     signal: np.ndarray
     seconds: float
+    curves: np.ndarray | None = None
+    curve_rates: tuple[float, ...] = ()
 
 
 def _score_all(model: AdaptiveTokenizer, batches: list[tuple[int, torch.Tensor]], router: str) -> _Scored:
     t0 = time.perf_counter()
     out = [model.score(x, router) for _, x in batches]
+    curves = (torch.cat([s.curve for s in out]).double().cpu().numpy() if out and out[0].curve is not None else None)
     return _Scored(batches=out, signal=torch.cat([s.signal for s in out]).double().cpu().numpy(),
-                   seconds=time.perf_counter() - t0)
+                   seconds=time.perf_counter() - t0, curves=curves, curve_rates=out[0].curve_rates if out else ())
 
 
 @torch.no_grad()
@@ -214,8 +225,13 @@ def evaluate_rd(model: AdaptiveTokenizer, clips: list[np.ndarray], cfg: RDConfig
         curve_seconds = time.perf_counter() - t0
     mean_ref = cfg.mean_info if cfg.mean_info is not None else model.mean_signal(ref)
     for beta in cfg.betas:
-        sig = torch.from_numpy(scored[ref].signal)
-        n_ref = budget_tokens(budget_rate(sig, beta, mean_ref, ref), grid_n).tolist()
+        if ref == "gain2":  # the router's own rule with its calibration's lam, batch by batch
+            betas = torch.full((1,), float(beta))
+            n_ref = torch.cat([budget_tokens(model.budget(sc, betas.expand(sc.signal.shape[0]), cfg.mean_info),
+                                             grid_n) for sc in scored[ref].batches]).tolist()
+        else:
+            sig = torch.from_numpy(scored[ref].signal)
+            n_ref = budget_tokens(budget_rate(sig, beta, mean_ref, ref), grid_n).tolist()
         total = int(sum(n_ref))
         for method in cfg.methods:
             if method == "full":
@@ -224,9 +240,14 @@ def evaluate_rd(model: AdaptiveTokenizer, clips: list[np.ndarray], cfg: RDConfig
             extra: dict[str, float] = {}
             seconds_before = 0.0
             if method in ROUTER_METHODS:
-                counts = n_ref if method == ref else rescaled_counts(scored[method].signal, total, grid_n)
+                if method == ref:
+                    counts = n_ref
+                elif method == "gain2":
+                    counts = lagrange_counts(scored[method].curves, scored[method].curve_rates, total, grid_n)
+                else:
+                    counts = rescaled_counts(scored[method].signal, total, grid_n)
                 run_counts(scored[method].batches, counts, ps, ss)
-                passes = _ROUTER_PASSES[method]
+                passes = _router_passes(model, method)
                 seconds_before = scored[method].seconds
                 extra = {"mean_rate": float(np.mean(counts)) / grid_n,
                          "mean_signal": float(np.mean(scored[method].signal))}

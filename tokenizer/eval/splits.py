@@ -2,6 +2,8 @@
 
 - `rescaled_counts`: a router's split, counts proportional to clip(c * signal, 1/16, 1) with c
   solved for the total (the router's E[signal] recalibrated on these clips);
+- `lagrange_counts`: the gain2 router's split, each clip's rate the optimum of PSNR(r) - lam * r
+  on its own probe curve, lam solved for the total (its calibration redone on these clips);
 - `oracle_counts`: the best split for the summed PSNR given each clip's measured curve (PSNR at
   `ORACLE_RATES`), exact by dynamic programming: the upper bound for any per-clip budget rule.
 Both round to whole tokens at the same total with `tokenizer.eval.baselines.apportion`.
@@ -10,6 +12,7 @@ Both round to whole tokens at the same total with `tokenizer.eval.baselines.appo
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from tokenizer.adaptive.router import MIN_RATE
 from tokenizer.eval.baselines import apportion, equal_split
@@ -66,3 +69,14 @@ def rescaled_counts(signal: np.ndarray, total: int, n_positions: int) -> list[in
         else:
             hi = c
     return apportion(total, np.clip(hi * w, MIN_RATE, 1.0).tolist(), n_positions)
+
+
+def lagrange_counts(curves: np.ndarray, rates: tuple[float, ...], total: int, n_positions: int) -> list[int]:
+    """The gain2 router's split of `total`: clips x rates PSNRs (its probe curves) -> counts, each
+    clip's rate `curve_rate` at one lam solved by bisection for the total, rounded to tokens."""
+    from tokenizer.adaptive.gain2 import curve_rate, solve_lam
+
+    table = torch.as_tensor(np.asarray(curves, dtype=np.float64))
+    target = min(1.0, max(MIN_RATE, total / (n_positions * table.shape[0])))
+    rate = curve_rate(table, rates, solve_lam(table, rates, target)).numpy()
+    return apportion(total, (rate * n_positions).tolist(), n_positions)

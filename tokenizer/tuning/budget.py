@@ -46,6 +46,16 @@ class TargetOutOfReach(ValueError):
         self.reachable = reachable
 
 
+def check_tunable_router(router: str) -> str:
+    """Return router; raise ValueError unless beta tuning can run it (it reads one scalar signal per
+    clip; gain2 budgets from a curve, and its beta already is the mean rate on its calibration clips)."""
+    if check_router(router) == "gain2":
+        raise ValueError("beta tuning cannot run --router gain2 (its budgets come from per-clip curves, not one "
+                         "signal): give --beta, which for gain2 is the mean rate on its calibration clips, or tune "
+                         "with --router gain")
+    return router
+
+
 @dataclass(frozen=True)
 class TuningTarget(FrozenConfig):
     """What the user cares about. kind: 'rate' (mean kept fraction of the token grid, a budget:
@@ -86,7 +96,7 @@ class TuneConfig(FrozenConfig):
     router: str = "elbo"
 
     def __post_init__(self) -> None:
-        check_router(self.router)
+        check_tunable_router(self.router)
         if self.grid_size < 2:
             raise ValueError(f"grid_size must be >= 2, got {self.grid_size}")
         if self.psnr_clips is not None and self.psnr_clips < 0:
