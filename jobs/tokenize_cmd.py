@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from typing import Any
@@ -30,11 +31,15 @@ def tokenize(input_uri: str, output: str, address: str | None, overwrite: bool, 
     """Tokenize the videos under INPUT (folder, s3:// prefix or list file) into a dataset at OUTPUT.
 
     Rerunning the same command resumes: committed shards are skipped, the rest redone."""
-    from pipeline.exec.prepare import OutputMismatchError, PreflightError, preflight
+    from pipeline.exec.prepare import OutputMismatchError, PreflightError, preflight, recorded_router
     from pipeline.exec.ray_exec import JobIncompleteError, run_job
     from pipeline.io.lease import LeaseHeldError, LeaseLostError
 
     job = build_job(input_uri, output, **o)
+    recorded = None if o.get("router") or overwrite else recorded_router(job)
+    if recorded is not None and recorded != job.tokenize.router:  # resume as made, whatever today's default
+        job = dataclasses.replace(job, tokenize=dataclasses.replace(job.tokenize, router=recorded))
+        click.echo(f"{output}: resuming with the {recorded} router it was made with (--router to choose)", err=True)
     request = tuning_request(o)
     try:
         plan = preflight(job, need_mean=request is None)  # checkpoint, input, output, storage: before Ray

@@ -230,3 +230,25 @@ def test_uncalibrated_router_refused_before_ray(tmp_path):
     res = CliRunner().invoke(main, [*base, "--router", "elbo"])  # E[I] is there: the next problem is the input
     assert res.exit_code == 1 and "no videos under input" in res.output
     assert not (tmp_path / "out").exists()
+
+
+def test_a_rerun_without_router_resumes_with_the_recorded_one(tmp_path):
+    """The same command keeps resuming when the default router changes: an OUTPUT made with `gain`
+    (or, before routers were recorded, `elbo`) is resumed with it unless --router says otherwise."""
+    m = AdaptiveTokenizer(VideoTokenizer(PRESETS["tiny"]), ADAPTIVE_PRESETS["tiny"])
+    m.set_mean_info(0.3, 1)  # E[I] only: any router but elbo is refused by preflight, naming itself
+    path = tmp_path / "elbo-only.safetensors"
+    save_tokenizer(m, path)
+    (tmp_path / "videos").mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    base = ["tokenize", str(tmp_path / "videos"), str(out), "--checkpoint", str(path)]
+    (out / "job.json").write_text(json.dumps({"content": {"tokenize": {"beta": 1.0}}}))  # from before routers
+    res = CliRunner().invoke(main, base)
+    assert "resuming with the elbo router it was made with" in res.output
+    assert res.exit_code == 1 and "no videos under input" in res.output  # elbo passed the checkpoint check
+    (out / "job.json").write_text(json.dumps({"content": {"tokenize": {"router": "gain"}}}))
+    res = CliRunner().invoke(main, base)
+    assert "resuming with the gain router" in res.output and "no E[s] for the gain router" in res.output
+    res = CliRunner().invoke(main, [*base, "--router", "elbo"])  # named: no substitution
+    assert "resuming" not in res.output and "no videos under input" in res.output

@@ -114,6 +114,18 @@ def _apply_growth(ds: DatasetDir, job: JobConfig, plan: Plan, growth: Growth, re
     save_plan(ds, plan)
 
 
+def recorded_router(job: JobConfig) -> str | None:
+    """The router the dataset at job.output was made with (job.json; "elbo" for datasets from before
+    routers were recorded), None when there is none or it cannot be read: what a rerun that names no
+    --router resumes with, so that the same command keeps resuming when the default changes."""
+    ds = DatasetDir(job.output, job.storage)
+    try:
+        tokenize = json.loads(ds.read(JOB_FILE)).get("content", {}).get("tokenize")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(tokenize.get("router", "elbo")) if isinstance(tokenize, dict) else None
+
+
 def clear_output(ds: DatasetDir) -> None:
     """Delete the dataset's files (`--overwrite`): the manifest, job.json, plan.json, the plan's entry
     files and every part, marker and temp file the layout names. Nothing else: a user's own file in OUTPUT (or in
