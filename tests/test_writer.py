@@ -70,6 +70,11 @@ def test_write_read_equal_s3(s3_endpoint: str, s3_bucket: str) -> None:
     errs = _read_table(f"{root}/errors/part-000000.parquet", storage)
     assert errs.schema.equals(ERRORS_SCHEMA) and errs.column("error_type").to_pylist() == ["DECORDError"]
     assert DatasetDir(root, storage).read_manifest().n_clips == 12
+    assert sorted(DatasetDir(root, storage).commits()) == [0, 1]  # read READ_THREADS at a time on S3
+    fs = DatasetDir(root, storage).fs
+    fs.pipe(f"{root}/_commits/part-000007.json", fs.cat(f"{root}/_commits/part-000001.json"))  # a misnamed copy
+    with pytest.raises(ValueError, match="part-000007.json names shard 1"):
+        DatasetDir(root, storage).commits()
 
 
 def test_row_groups_follow_token_budget(tmp_path: Path) -> None:
