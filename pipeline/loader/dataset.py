@@ -201,15 +201,29 @@ class TokenDataset(IterableDataset):
         """n_tokens of every row, per part and row group (packed mode counts sequences from them):
         one column read per part, once; checked against the rows read later."""
         if self._lengths is None:
-            out = {}
-            for i, p in enumerate(self.manifest.parts):
+            from concurrent.futures import ThreadPoolExecutor
+
+            from pipeline.io.dataset import READ_THREADS
+
+            def lengths(p: Any) -> list[np.ndarray]:
                 rel = token_part(p.shard)
-                src = self.ds.path(rel) if self.ds.is_local else self.ds.fs.open(self.ds.path(rel), "rb")
-                n = pq.ParquetFile(src).read(columns=["n_tokens"]).column(0).to_numpy().astype(np.int64)
-                if len(n) != sum(p.row_groups):
-                    raise ValueError(f"{self.ds.uri(rel)}: {len(n)} rows, its commit says {sum(p.row_groups)}")
-                out[i] = np.split(n, np.cumsum(p.row_groups)[:-1])
-            self._lengths = out
+                if self.ds.is_local:
+                    n = pq.ParquetFile(self.ds.path(rel)).read(columns=["n_tokens"]).column(0)
+                else:
+                    with self.ds.fs.open(self.ds.path(rel), "rb") as f:
+                        n = pq.ParquetFile(f).read(columns=["n_tokens"]).column(0)
+                rows = n.to_numpy().astype(np.int64)
+                if len(rows) != sum(p.row_groups):
+                    raise ValueError(f"{self.ds.uri(rel)}: {len(rows)} rows, its commit says {sum(p.row_groups)}")
+                return np.split(rows, np.cumsum(p.row_groups)[:-1])
+
+            parts = self.manifest.parts
+            if self.ds.is_local or len(parts) < 2:  # on an object store, READ_THREADS parts at a time
+                found = [lengths(p) for p in parts]
+            else:
+                with ThreadPoolExecutor(max_workers=min(READ_THREADS, len(parts))) as pool:
+                    found = list(pool.map(lengths, parts))
+            self._lengths = dict(enumerate(found))
         return self._lengths
 
     def _window_rows(self, units: tuple[Unit, ...]) -> np.ndarray:
