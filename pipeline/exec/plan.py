@@ -43,7 +43,7 @@ from pipeline.exec.plan_files import (
     sha256_json,
     temp_folder,
 )
-from pipeline.exec.repeats import KeyRepeats, hex_keys
+from pipeline.exec.repeats import check_unique_ids
 from pipeline.exec.spill import RunCursor, SortedSpill
 from pipeline.io.inputs import (
     MISSING_VERSION,
@@ -348,19 +348,7 @@ def _empty_entries() -> pa.Table:
 
 def check_ids(plan: Plan) -> None:
     """Raise ValueError naming two uris whose video_id (64 bits of their hash) is the same."""
-    folder = temp_folder("infotok-ids-")
-    try:
-        keys = KeyRepeats(folder)
-        for table in plan.tables(["video_id"]):
-            keys.add(hex_keys(table.column("video_id").to_pylist()))
-        repeated, _ = keys.repeated()
-        if repeated.size:
-            dup = f"{int(repeated[0]):016x}"
-            uris = [u for t in plan.tables(["uri", "video_id"])
-                    for u in t.filter(pc.equal(t.column("video_id"), dup)).column("uri").to_pylist()]
-            raise ValueError(f"video_id collision {dup}: {' and '.join(uris[:2])}")
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    check_unique_ids(plan.tables)
 
 
 def _write_plan(tables: Iterator[pa.Table], source: InputConfig, config: PlanConfig) -> Plan:

@@ -7,6 +7,9 @@ time. Memory: one bucket (1/64 of the keys, 8 bytes each) while checking; nothin
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -58,3 +61,25 @@ class KeyRepeats:
 def hex_keys(ids: list[str]) -> np.ndarray:
     """16-hex-digit ids (video_id) as uint64 keys."""
     return np.array([int(i, 16) for i in ids], dtype=np.uint64)
+
+
+def check_unique_ids(tables: Callable[[list[str]], Iterable[Any]]) -> None:
+    """Raise ValueError naming two uris with the same video_id. tables(columns): Arrow tables of
+    those columns (`uri`, `video_id`) over the whole set, read twice at most."""
+    import pyarrow.compute as pc
+
+    from pipeline.exec.plan_files import temp_folder
+
+    folder = temp_folder("infotok-ids-")
+    try:
+        keys = KeyRepeats(folder)
+        for table in tables(["video_id"]):
+            keys.add(hex_keys(table.column("video_id").to_pylist()))
+        repeated, _ = keys.repeated()
+        if repeated.size:
+            dup = f"{int(repeated[0]):016x}"
+            uris = [u for t in tables(["uri", "video_id"])
+                    for u in t.filter(pc.equal(t.column("video_id"), dup)).column("uri").to_pylist()]
+            raise ValueError(f"video_id collision {dup}: {' and '.join(uris[:2])}")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
