@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 from pipeline.exec.plan_files import (
     Generation,
     GenerationWriter,
+    entry_schema,
     group_rows,
     iter_file,
     sha256_json,
@@ -341,8 +342,6 @@ class Plan:
 
 
 def _empty_entries() -> pa.Table:
-    from pipeline.exec.plan_files import entry_schema
-
     return entry_schema().empty_table()
 
 

@@ -113,8 +113,3 @@ def iter_list_file(uri: str, storage: StorageConfig, uri_column: str = "uri") ->
     if lower.endswith(".parquet"):
         return _parquet_rows(uri, path, fs, uri_column)
     return _text_rows(uri, path, fs, uri_column)
-
-
-def read_list_file(uri: str, storage: StorageConfig, uri_column: str = "uri") -> list[ListRow]:
-    """Every row of a list file (see `iter_list_file`), for small lists."""
-    return list(iter_list_file(uri, storage, uri_column))
