@@ -32,6 +32,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from tokenizer.adaptive.clip_descriptors import clip_descriptors, describe_clip
 from tokenizer.adaptive.model import AdaptiveTokenizer
 from schemas.routers import ROUTERS
 from tokenizer.adaptive.gain2 import Gain2Calibration
@@ -85,8 +86,10 @@ def run(model: AdaptiveTokenizer, clips: list[np.ndarray], beta: float, batch: i
         return torch.no_grad()(lambda x: model.detokenize(model.tokenize(x, beta, router=router)))
 
     @torch.no_grad()
-    def latent_head(x: torch.Tensor, enc: object) -> object:
-        return model.latent_head(model.bounded_latent(enc.latent))
+    def latent_head(x: torch.Tensor, enc: object) -> object:  # token scores, descriptors and the slope fit
+        bounded = model.bounded_latent(enc.latent)
+        described = describe_clip(x, bounded)
+        return model.latent_head.scores(bounded, described.detail), model.latent_slope(described.descriptors)
 
     @torch.no_grad()
     def latent_compressor(x: torch.Tensor, enc: object, keep: torch.Tensor) -> object:
@@ -190,6 +193,8 @@ def main() -> None:
         with torch.no_grad():
             x = frames_to_tensor(np.stack(clips)).to(device)
             model.eval().latent_head_steps.fill_(1)
+            slopes = model.score(x, "gain").signal
+            model.latent_slope.fit(clip_descriptors(x, model.bounded_latent(model.base.encode(x).latent)), slopes)
             for r in ROUTERS:
                 scored = model.score(x, r)
                 if r == "gain2":

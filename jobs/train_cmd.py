@@ -135,9 +135,10 @@ def _train_router(out_dir: str, data: str, init: str | None, clips: int, steps: 
 
         sampler = VideoClipSampler(data, storage_from(o), frames=frames, crop=crop, seed=seed)
 
-        def clip_fn(s: int, n: int) -> np.ndarray:
+        def clip_fn(s: int, n: int) -> np.ndarray:  # another seed: the batches after the training clips'
             fn = sampler.batch_fn(16)
-            return np.concatenate([fn(i) for i in range(-(-n // 16))])[:n]
+            first = 0 if s == seed else -(-clips // 16)
+            return np.concatenate([fn(first + i) for i in range(-(-n // 16))])[:n]
     heldout = np.stack([c.frames for c in heldout_set("mixed", cfg.heldout, frames, crop, crop)])
     result = train_router(cfg, out_dir, clip_fn, heldout, progress=not as_json,
                           data_id="procedural+camera-v1" if data == "procedural" else data)
@@ -145,6 +146,7 @@ def _train_router(out_dir: str, data: str, init: str | None, clips: int, steps: 
         click.echo(json.dumps(result.__dict__))
     else:
         click.echo(f"router head: loss {result.first_loss:.4f} -> {result.final_loss:.4f}; held-out slope Spearman "
-                   f"{result.slope_spearman:.3f}, top-half token agreement {result.token_agreement:.3f}; "
+                   f"{result.slope_spearman:.3f}, top-half token agreement {result.token_agreement:.3f} (detail weight "
+                   f"{result.detail_weight:g}); "
                    f"E[s] {result.mean_gain:.4g}, E[s^] {result.mean_latent:.4g}; tokenizer {result.tokenizer_id} "
                    f"-> {result.weights}")

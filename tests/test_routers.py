@@ -108,10 +108,10 @@ def _clip_fn(frames: int, size: int):
 
 
 def test_router_stage_trains_the_head_and_round_trips(tmp_path):
-    from tokenizer.train.router_stage import TARGETS, RouterStageConfig, train_router
+    from tokenizer.train.router_stage import DETAIL_WEIGHTS, TARGETS, RouterStageConfig, train_router
 
-    cfg = RouterStageConfig(init=str(DEFAULT_CHECKPOINT), clips=24, heldout=6, steps=80, batch_size=8, lr=3e-3,
-                            frames=5, crop=32, device="cpu")
+    cfg = RouterStageConfig(init=str(DEFAULT_CHECKPOINT), clips=24, heldout=6, select_clips=8, steps=80, batch_size=8,
+                            lr=3e-3, frames=5, crop=32, device="cpu")
     heldout = np.stack([c for _, c in heldout_clips(6, 5, 32, 32)])
     result = train_router(cfg, tmp_path / "run", _clip_fn(5, 32), heldout)
     assert result.final_loss < result.first_loss  # the head learns
@@ -122,6 +122,11 @@ def test_router_stage_trains_the_head_and_round_trips(tmp_path):
     m = loaded.adaptive
     assert int(m.latent_head_steps) == int(init.adaptive.latent_head_steps) + 80  # a fresh head, steps counted on
     assert m.mean_signal("gain") == result.mean_gain and m.mean_signal("latent") == result.mean_latent
+    assert int(m.latent_slope.count) == 24  # the slope fit on the training clips' descriptors
+    assert float(m.latent_head.detail_weight) == result.detail_weight in DETAIL_WEIGHTS
+    log = json.loads((tmp_path / "run" / "router_log.json").read_text())
+    assert sorted(log["detail_psnr"]) == sorted(str(w) for w in DETAIL_WEIGHTS)
+    assert log["detail_psnr"][str(result.detail_weight)] == max(log["detail_psnr"].values())
     assert m.mean_signal("elbo") == init.adaptive.mean_signal("elbo")  # untouched
     x = frames_to_tensor(heldout[:3])
     a, b = m.route(x, 0.5, router="latent"), m.route(x, 0.5, router="latent")

@@ -12,7 +12,10 @@ checkpoints are still written as version 1, so their bytes and ids do not change
 Version 2 files written since the gain and latent routers also hold `adaptive.latent_head.*`,
 `adaptive.latent_head_steps`, `adaptive.mean_gain` / `adaptive.gain_count` (E[s]) and
 `adaptive.mean_latent` / `adaptive.latent_count` (E[s^]); an older file without them loads with
-those routers uncalibrated (NaN) and the head untrained.
+those routers uncalibrated (NaN) and the head untrained. Since the latent router's slope comes
+from clip descriptors they also hold `adaptive.latent_slope.*` (float32); a file from before it
+holds `adaptive.latent_head.clip.*` instead, which loads (and counts in its id) but is not used:
+its latent router must be retrained.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import torch
 
 from tokenizer.adaptive.modules import AdaptiveConfig
 from tokenizer.adaptive.gain2 import GAIN2_CURVES_KEY, GAIN2_RATES_KEY, Gain2Calibration
-from tokenizer.adaptive.model import OPTIONAL_STATE_PREFIXES, AdaptiveTokenizer
+from tokenizer.adaptive.model import LEGACY_STATE_PREFIXES, OPTIONAL_STATE_PREFIXES, AdaptiveTokenizer
 from tokenizer.config import TokenizerConfig
 from tokenizer.nn.model import VideoTokenizer
 
@@ -42,7 +45,8 @@ READABLE_VERSIONS = (FORMAT_VERSION, ADAPTIVE_FORMAT_VERSION)
 ADAPTIVE_PREFIX = "adaptive."
 # Tensors kept in their own dtype when a checkpoint is exported in half precision.
 _EXACT_TENSORS = {"adaptive.mean_info", "adaptive.mean_gain", "adaptive.mean_latent", "adaptive.gain2_rates",
-                  "adaptive.gain2_curves"}
+                  "adaptive.gain2_curves", "adaptive.latent_slope.shift", "adaptive.latent_slope.scale",
+                  "adaptive.latent_slope.weight", "adaptive.latent_slope.bias", "adaptive.latent_head.detail_weight"}
 DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "tiny.safetensors"
 
 
@@ -205,6 +209,9 @@ def router_problem(path: str | Path, router: str, need_mean: bool = True) -> str
         if router == "latent" and not value("latent_head_steps") > 0:
             return (f"checkpoint {path} has no trained latent router head; train it with `infotok train --stage "
                     "router` or use --router elbo|gain")
+        if router == "latent" and not value("latent_slope.count") > 0:
+            return (f"checkpoint {path} has a latent router from before its slope fit on clip descriptors; retrain "
+                    "it with `infotok train --stage router` or use --router elbo|gain")
         mean = value(ROUTER_MEANS[router][0])
         if need_mean and not (math.isfinite(mean) and mean > 0):
             return (f"checkpoint {path} has no {SIGNAL_NAMES[router]} for the {router} router; run `infotok "
@@ -246,6 +253,8 @@ def load_tokenizer(
     full: VideoTokenizer | AdaptiveTokenizer = model if adaptive_cfg is None else AdaptiveTokenizer(model, adaptive_cfg)
     gain2 = {k: state.pop(ADAPTIVE_PREFIX + k) for k in (GAIN2_RATES_KEY, GAIN2_CURVES_KEY)
              if ADAPTIVE_PREFIX + k in state}
+    legacy_names = tuple(ADAPTIVE_PREFIX + p for p in LEGACY_STATE_PREFIXES)
+    legacy = {k: state.pop(k) for k in list(state) if adaptive_cfg is not None and k.startswith(legacy_names)}
     expected = checkpoint_state(full)
     optional = tuple(ADAPTIVE_PREFIX + p for p in OPTIONAL_STATE_PREFIXES)
     missing = sorted(k for k in set(expected) - set(state) if not k.startswith(optional))
@@ -261,7 +270,7 @@ def load_tokenizer(
                 f"checkpoint {path}: tensor {name} has shape {tuple(tensor.shape)}, "
                 f"config expects {tuple(expected[name].shape)}"
             )
-    tid = tokenizer_id_of(config, {**state, **{ADAPTIVE_PREFIX + k: v for k, v in gain2.items()}}, adaptive_cfg)
+    tid = tokenizer_id_of(config, {**state, **legacy, **{ADAPTIVE_PREFIX + k: v for k, v in gain2.items()}}, adaptive_cfg)
     if meta.get("tokenizer_id") != tid:
         raise CheckpointError(
             f"checkpoint {path}: weights do not match the recorded tokenizer_id "

@@ -5,8 +5,8 @@ compressor / decompressor, with the public `tokenize` / `detokenize` API.
 Tokenizing a clip costs one base encode and one compressor pass, plus the router's own work:
 `elbo` one full-rate decode; `gain` one full-rate decode and one probe (compressor + decode);
 `gain2` one full-rate decode and one probe per probe rate;
-`latent` one pass of a small head on the encoder's output. Each clip of a batch keeps its own
-number of tokens. Detokenizing costs one decompressor pass and one base decode.
+`latent` one pass of a small head on the encoder's output and the clip descriptors (a few
+pooling passes over the pixels). Each clip of a batch keeps its own number of tokens. Detokenizing costs one decompressor pass and one base decode.
 
 Video layout everywhere: (B, 3, T, H, W) float in [-1, 1], T = 1 + 4k, H and W multiples
 of 8; latent grid (t, h, w) = (1 + k, H/8, W/8).
@@ -25,7 +25,8 @@ from torch import nn
 
 from schemas.routers import check_router
 from tokenizer.adaptive.gain2 import GAIN2_PROBE_RATES, Gain2Calibration, curve_rate, curve_slope
-from tokenizer.adaptive.latent_router import LatentRouterHead
+from tokenizer.adaptive.clip_descriptors import DESCRIPTOR_NAMES, describe_clip
+from tokenizer.adaptive.latent_router import LatentRouterHead, SlopeRegressor
 from tokenizer.adaptive.modules import AdaptiveConfig, Compressor, Decompressor
 from tokenizer.adaptive.router import (
     GAIN_PROBE_RATE,
@@ -118,7 +119,10 @@ ROUTER_MEANS: dict[str, tuple[str, str]] = {"elbo": ("mean_info", "info_count"),
                                              "latent": ("mean_latent", "latent_count")}
 # tensors a checkpoint written before the gain and latent routers does not have
 OPTIONAL_STATE_PREFIXES: tuple[str, ...] = ("latent_head.", "mean_gain", "gain_count", "mean_latent", "latent_count",
-                                            "latent_head_steps")
+                                            "latent_head_steps", "latent_slope.")
+# tensors of checkpoints written before the latent slope came from clip descriptors (the head's
+# own slope branch): read, counted in the tokenizer id, not used
+LEGACY_STATE_PREFIXES: tuple[str, ...] = ("latent_head.clip.",)
 
 
 class AdaptiveTokenizer(nn.Module):
@@ -128,7 +132,8 @@ class AdaptiveTokenizer(nn.Module):
 
     `mean_info` (E[I], elbo), `mean_gain` (E[s]) and `mean_latent` (E[s^]) are buffers: NaN until
     training or calibration sets them. `latent_head_steps` counts the head's training steps
-    (0: untrained, the latent router refuses to run).
+    (0: untrained, the latent router refuses to run); `latent_slope` is the latent router's slope
+    fit on clip descriptors (unfitted in checkpoints from before it: the latent router refuses).
     """
 
     def __init__(self, base: VideoTokenizer, cfg: AdaptiveConfig) -> None:
@@ -139,6 +144,7 @@ class AdaptiveTokenizer(nn.Module):
         self.compressor = Compressor(cfg, dim)
         self.decompressor = Decompressor(cfg, dim)
         self.latent_head = LatentRouterHead(dim)
+        self.latent_slope = SlopeRegressor(len(DESCRIPTOR_NAMES))
         for mean, count in ROUTER_MEANS.values():
             self.register_buffer(mean, torch.tensor(float("nan"), dtype=torch.float64))
             self.register_buffer(count, torch.tensor(0, dtype=torch.int64))
@@ -193,6 +199,9 @@ class AdaptiveTokenizer(nn.Module):
         if check_router(router) == "latent" and int(self.latent_head_steps) == 0:
             raise ValueError("this checkpoint's latent router head is untrained; train it with "
                              "`infotok train --stage router` or use --router elbo|gain")
+        if router == "latent" and not self.latent_slope.fitted:
+            raise ValueError("this checkpoint's latent router has no slope fit on clip descriptors (it predates "
+                             "them); retrain it with `infotok train --stage router` or use --router elbo|gain")
         if router == "gain2" and calibrated and self.gain2 is None:
             raise ValueError("this checkpoint has no gain2 calibration curves; run `infotok calibrate --router gain2 "
                              "--write-checkpoint NEW` and use NEW")
@@ -228,8 +237,10 @@ class AdaptiveTokenizer(nn.Module):
         self.check_router_ready(router, calibrated=False)
         enc = encoding if encoding is not None else self.base.encode(video)
         if router == "latent":
-            log_scores, slope = self.latent_head(self.bounded_latent(enc.latent))
-            return Scored(encoding=enc, scores=log_scores.float(), signal=slope.float(), router=router)
+            bounded = self.bounded_latent(enc.latent)
+            described = describe_clip(video, bounded)
+            return Scored(encoding=enc, scores=self.latent_head.scores(bounded, described.detail),
+                          signal=self.latent_slope(described.descriptors), router=router)
         if router == "elbo":
             _, scores = self.information(video, enc)  # the paper's full-rate decode
             return Scored(encoding=enc, scores=scores, signal=clip_information(scores), router=router)

@@ -13,12 +13,13 @@ N_x = round(r_x * t*h*w) (round half up, at least 1), keep the N_x highest-scori
   error cannot fall (s = 0) gets the floor.
 - `gain2`: the clip's curve measured with several probes, each clip's rate the optimum of
   PSNR(r) - lam * r on it (`tokenizer.adaptive.gain2`, its own budget rule).
-- `latent`: a small head on the encoder's output predicts the token scores and s
-  (`tokenizer.adaptive.latent_router`): no decoder pass at all.
+- `latent`: a small head on the encoder's output predicts the token scores, and a linear fit on
+  clip descriptors (crude codecs on the pixels, the latent's spread) predicts s
+  (`tokenizer.adaptive.latent_router`, `tokenizer.adaptive.clip_descriptors`): no decoder pass at all.
 All three keep tokens by the same kind of score: the full-rate error (elbo: of the base
 decode; gain: of the adaptive path with every token kept) or its prediction (latent).
 Cost per clip besides the encode and the final compressor pass: elbo one decode; gain two
-compressor + decoder passes; latent one pass of a small head.
+compressor + decoder passes; latent one pass of a small head and the descriptors.
 
 The score of a token is the L1 reconstruction error of one full-rate decoder pass, pooled
 onto the token grid with the causal frame alignment of the tokenizer: latent frame 0 <-
