@@ -43,7 +43,8 @@ def run_set(model: torch.nn.Module, name: str, clips: int, betas: list[float], d
     else:
         latent_scores = torch.cat([s.scores for s in latent])
     scores = {"measured": torch.cat([g.scores for g in gain]), "predicted": latent_scores}
-    slopes = {"gain": torch.cat([g.signal for g in gain]).numpy(), "latent": torch.cat([s.signal for s in latent]).numpy()}
+    slopes = {"gain": torch.cat([g.signal for g in gain]).numpy(),
+              "latent": torch.cat([s.signal for s in latent]).numpy()}
     n_pos = scores["measured"][0].numel()
     out: dict[str, dict[str, float]] = {}
     for beta in betas:

@@ -270,7 +270,8 @@ def load_tokenizer(
                 f"checkpoint {path}: tensor {name} has shape {tuple(tensor.shape)}, "
                 f"config expects {tuple(expected[name].shape)}"
             )
-    tid = tokenizer_id_of(config, {**state, **legacy, **{ADAPTIVE_PREFIX + k: v for k, v in gain2.items()}}, adaptive_cfg)
+    stored = {**state, **legacy, **{ADAPTIVE_PREFIX + k: v for k, v in gain2.items()}}
+    tid = tokenizer_id_of(config, stored, adaptive_cfg)
     if meta.get("tokenizer_id") != tid:
         raise CheckpointError(
             f"checkpoint {path}: weights do not match the recorded tokenizer_id "

@@ -90,7 +90,8 @@ class SlopeRegressor(nn.Module):
             raise ValueError(f"features must be (N, {self.weight.numel()}) and slopes (N,), got "
                              f"{tuple(features.shape)} and {tuple(slopes.shape)}")
         if features.shape[0] < 2 or not (torch.isfinite(features).all() and torch.isfinite(slopes).all()):
-            raise ValueError(f"the slope fit needs at least 2 clips of finite descriptors and slopes, got {features.shape[0]}")
+            raise ValueError(f"the slope fit needs at least 2 clips of finite descriptors and slopes, "
+                             f"got {features.shape[0]}")
         x, y = features.double(), slopes.double()
         shift, spread = x.mean(0), x.std(0, unbiased=False)
         scale = torch.where(spread > _MIN_SPREAD, 1.0 / spread.clamp_min(_MIN_SPREAD), torch.zeros_like(spread))

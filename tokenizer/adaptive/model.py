@@ -6,7 +6,8 @@ Tokenizing a clip costs one base encode and one compressor pass, plus the router
 `elbo` one full-rate decode; `gain` one full-rate decode and one probe (compressor + decode);
 `gain2` one full-rate decode and one probe per probe rate;
 `latent` one pass of a small head on the encoder's output and the clip descriptors (a few
-pooling passes over the pixels). Each clip of a batch keeps its own number of tokens. Detokenizing costs one decompressor pass and one base decode.
+pooling passes over the pixels). Each clip of a batch keeps its own number of tokens.
+Detokenizing costs one decompressor pass and one base decode.
 
 Video layout everywhere: (B, 3, T, H, W) float in [-1, 1], T = 1 + 4k, H and W multiples
 of 8; latent grid (t, h, w) = (1 + k, H/8, W/8).
