@@ -37,9 +37,9 @@ def run_set(model: torch.nn.Module, name: str, clips: int, betas: list[float], d
     gain = [model.score(p, "gain") for p in parts]
     latent = [model.score(p, "latent", encoding=g.encoding) for p, g in zip(parts, gain)]
     if detail_weight is not None:  # the same head, another weight of the pixel detail
-        latent_scores = torch.cat([model.latent_head(model.bounded_latent(g.encoding.latent))
-                                   + detail_weight * describe_clip(p, model.bounded_latent(g.encoding.latent)).detail
-                                   for p, g in zip(parts, gain)])
+        bounded = [model.bounded_latent(g.encoding.latent) for g in gain]
+        latent_scores = torch.cat([model.latent_head.scores(b, describe_clip(p, b).detail, detail_weight)
+                                   for p, b in zip(parts, bounded)])
     else:
         latent_scores = torch.cat([s.scores for s in latent])
     scores = {"measured": torch.cat([g.scores for g in gain]), "predicted": latent_scores}

@@ -2,8 +2,7 @@
 
 The gain slope s = (PSNR(1) - PSNR(1/16)) / ln 16 is how much of a clip's quality sits in the
 tokens a low budget drops. A learned head pooled over the encoder's output predicted it poorly
-on footage unlike its training clips (held-out Spearman 0.66 on `mixed`): it memorised its
-training set (0.99 there). These descriptors measure the same thing directly, with crude codecs
+on footage unlike its training clips (held-out Spearman 0.66 on `mixed`). These descriptors measure the same thing directly, with crude codecs
 whose answers are in the target's own unit (dB), plus the spread of the encoder's latent; a
 linear fit on them (`tokenizer.adaptive.latent_router.SlopeRegressor`) generalises (Spearman
 0.85 on 48 `mixed` clips, 0.91 on 48 `procedural` ones; `python benchmarks/bench_router.py --clips 48`).

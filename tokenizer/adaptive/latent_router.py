@@ -13,8 +13,8 @@ head, the descriptors and one compressor pass.
   descriptors, one weight each, fitted in closed form (ridge).
 Both are fitted by `infotok train --stage router` (`tokenizer.train.router_stage`) against the
 frozen tokenizer's full-rate token scores and measured gain slopes. The head used to predict the
-slope too, from its own pooled features; it fitted its training clips (Spearman 0.99) and
-generalised poorly (0.66 on held-out footage), the descriptors' linear fit reaches 0.84.
+slope too, from its own pooled features; it generalised poorly (Spearman 0.66 on held-out
+mixed footage), the descriptors' linear fit reaches 0.855 (`benchmarks/bench_router.py --clips 48`).
 """
 
 from __future__ import annotations
@@ -52,9 +52,11 @@ class LatentRouterHead(nn.Module):
         f = self.body(bounded.permute(0, 4, 1, 2, 3).float())  # (B, W, t, h, w)
         return self.token(f)[:, 0]
 
-    def scores(self, bounded: torch.Tensor, detail: torch.Tensor) -> torch.Tensor:
-        """The latent router's token scores (B, t, h, w): log-scores + detail_weight * detail."""
-        return self(bounded) + self.detail_weight * detail.float()
+    def scores(self, bounded: torch.Tensor, detail: torch.Tensor, weight: float | None = None) -> torch.Tensor:
+        """The latent router's token scores (B, t, h, w): log-scores + w * detail, w = `weight` if given
+        (the router stage's choice, a benchmark's what-if) else detail_weight."""
+        w = self.detail_weight if weight is None else weight
+        return self(bounded) + w * detail.float()
 
 
 class SlopeRegressor(nn.Module):

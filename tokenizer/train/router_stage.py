@@ -137,9 +137,9 @@ def choose_detail_weight(model: torch.nn.Module, clips: np.ndarray, weights: tup
         x = frames_to_tensor(clips[i : i + batch]).to(device)
         enc = model.base.encode(x)
         bounded = model.bounded_latent(enc.latent)
-        head, detail = model.latent_head(bounded), describe_clip(x, bounded).detail
+        detail = describe_clip(x, bounded).detail
         for w in weights:
-            scores = head + w * detail
+            scores = model.latent_head.scores(bounded, detail, w)
             for r in rates:
                 n = budget_tokens(torch.full((x.shape[0],), float(r), device=device), scores[0].numel())
                 y = model(x, top_n_mask(scores, n), encoding=enc).reconstruction
