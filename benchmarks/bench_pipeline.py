@@ -58,10 +58,10 @@ def main() -> None:
     import torch
 
     from pipeline.decode.step import DecodeConfig
-    from pipeline.exec.job import ExecConfig, JobConfig
-    from pipeline.exec.plan import PlanConfig
+    from pipeline.job.job import ExecConfig, JobConfig
+    from pipeline.plan.plan import PlanConfig
     from pipeline.exec.ray_exec import init_ray, run_job
-    from pipeline.exec.tokenize_step import PendingClip, TokenizeConfig, TokenizeStep
+    from pipeline.tokenize.step import PendingClip, TokenizeConfig, TokenizeStep
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-pipe-"))
     videos = make_corpus(tmp / "videos", args.videos, args.source_size, args.source_frames)

@@ -64,17 +64,17 @@ def demo(out_dir: str, checkpoint: str | None, resolution: str, clip_frames: int
     from jobs.samples import write_samples
     from pipeline.decode.step import DecodeConfig, DecodeStep
     from pipeline.decode.failures import VideoFailure
-    from pipeline.exec.job import ExecConfig, JobConfig
-    from pipeline.exec.plan import PlanConfig
+    from pipeline.job.job import ExecConfig, JobConfig
+    from pipeline.plan.plan import PlanConfig
     from pipeline.exec.ray_exec import run_job
-    from pipeline.exec.tokenize_step import TokenizeConfig
+    from pipeline.tokenize.step import TokenizeConfig
     from pipeline.decode.video_write import write_video
     from pipeline.io.dataset import DatasetDir
     from pipeline.io.inputs import normalize_uri
     from schemas.layout import token_part
     from schemas.validate import validate_dataset
     from tokenizer.adaptive.tokens import AdaptiveTokens
-    from pipeline.exec.prepare import PreflightError, preflight
+    from pipeline.job.prepare import PreflightError, preflight
     from tokenizer.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_tokenizer, read_header
     from tokenizer.eval.metrics import psnr, ssim
     from tokenizer.video import frames_to_tensor, tensor_to_frames

@@ -17,9 +17,9 @@ import click
 from schemas.routers import DEFAULT_ROUTER, DEFAULT_TUNED_ROUTER, ROUTERS
 
 if TYPE_CHECKING:
-    from pipeline.exec.job import JobConfig
+    from pipeline.job.job import JobConfig
     from pipeline.io.storage import StorageConfig
-    from pipeline.exec.auto_beta import TuneRequest
+    from pipeline.job.auto_beta import TuneRequest
     from pipeline.tuning.sample import SampleConfig
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -163,7 +163,7 @@ def tune_configs(kind: str, o: dict[str, Any]) -> tuple[SampleConfig, dict[str, 
 
 def tuning_request(o: dict[str, Any]) -> TuneRequest | None:
     """The TuneRequest of `tokenize --beta auto ...`, None for a fixed beta; UsageError if inconsistent."""
-    from pipeline.exec.auto_beta import TuneRequest
+    from pipeline.job.auto_beta import TuneRequest
 
     target, report = target_of(o), o.get("tuning")
     if o["beta"] != "auto":
@@ -235,9 +235,9 @@ def build_job(input_uri: str, output: str, **o: Any) -> JobConfig:
     """The JobConfig of the job options (as `tokenize` and `submit` take them); UsageError naming
     the option and value for anything invalid."""
     from pipeline.decode.step import DecodeConfig
-    from pipeline.exec.job import ExecConfig, JobConfig
-    from pipeline.exec.plan import PlanConfig
-    from pipeline.exec.tokenize_step import TokenizeConfig
+    from pipeline.job.job import ExecConfig, JobConfig
+    from pipeline.plan.plan import PlanConfig
+    from pipeline.tokenize.step import TokenizeConfig
 
     tuning_request(o)  # validates --beta auto against the --target-* / --tuning options
     hw = parse_resolution(o["resolution"])

@@ -30,10 +30,10 @@ logger = logging.getLogger(__name__)
 @json_option
 def plan_cmd(input_uri: str, output: str, shard_size: int, extensions: str | None, as_json: bool, **o: Any) -> None:
     """List INPUT (folder, s3:// prefix or list file) and plan it into shards at OUTPUT, decoding nothing."""
-    from pipeline.exec.plan import PlanConfig, make_plan
-    from pipeline.exec.plan_store import load_plan, save_plan
-    from pipeline.exec.plan_summary import human_bytes, summarize
-    from pipeline.exec.prepare import PreflightError, check_output_is_ours
+    from pipeline.plan.plan import PlanConfig, make_plan
+    from pipeline.plan.store import load_plan, save_plan
+    from pipeline.plan.summary import human_bytes, summarize
+    from pipeline.job.prepare import PreflightError, check_output_is_ours
     from pipeline.io.dataset import DatasetDir
     from pipeline.io.inputs import DEFAULT_EXTENSIONS, InputConfig, ListingCounts, canonical_input
     from schemas.layout import PLAN_FILE

@@ -31,7 +31,7 @@ def tokenize(input_uri: str, output: str, address: str | None, overwrite: bool, 
     """Tokenize the videos under INPUT (folder, s3:// prefix or list file) into a dataset at OUTPUT.
 
     Rerunning the same command resumes: committed shards are skipped, the rest redone."""
-    from pipeline.exec.prepare import OutputMismatchError, PreflightError, preflight, recorded_router
+    from pipeline.job.prepare import OutputMismatchError, PreflightError, preflight, recorded_router
     from pipeline.exec.ray_exec import JobIncompleteError, run_job
     from pipeline.io.lease import LeaseHeldError, LeaseLostError
 
@@ -46,7 +46,7 @@ def tokenize(input_uri: str, output: str, address: str | None, overwrite: bool, 
     except PreflightError as exc:
         raise click.ClickException(str(exc)) from None
     if request is not None:  # --beta auto: tune now, or re-use the tuning recorded in OUTPUT/job.json
-        from pipeline.exec.auto_beta import resolve_auto_beta
+        from pipeline.job.auto_beta import resolve_auto_beta
 
         try:
             job = resolve_auto_beta(job, request, overwrite=overwrite)
@@ -79,7 +79,7 @@ def tokenize(input_uri: str, output: str, address: str | None, overwrite: bool, 
 @json_option
 def status(output: str, as_json: bool, **o: Any) -> None:
     """Shards done / total, clips, tokens and errors of a (possibly unfinished) dataset."""
-    from pipeline.exec.status import dataset_status
+    from pipeline.job.status import dataset_status
     from pipeline.io.dataset import DatasetDir
 
     try:

@@ -9,10 +9,10 @@ import pyarrow.parquet as pq
 
 from media import moving_square_frames, noise_frames, write_video
 from pipeline.decode.step import DecodeConfig
-from pipeline.exec.job import ExecConfig, JobConfig
-from pipeline.exec.plan import PlanConfig
+from pipeline.job.job import ExecConfig, JobConfig
+from pipeline.plan.plan import PlanConfig
 from pipeline.io.storage import StorageConfig
-from pipeline.exec.tokenize_step import TokenizeConfig
+from pipeline.tokenize.step import TokenizeConfig
 
 
 def good_corpus(folder: Path, n: int = 5) -> dict[str, int]:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from pipeline_helpers import good_corpus, read_rows
 
-from pipeline.exec.job import ExecConfig
+from pipeline.job.job import ExecConfig
 from pipeline.exec.pool import NodeInfo, Target, pool_targets, uses_gpus
 
 ROOT = str(Path(__file__).resolve().parents[1])

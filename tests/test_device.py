@@ -45,7 +45,7 @@ def test_mixed_precision_is_bfloat16_autocast_on_cuda_only():
 
 
 def test_configs_check_the_device_spelling_without_hardware():
-    from pipeline.exec.tokenize_step import TokenizeConfig
+    from pipeline.tokenize.step import TokenizeConfig
     from tokenizer.train.trainer import TrainConfig
 
     assert TokenizeConfig(device="cuda:3").device == "cuda:3"  # a GPU actor may run elsewhere

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from pipeline_helpers import good_corpus, read_errors, read_rows
 
-from pipeline.exec.plan_store import load_plan
-from pipeline.exec.status import dataset_status
+from pipeline.plan.store import load_plan
+from pipeline.job.status import dataset_status
 from pipeline.io.dataset import DatasetDir
 from schemas.validate import validate_dataset
 

@@ -14,8 +14,8 @@ from test_schemas import META, make_clips
 from pipeline.decode.failures import clean_message
 from pipeline.decode.source import fetch_and_decode
 from pipeline.decode.step import DecodeConfig, DecodeStep
-from pipeline.exec.job import ExecConfig, JobConfig
-from pipeline.exec.prepare import (
+from pipeline.job.job import ExecConfig, JobConfig
+from pipeline.job.prepare import (
     PreflightError,
     clear_output,
     preflight,

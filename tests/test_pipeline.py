@@ -11,9 +11,9 @@ import pytest
 from pipeline_helpers import clip_keys, good_corpus, read_errors, read_rows, small_job
 
 from media import moving_square_frames, write_audio, write_video
-from pipeline.exec.prepare import OutputMismatchError
+from pipeline.job.prepare import OutputMismatchError
 from pipeline.exec.ray_exec import run_job
-from pipeline.exec.status import dataset_status
+from pipeline.job.status import dataset_status
 from pipeline.io.dataset import DatasetDir
 from schemas.validate import validate_dataset
 
@@ -65,8 +65,8 @@ def test_decode_modes_give_the_same_dataset(corpus, reference, tiny_checkpoint, 
     picks on CPU) differ only in timing: the dataset is the same, row for row."""
     import dataclasses
 
-    from pipeline.exec.job import ExecConfig
-    from pipeline.exec.job import decode_overlaps
+    from pipeline.job.job import ExecConfig
+    from pipeline.job.job import decode_overlaps
 
     folder, _ = corpus
     _, ref_rows = reference

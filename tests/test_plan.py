@@ -15,8 +15,8 @@ from pipeline.io.inputs import (
     normalize_uri,
     video_id_of,
 )
-from pipeline.exec.plan import Plan, PlanConfig, make_plan, plan_from_entries
-from pipeline.exec.plan_store import load_plan, save_plan
+from pipeline.plan.plan import Plan, PlanConfig, make_plan, plan_from_entries
+from pipeline.plan.store import load_plan, save_plan
 from pipeline.io.dataset import DatasetDir
 from pipeline.io.storage import StorageConfig, filesystem
 from schemas.layout import commit_path, part_stem, shard_of, token_part_path

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.exec.plan_store import load_plan
+from pipeline.plan.store import load_plan
 from pipeline.io.dataset import DatasetDir
 from pipeline.io.storage import StorageConfig, filesystem
 

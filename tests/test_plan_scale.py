@@ -13,13 +13,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import pipeline.exec.plan_files as plan_files
-import pipeline.exec.spill as spill_mod
+import pipeline.plan.files as plan_files
+import pipeline.plan.spill as spill_mod
 import pipeline.io.inputs as inputs_mod
-from pipeline.exec.plan import PlanConfig, entries_fingerprint, make_plan
-from pipeline.exec.plan_store import load_plan, save_plan
-from pipeline.exec.repeats import KeyRepeats
-from pipeline.exec.spill import SortedSpill
+from pipeline.plan.plan import PlanConfig, entries_fingerprint, make_plan
+from pipeline.plan.store import load_plan, save_plan
+from pipeline.plan.repeats import KeyRepeats
+from pipeline.plan.spill import SortedSpill
 from pipeline.io.dataset import DatasetDir
 from pipeline.io.inputs import MISSING_VERSION, InputConfig, ListingCounts, ManifestEntry, listing_schema, video_id_of
 from pipeline.io.storage import StorageConfig

@@ -186,7 +186,7 @@ def test_calibrate_gain_router(tmp_path):
 
 
 def test_router_is_part_of_the_dataset_identity(tmp_path):
-    from pipeline.exec.tokenize_step import TokenizeConfig
+    from pipeline.tokenize.step import TokenizeConfig
     from pipeline.io.dataset import DatasetDir
     from pipeline.io.writer import check_compatible, write_shard
     from test_schemas import make_clips

@@ -176,7 +176,7 @@ def test_tokenize_beta_auto_records_tuning_and_resume_keeps_it(corpora, adaptive
     def no_tuning(*args: object, **kwargs: object) -> None:
         raise AssertionError("resume must not tune again")
 
-    monkeypatch.setattr("pipeline.exec.auto_beta.run_tuning", no_tuning)
+    monkeypatch.setattr("pipeline.job.auto_beta.run_tuning", no_tuning)
     (out / "dataset.json").unlink()  # as if the job died before finalizing
     code, text = _tokenize(corpora["busy"], out, adaptive_checkpoint, *auto)
     assert code == 0, text

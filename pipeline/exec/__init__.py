@@ -1,5 +1,4 @@
-"""The tokenize job: its frozen config, the plan (shards of the listed corpus), the resume
-check of an existing output (and `preflight`, what is checked before Ray starts), `--beta auto`
-(`auto_beta`: tune, or reuse the tuning a dataset records), one shard from decode results to a
-commit, job status, the Ray execution (`ray_exec`, the only module that wires steps into Ray)
-and the reaper that ends a killed driver's local Ray (`reaper`)."""
+"""The Ray execution of the tokenize job, the only code that imports Ray: joining or starting
+Ray (`cluster`) with the reaper that ends a killed driver's local Ray (`reaper`), the actor
+pool sized from the cluster (`pool`), the tokenize actor (`worker`) and its decode tasks
+(`decode_tasks`), the driver (`ray_exec.run_job`) and job submission to a cluster (`submit`)."""

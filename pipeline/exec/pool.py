@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.exec.job import ExecConfig, JobConfig
+from pipeline.job.job import ExecConfig, JobConfig
 from schemas.tokens import TokenFileMeta
 
 logger = logging.getLogger(__name__)

@@ -1,200 +1,33 @@
-"""The Ray execution of the tokenize job: the one module that imports Ray.
+"""The Ray driver of the tokenize job.
 
-Driver (`run_job`): start the tokenize actors and learn the tokenizer from the first one
-(`_start_workers`), reconcile the output with the plan (`prepare_output`), hand shards to the
-actors and retry the shards of dead ones (`_dispatch`), then write the manifest last
-(`_finalise`).
-
-Actor (`ShardWorker`): for its shard, decode videos in plan order, a bounded window at a time,
-isolated so a crashed or hung native decoder kills only a task or a child process: with a GPU
-model, in Ray tasks running ahead of the model; on CPU, in the actor's own child processes
-between model batches (`IsolatedDecoderPool`). Then batch, tokenize, write (`process_shard`).
+`run_job`: start the tokenize actors (`pipeline.exec.worker.ShardWorker`, sized by
+`pipeline.exec.pool`) and learn the tokenizer from the first one, reconcile the output with the
+plan (`prepare_output`), hand shards to the actors and retry the shards of dead ones
+(`_dispatch`), then write the manifest last (`_finalise`). Joining or starting Ray is
+`pipeline.exec.cluster`.
 """
 
 from __future__ import annotations
 
 import heapq
 import logging
-import os
 import random
-import subprocess
 import time
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.decode.failures import VideoFailure
-from pipeline.decode.isolate import IsolatedDecoderPool
-from pipeline.decode.source import FaultableDecode, fetch_and_decode
-from pipeline.decode.step import DecodedVideo
-from pipeline.exec.job import ExecConfig, JobConfig, JobResult, decode_overlaps
-from pipeline.exec.plan import Plan
+from pipeline.exec.cluster import init_ray, shutdown_ray
 from pipeline.exec.pool import ActorPool
-from pipeline.exec.prepare import Prepared, prepare_output
-from pipeline.exec.reaper import start_reaper, stop_reaper
+from pipeline.exec.worker import ShardWorker
 from pipeline.io.dataset import DatasetDir
-from pipeline.io.inputs import ManifestEntry
-from pipeline.io.storage import StorageConfig
 from pipeline.io.writer import write_manifest
+from pipeline.job.job import ExecConfig, JobConfig, JobResult
+from pipeline.job.prepare import Prepared, prepare_output
+from pipeline.plan.plan import Plan
 from schemas.tokens import TokenFileMeta
 
 logger = logging.getLogger(__name__)
-
-
-def decode_task(uri: str, storage: dict[str, Any], decode: dict[str, Any]) -> DecodedVideo | VideoFailure:
-    """Fetch and decode one video (the body of a Ray decode task)."""
-    return fetch_and_decode(uri, StorageConfig.from_dict(storage), FaultableDecode(decode))
-
-
-def _ordered_decodes(entries: list[ManifestEntry], job: JobConfig) -> Iterator[DecodedVideo | VideoFailure]:
-    """Overlap mode: Ray decode tasks a sliding window of `decode_window` videos ahead of the
-    consumer, which runs the model meanwhile (on a GPU); results in entry order (backpressure)."""
-    import ray
-    from ray.exceptions import GetTimeoutError, RayError
-
-    ex = job.execution
-    remote = ray.remote(decode_task).options(num_cpus=ex.decode_cpus, max_retries=ex.decode_attempts - 1)
-    storage, decode = job.storage.to_dict(), job.decode.to_dict()
-
-    def submit(entry: ManifestEntry) -> Any:
-        return remote.remote(entry.uri, storage, decode)
-
-    def resolve(entry: ManifestEntry, ref: Any) -> DecodedVideo | VideoFailure:
-        result: DecodedVideo | VideoFailure | None = None
-        for attempt in range(1, ex.decode_attempts + 1):
-            try:
-                return ray.get(ref, timeout=ex.decode_timeout_s)
-            except GetTimeoutError:
-                ray.cancel(ref, force=True)
-                logger.warning("decode of %s timed out after %.0fs (attempt %d/%d)", entry.uri,
-                               ex.decode_timeout_s, attempt, ex.decode_attempts)
-                result = VideoFailure(entry.uri, "decode", True, "DecoderTimeout",
-                                      f"{entry.uri}: decoder did not finish within {ex.decode_timeout_s:g}s "
-                                      f"in {attempt} attempts")
-            except RayError as exc:  # the decode process crashed on every retry Ray made
-                logger.warning("decode of %s crashed: %s", entry.uri, type(exc).__name__)
-                return VideoFailure(entry.uri, "decode", True, "DecoderCrashed",
-                                    f"{entry.uri}: decoder process died ({type(exc).__name__}) "
-                                    f"in {ex.decode_attempts} attempts")
-            if attempt < ex.decode_attempts:
-                ref = submit(entry)
-        assert result is not None
-        return result
-
-    queue: deque[tuple[ManifestEntry, Any]] = deque()
-    upcoming = iter(entries)
-    for entry in upcoming:
-        queue.append((entry, submit(entry)))
-        if len(queue) >= ex.decode_window:
-            break
-    while queue:
-        entry, ref = queue.popleft()
-        result = resolve(entry, ref)
-        nxt = next(upcoming, None)
-        if nxt is not None:
-            queue.append((nxt, submit(nxt)))
-        yield result
-
-
-def _gpu_ids() -> list[str]:
-    import ray
-
-    return [str(g) for g in ray.get_gpu_ids()]
-
-
-def _assigned_gpus() -> bool:
-    return bool(_gpu_ids())
-
-
-class ShardWorker:
-    """Actor body: holds the tokenizer; tokenizes whole shards."""
-
-    def __init__(self, job: dict[str, Any], threads: int) -> None:
-        # Ray starts workers with OMP_NUM_THREADS=1; start OpenMP with the actor's share of its
-        # node's cores (set before torch and its OpenMP runtime load here), not raising it afterwards.
-        # Decoding alternates with the model on CPU and is ~20x cheaper per clip: both get every core.
-        os.environ["OMP_NUM_THREADS"] = str(threads)
-        import torch
-
-        from pipeline.exec.tokenize_step import TokenizeStep
-
-        self.job = JobConfig.from_dict(job)
-        self.threads = threads
-        torch.set_num_threads(threads)
-        self.step = TokenizeStep(self.job.tokenize)
-        self.ds = DatasetDir(self.job.output, self.job.storage)
-        self.local: IsolatedDecoderPool | None = None
-        self.note = ""
-        if _assigned_gpus() and self.step.device.type != "cuda":
-            self.note = (f"Ray assigned GPU {_gpu_ids()} but torch sees no CUDA device (torch {torch.__version__}, "
-                         f"CUDA build: {torch.version.cuda or 'no'}): the model runs on the CPU")
-            logger.warning("%s", self.note)
-
-    def describe(self) -> dict[str, Any]:
-        """Where this actor runs and on what: node id, Ray's GPU ids, torch device, threads, and why
-        a GPU actor runs on the CPU (`note`)."""
-        import ray
-
-        return {"node": ray.get_runtime_context().get_node_id(), "gpu_ids": _gpu_ids(),
-                "device": str(self.step.device), "threads": self.threads, "note": self.note, "pid": os.getpid()}
-
-    def file_meta(self) -> dict[str, Any]:
-        return self.step.file_meta.to_dict()
-
-    def pid(self) -> int:
-        return os.getpid()
-
-    def run_shard(self, shard_id: int, entries: list[dict[str, Any]], lease_token: str | None = None) -> dict[str, Any]:
-        from pipeline.exec.shard import process_shard
-        from pipeline.io.lease import check_lease
-
-        es = [ManifestEntry.from_dict(e) for e in entries]
-        ex = self.job.execution
-        if decode_overlaps(ex, self.step.device.type == "cuda"):
-            results: Iterator[DecodedVideo | VideoFailure] = _ordered_decodes(es, self.job)
-        else:
-            if self.local is None:
-                self.local = IsolatedDecoderPool(FaultableDecode(self.job.decode.to_dict()), self.job.storage,
-                                                 ex.isolation, slots=self.threads, window=ex.decode_window)
-            results = self.local.decodes([e.uri for e in es])
-        check = None if lease_token is None else (lambda: check_lease(self.ds, lease_token))
-        return process_shard(shard_id, es, results, self.step, self.ds, before_commit=check).to_dict()
-
-
-_reaper: subprocess.Popen[bytes] | None = None
-
-
-def init_ray(address: str | None) -> bool:
-    """Join a cluster (address given, or RAY_ADDRESS set, e.g. inside a submitted job) or start a local
-    one. Returns False when Ray was already initialised by the caller (then it is left running)."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    if address is None and not os.environ.get("RAY_ADDRESS"):
-        # Ray logs its token-auth mode (enabled by default, or the user's RAY_AUTH_MODE) at every local
-        # start; it says nothing about this job, so it shows only with -v.
-        if not logger.isEnabledFor(logging.INFO):
-            logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-        ray.init(address="local", num_cpus=os.cpu_count() or 2, include_dashboard=False,
-                 logging_level=logging.WARNING, log_to_driver=False)
-        global _reaper
-        _reaper = start_reaper()  # ends this Ray node's processes if the driver is killed outright
-    else:
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
-    return True
-
-
-def shutdown_ray() -> None:
-    """End the Ray this process started (and tell its reaper the driver did so itself)."""
-    import ray
-
-    global _reaper
-    ray.shutdown()
-    stop_reaper(_reaper)
-    _reaper = None
 
 
 def run_job(job: JobConfig, address: str | None = None, overwrite: bool = False, progress: bool = True,

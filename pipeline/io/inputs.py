@@ -1,7 +1,7 @@
 """Listing the input corpus once: a prefix (local folder, s3://bucket/prefix) or a list file.
 
 The result is a stream of Arrow tables of entries (uri, size, version, video_id) in no
-particular order (`iter_listing`; `pipeline.exec.plan` sorts and de-duplicates it out of core),
+particular order (`iter_listing`; `pipeline.plan.plan` sorts and de-duplicates it out of core),
 or, for small inputs, a sorted list of `ManifestEntry` (`list_inputs`). An object-store prefix
 is listed in parallel: delimiter listings split it into sub-prefixes (a few levels down, until
 there are enough), each then listed flat on its own thread. A list file is streamed; rows that
@@ -339,7 +339,7 @@ def _stat_uris(uris: list[str], storage: StorageConfig, counts: ListingCounts,
 def iter_listing(cfg: InputConfig, storage: StorageConfig = StorageConfig(),
                  counts: ListingCounts | None = None) -> Iterator[Any]:
     """The corpus as Arrow tables (`listing_schema`) of up to BATCH_ROWS videos, in no particular
-    order, a repeated uri not yet dropped: what `pipeline.exec.plan` sorts out of core. List-file
+    order, a repeated uri not yet dropped: what `pipeline.plan.plan` sorts out of core. List-file
     rows with size and etag are taken as listed; the others are stat'ed (one HEAD each on S3)."""
     counts = counts if counts is not None else ListingCounts()
     if cfg.resolved_kind != "list":

@@ -4,7 +4,7 @@ Columns (`entry_schema`): uri, size, version, video_id, shard. Row groups hold w
 (a multiple of K rows), so a shard is read from one row group. A file is named by its
 generation and fingerprint (`gen-00001-<12 hex>.parquet`), so a rewritten generation never
 overwrites the file an older plan.json names. Written by `GenerationWriter` from tables that
-arrive sorted (the out-of-core sort of `pipeline.exec.spill`), hashing as it goes: the
+arrive sorted (the out-of-core sort of `pipeline.plan.spill`), hashing as it goes: the
 fingerprint of a generation is `entries_fingerprint` of its entries, computed a batch at a time.
 """
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from pipeline.exec.plan_store import read_plan_dict
+from pipeline.plan.store import read_plan_dict
 from pipeline.io.dataset import DatasetDir
 from schemas.layout import JOB_FILE, MANIFEST_NAME, PLAN_FILE, error_part
 

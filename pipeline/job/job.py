@@ -7,10 +7,10 @@ from typing import Any
 
 from pipeline.decode.isolate import IsolationConfig
 from pipeline.decode.step import DecodeConfig
-from pipeline.exec.plan import PlanConfig
+from pipeline.plan.plan import PlanConfig
 from pipeline.io.inputs import InputConfig, canonical_input
 from pipeline.io.storage import StorageConfig
-from pipeline.exec.tokenize_step import TokenizeConfig
+from pipeline.tokenize.step import TokenizeConfig
 from schemas.config import FrozenConfig
 
 # Settings that define the dataset's content: a rerun must match them exactly.

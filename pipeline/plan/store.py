@@ -14,8 +14,8 @@ import logging
 import os
 from typing import Any
 
-from pipeline.exec.plan import PLAN_VERSION, Plan, PlanConfig, entries_fingerprint, plan_fingerprint
-from pipeline.exec.plan_files import EntriesHash, GenerationWriter, is_generation_file, iter_file, temp_folder
+from pipeline.plan.plan import PLAN_VERSION, Plan, PlanConfig, entries_fingerprint, plan_fingerprint
+from pipeline.plan.files import EntriesHash, GenerationWriter, is_generation_file, iter_file, temp_folder
 from pipeline.io.dataset import DatasetDir
 from pipeline.io.inputs import InputConfig, ManifestEntry, listing_schema
 from schemas.layout import PLAN_DIR, PLAN_FILE

@@ -8,11 +8,11 @@ order, gives the same shards, and a rerun over a grown corpus (`grow`) puts the 
 in a new generation and leaves every earlier shard as it was. The shard is the unit of work
 and of resume.
 
-Out of core: the listing streams into a sorted spill (`pipeline.exec.spill`) and then into one
-Parquet file per generation (`pipeline.exec.plan_files`); a Plan is its small metadata and a
+Out of core: the listing streams into a sorted spill (`pipeline.plan.spill`) and then into one
+Parquet file per generation (`pipeline.plan.files`); a Plan is its small metadata and a
 local folder of those files. Shards are read a row group at a time, and `diff`/`grow` walk the
 old generations and the new listing side by side in uri order, so no step holds the corpus in
-memory. `pipeline.exec.plan_store` keeps a plan in the output (plan.json + plan/).
+memory. `pipeline.plan.store` keeps a plan in the output (plan.json + plan/).
 
 Fingerprints (SHA-256 over canonical JSON): a generation's is `entries_fingerprint` of its
 entries (uri, size, version, sorted by uri); the plan's is its single generation's, or that of
@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.exec.plan_files import (
+from pipeline.plan.files import (
     Generation,
     GenerationWriter,
     entry_schema,
@@ -44,8 +44,8 @@ from pipeline.exec.plan_files import (
     sha256_json,
     temp_folder,
 )
-from pipeline.exec.repeats import check_unique_ids
-from pipeline.exec.spill import RunCursor, SortedSpill
+from pipeline.plan.repeats import check_unique_ids
+from pipeline.plan.spill import RunCursor, SortedSpill
 from pipeline.io.inputs import (
     MISSING_VERSION,
     InputConfig,
@@ -135,7 +135,7 @@ class _GroupCache:
 class Plan:
     """A listed corpus in generations and its shards: metadata, and `folder`, the local folder of
     the generations' entry files (None: loaded without them; only counts then). Build with
-    `make_plan`, extend with `grow`, store with `pipeline.exec.plan_store`."""
+    `make_plan`, extend with `grow`, store with `pipeline.plan.store`."""
 
     source: InputConfig
     config: PlanConfig

@@ -68,7 +68,7 @@ def check_unique_ids(tables: Callable[[list[str]], Iterable[Any]]) -> None:
     those columns (`uri`, `video_id`) over the whole set, read twice at most."""
     import pyarrow.compute as pc
 
-    from pipeline.exec.plan_files import temp_folder
+    from pipeline.plan.files import temp_folder
 
     folder = temp_folder("infotok-ids-")
     try:

@@ -11,10 +11,10 @@ import json
 import logging
 from dataclasses import dataclass
 
-from pipeline.exec.job import JobConfig, content_diff
-from pipeline.exec.plan import Growth, Plan, make_plan
-from pipeline.exec.plan_files import is_generation_file
-from pipeline.exec.plan_store import load_plan, save_plan
+from pipeline.job.job import JobConfig, content_diff
+from pipeline.plan.plan import Growth, Plan, make_plan
+from pipeline.plan.files import is_generation_file
+from pipeline.plan.store import load_plan, save_plan
 from pipeline.io.dataset import DatasetDir
 from pipeline.io.inputs import canonical_input
 from pipeline.io.writer import check_compatible

@@ -15,8 +15,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.exec.job import JobConfig, content_diff
-from pipeline.exec.prepare import OutputMismatchError
+from pipeline.job.job import JobConfig, content_diff
+from pipeline.job.prepare import OutputMismatchError
 from pipeline.io.dataset import DatasetDir
 from schemas.layout import JOB_FILE
 from pipeline.tuning.report import TuningReport, read_report, report_paths, run_tuning, write_report

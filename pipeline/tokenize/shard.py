@@ -17,7 +17,7 @@ from pipeline.decode.step import DecodedVideo
 from pipeline.decode.failures import VideoFailure
 from pipeline.io.inputs import ManifestEntry
 from pipeline.io.dataset import DatasetDir
-from pipeline.exec.tokenize_step import PendingClip, TokenizeStep
+from pipeline.tokenize.step import PendingClip, TokenizeStep
 from pipeline.io.writer import write_shard
 from schemas.errors import ErrorRow
 from schemas.manifest import ShardCommit

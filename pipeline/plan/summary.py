@@ -3,7 +3,7 @@
 videos, bytes, shards and generations; videos per extension; repeats (uris listed more than once,
 dropped) and shared content (videos whose size and etag equal another's: copies under other
 names); missing videos (listed but not found: each becomes an error row). Memory stays bounded:
-the shared-content count goes through `pipeline.exec.repeats`.
+the shared-content count goes through `pipeline.plan.repeats`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.exec.plan import Plan
-from pipeline.exec.plan_files import temp_folder
-from pipeline.exec.repeats import KeyRepeats
+from pipeline.plan.plan import Plan
+from pipeline.plan.files import temp_folder
+from pipeline.plan.repeats import KeyRepeats
 from pipeline.io.inputs import MISSING_VERSION, ListingCounts
 
 logger = logging.getLogger(__name__)
