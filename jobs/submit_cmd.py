@@ -8,21 +8,16 @@ in the job: cluster nodes use their own (instance role, environment, profile).
 from __future__ import annotations
 
 import json
-import logging
 import shlex
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import click
 
 from jobs.options import build_job, job_options
 
-logger = logging.getLogger(__name__)
-
 _PACKAGES = ("tokenizer", "pipeline", "jobs", "schemas")
-_TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 
 
 def job_argv(input_uri: str, output: str, options: dict, checkpoint_arg: str | None) -> list[str]:  # noqa: ANN401
@@ -48,7 +43,7 @@ def job_argv(input_uri: str, output: str, options: dict, checkpoint_arg: str | N
 @click.option("--json", "as_json", is_flag=True, help="Print the job id (and final status) as JSON.")
 def submit(input_uri: str, output: str, address: str, overwrite: bool, follow: bool, as_json: bool, **o) -> None:  # noqa: ANN003
     """Submit `infotok tokenize INPUT OUTPUT ...` to the Ray cluster at --address."""
-    from ray.job_submission import JobSubmissionClient
+    from pipeline.exec.submit import JobSubmitter
 
     build_job(input_uri, output, **o)  # validate here, before anything reaches the cluster
     import tokenizer
@@ -69,27 +64,19 @@ def submit(input_uri: str, output: str, address: str, overwrite: bool, follow: b
     runtime_env: dict = {"py_modules": py_modules, "env_vars": {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}}
     if working_dir:
         runtime_env["working_dir"] = working_dir
-    client = JobSubmissionClient(address)
-    job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env,
-                               metadata={"infotok_output": output, "infotok_input": input_uri})
-    logger.info("submitted %s: %s", job_id, entrypoint)
+    client = JobSubmitter(address)
+    job_id = client.submit(entrypoint, runtime_env, {"infotok_output": output, "infotok_input": input_uri})
     if not follow:
         click.echo(json.dumps({"job_id": job_id}) if as_json else f"submitted job {job_id}")
         return
     if not as_json:
         click.echo(f"submitted job {job_id}; following its logs")
-    shown = 0
-    while True:
-        job_status = client.get_job_status(job_id)
-        status = str(getattr(job_status, "value", job_status))
-        logs = client.get_job_logs(job_id)
-        if not as_json and len(logs) > shown:
-            sys.stdout.write(logs[shown:])
-            sys.stdout.flush()
-        shown = len(logs)
-        if status in _TERMINAL:
-            break
-        time.sleep(1.0)
+
+    def show(logs: str) -> None:
+        sys.stdout.write(logs)
+        sys.stdout.flush()
+
+    status = client.follow(job_id, None if as_json else show)
     if as_json:
         click.echo(json.dumps({"job_id": job_id, "status": status}))
     else:
