@@ -60,7 +60,8 @@ def main() -> None:
     from pipeline.decode.step import DecodeConfig
     from pipeline.job.job import ExecConfig, JobConfig
     from pipeline.plan.plan import PlanConfig
-    from pipeline.exec.ray_exec import init_ray, run_job
+    from pipeline.exec.cluster import init_ray
+    from pipeline.exec.ray_exec import run_job
     from pipeline.tokenize.step import PendingClip, TokenizeConfig, TokenizeStep
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-pipe-"))

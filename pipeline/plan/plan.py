@@ -175,7 +175,7 @@ class Plan:
         return os.path.join(self.folder, g.file)
 
     def tables(self, columns: list[str] | None = None) -> Iterator[pa.Table]:
-        """Every entry, generation after generation, as tables (`plan_files.entry_schema`)."""
+        """Every entry, generation after generation, as tables (`pipeline.plan.files.entry_schema`)."""
         for g in self.generations:
             yield from iter_file(self.path(g), columns)
 
@@ -327,7 +327,7 @@ class Plan:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], folder: str | None = None) -> Plan:
-        """A plan.json of this version (see `plan_store.load_plan` for older ones)."""
+        """A plan.json of this version (see `pipeline.plan.store.load_plan` for older ones)."""
         known = {"version", "source", "config", "fingerprint", "n_videos", "n_shards", "generations"}
         if set(d) != known:
             raise ValueError(f"plan keys must be {sorted(known)}, got {sorted(d)}")
