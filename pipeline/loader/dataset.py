@@ -48,7 +48,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from schemas.layout import token_part
 from pipeline.loader.order import EpochLayout, Unit, epoch_layout, window_permutation
 from pipeline.loader.pack import POLICIES, Columns, build_stream, count_sequences, pack
-from pipeline.loader.partition import REMAINDERS, Interval, Plan, RoleShare, complement, cut, merge, replay, split
+from pipeline.loader.partition import REMAINDERS, Interval, Partition, RoleShare, complement, cut, merge, replay, split
 from pipeline.io.dataset import DatasetDir
 from schemas.manifest import PartInfo
 from pipeline.io.storage import StorageConfig
@@ -196,7 +196,7 @@ class TokenDataset(IterableDataset):
         self._lengths: dict[int, list[np.ndarray]] | None = None  # part -> n_tokens per row group (packed)
         self._layout: tuple[int, EpochLayout] | None = None
 
-    # ---- planning -------------------------------------------------------------------------
+    # ---- partitioning --------------------------------------------------------------------
     def _row_lengths(self) -> dict[int, list[np.ndarray]]:
         """n_tokens of every row, per part and row group (packed mode counts sequences from them):
         one column read per part, once; checked against the rows read later."""
@@ -252,16 +252,16 @@ class TokenDataset(IterableDataset):
                 "batch_size": 1 if inproc else self.batch_size, "drop_last": False if inproc else self.drop_last,
                 "remainder": self.config.remainder}
 
-    def _served(self, plan: Plan, progress: int) -> list[Interval]:
+    def _served(self, partition: Partition, progress: int) -> list[Interval]:
         """Sample numbers every rank has consumed after `progress` batches each (ranks step together)."""
         out: list[Interval] = []
-        for rank in range(plan.world_size):
-            served, _ = replay(plan.batch_counts(rank), progress)
-            for share, n in zip(plan.shares[rank], served):
-                out += cut(list(share.samples), 0, min(n * plan.batch_size, share.n_slots))
+        for rank in range(partition.world_size):
+            served, _ = replay(partition.batch_counts(rank), progress)
+            for share, n in zip(partition.shares[rank], served):
+                out += cut(list(share.samples), 0, min(n * partition.batch_size, share.n_slots))
         return out
 
-    def plan(self) -> Plan:
+    def partition(self) -> Partition:
         """The split of this epoch's remaining samples under the current settings. A position
         counted under other settings (a loaded state, a changed batch size) is folded into the
         consumed set first, and the rest split anew."""
@@ -280,12 +280,12 @@ class TokenDataset(IterableDataset):
         n = info.num_workers if info is not None else 0
         if n != self.num_workers:
             raise ValueError(f"TokenDataset was built for num_workers={self.num_workers}, the DataLoader runs {n}")
-        plan = self.plan()
-        served, nxt = replay(plan.batch_counts(self.rank), self._progress)
+        partition = self.partition()
+        served, nxt = replay(partition.batch_counts(self.rank), self._progress)
         # Workers are rotated so that the first batch after a resume comes from the one that was next.
         role = ((info.id if info is not None else 0) + nxt) % max(1, self.num_workers)
-        share = plan.shares[self.rank][role]
-        for sample in self._share_samples(share, min(served[role] * plan.batch_size, share.n_slots)):
+        share = partition.shares[self.rank][role]
+        for sample in self._share_samples(share, min(served[role] * partition.batch_size, share.n_slots)):
             if info is None:
                 self._progress += 1
             yield sample
@@ -369,8 +369,8 @@ class TokenDataset(IterableDataset):
     def state_dict(self) -> dict[str, Any]:
         """JSON-safe resume state: identity fields, epoch, consumed sample numbers, the split
         reading them and its batch count. The same on every rank of a run (ranks step together)."""
-        plan = self.plan()
-        if self._progress >= plan.batches(self.rank):  # the epoch is done: the state is the next one's start
+        partition = self.partition()
+        if self._progress >= partition.batches(self.rank):  # the epoch is done: the state is the next one's start
             return {**self._identity(), "epoch": self.epoch + 1, "consumed": [], "split": None, "progress": 0}
         return {**self._identity(), "epoch": self.epoch, "consumed": [list(i) for i in self._consumed],
                 "split": dict(self._split or {}), "progress": self._progress}
