@@ -49,11 +49,9 @@ from schemas.layout import token_part
 from pipeline.loader.order import EpochLayout, Unit, epoch_layout, window_permutation
 from pipeline.loader.pack import POLICIES, Columns, build_stream, count_sequences, pack
 from pipeline.loader.partition import REMAINDERS, Interval, Partition, RoleShare, complement, cut, merge, replay, split
-from pipeline.io.dataset import DatasetDir
-from schemas.manifest import PartInfo
+from pipeline.io.reader import DatasetReader
 from pipeline.io.storage import StorageConfig
 from schemas.config import FrozenConfig
-from schemas.tokens import META_VERSION, SCHEMA_VERSION
 
 logger = logging.getLogger(__name__)
 
@@ -102,9 +100,6 @@ class LoaderConfig(FrozenConfig):
             raise ValueError(f"window_row_groups must be >= 1, got {self.window_row_groups}")
 
 
-_HASH_BLOCK = 8 * 2**20  # bytes per read while hashing a part
-
-
 def _dist_rank_world() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
@@ -112,45 +107,18 @@ def _dist_rank_world() -> tuple[int, int]:
 
 
 class _PartReader:
-    """Open Parquet parts of one worker, each opened once (one footer read per part), each checked
-    against its commit first when `parts` is given."""
+    """Open Parquet parts of one worker, each opened once (one footer read per part) through the
+    dataset reader, which checks each against its commit first when `verify`."""
 
-    def __init__(self, ds: DatasetDir, columns: list[str] | None, parts: dict[int, PartInfo] | None) -> None:
-        self.ds, self.columns, self.parts = ds, columns, parts
+    def __init__(self, reader: DatasetReader, columns: list[str] | None, verify: bool) -> None:
+        self.reader, self.columns, self.verify = reader, columns, verify
         self._files: dict[int, pq.ParquetFile] = {}
-
-    def _verify(self, rel: str, part: PartInfo) -> None:
-        uri = self.ds.uri(rel)
-        digest, size = hashlib.sha256(), 0
-        with self.ds.fs.open(self.ds.path(rel), "rb", block_size=_HASH_BLOCK) as f:
-            while chunk := f.read(_HASH_BLOCK):
-                digest.update(chunk)
-                size += len(chunk)
-        if size != part.token_bytes or (part.token_sha256 and digest.hexdigest() != part.token_sha256):
-            raise ValueError(f"{uri}: {size} bytes with sha256 {digest.hexdigest()[:16]}..., its commit says "
-                             f"{part.token_bytes} bytes with sha256 {part.token_sha256[:16] or '(not recorded)'}...: "
-                             "the part was damaged or replaced after it was committed (infotok validate lists more)")
-
-    def _open(self, shard: int) -> pq.ParquetFile:
-        rel = token_part(shard)
-        uri = self.ds.uri(rel)
-        if self.parts is not None:
-            self._verify(rel, self.parts[shard])
-        if self.ds.is_local:
-            pf = pq.ParquetFile(self.ds.path(rel))
-        else:
-            # No fsspec cache: pre_buffer coalesces a row group's column chunks into one GET.
-            pf = pq.ParquetFile(self.ds.fs.open(self.ds.path(rel), "rb", cache_type="none"), pre_buffer=True)
-        version = (pf.schema_arrow.metadata or {}).get(META_VERSION)
-        if version != str(SCHEMA_VERSION).encode():
-            raise ValueError(f"{uri}: schema_version {version!r}, this loader reads {SCHEMA_VERSION}")
-        return pf
 
     def read(self, units: list[Unit]) -> pa.Table:
         tables = []
         for u in units:
             if u.shard not in self._files:
-                self._files[u.shard] = self._open(u.shard)
+                self._files[u.shard] = self.reader.open_part(u.shard, self.verify)
             tables.append(self._files[u.shard].read_row_group(u.row_group, columns=self.columns))
         return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
@@ -175,10 +143,9 @@ class TokenDataset(IterableDataset):
     ) -> None:
         super().__init__()
         self.root, self.config, self.storage = root, config, storage
-        self.ds = DatasetDir(root, storage)
-        self.manifest = self.ds.read_manifest()
-        if self.manifest.schema_version != SCHEMA_VERSION:
-            raise ValueError(f"{root}: schema_version {self.manifest.schema_version}, loader reads {SCHEMA_VERSION}")
+        self.reader = DatasetReader(root, storage)
+        self.ds = self.reader.dir
+        self.manifest = self.reader.manifest
         d_rank, d_world = _dist_rank_world()
         self.rank = d_rank if rank is None else rank
         self.world_size = d_world if world_size is None else world_size
@@ -307,8 +274,7 @@ class TokenDataset(IterableDataset):
 
     def _reader(self) -> _PartReader:
         c = self.config
-        parts = {p.shard: p for p in self.manifest.parts} if c.verify_checksums else None
-        return _PartReader(self.ds, PACKED_COLUMNS if c.mode == "packed" else None, parts)
+        return _PartReader(self.reader, PACKED_COLUMNS if c.mode == "packed" else None, c.verify_checksums)
 
     def _window_samples(self, reader: _PartReader, w: int, lo: int, hi: int) -> Iterator[tuple[int, dict[str, Any]]]:
         """(index, sample) of window w's samples lo .. hi-1."""
