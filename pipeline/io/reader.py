@@ -19,7 +19,7 @@ import hashlib
 import logging
 from typing import TYPE_CHECKING
 
-from pipeline.io.dataset import DatasetDir
+from pipeline.io.dataset import DatasetDir, read_parquet
 from pipeline.io.storage import StorageConfig
 from schemas.layout import error_part, token_part
 from schemas.tokens import META_TOKENIZER, META_VERSION, SCHEMA_VERSION
@@ -115,8 +115,6 @@ class DatasetReader:
 
     def read_errors(self, shard: int, columns: list[str] | None = None, verify: bool = True) -> pa.Table:
         """The error rows of `shard` (see `schemas.errors`); verify as in `read_part`."""
-        from pipeline.io.dataset import read_parquet
-
         rel = error_part(shard)
         data = self.dir.read(rel)
         if verify:
