@@ -1,7 +1,8 @@
 """TokenDataset: a torch IterableDataset over an InfoTok token dataset, for LM training.
 
 Needs torch, pyarrow and fsspec; never Ray. Reads a dataset folder or s3:// prefix whose
-manifest (dataset.json) exists, and refuses one without it.
+manifest (dataset.json) exists, and refuses one without it; parts are opened through
+`pipeline.io.reader.DatasetReader` (checked against their commits unless `verify_checksums=False`).
 
 Work split: one global order of samples per epoch (`pipeline.loader.order`: clips, or the
 sequences each shuffle window packs into), cut into equal shares per rank and contiguous chunks
