@@ -49,6 +49,7 @@ class DatasetReader:
     def __init__(self, root: str | DatasetDir, storage: StorageConfig = StorageConfig()) -> None:
         self.dir = root if isinstance(root, DatasetDir) else DatasetDir(root, storage)
         self._manifest: DatasetManifest | None = None
+        self._by_shard: dict[int, PartInfo] = {}
 
     def __repr__(self) -> str:
         return f"DatasetReader({self.dir.root!r})"
@@ -78,6 +79,7 @@ class DatasetReader:
                 raise ValueError(f"{self.root}: schema_version {manifest.schema_version}, this reader reads "
                                  f"{SCHEMA_VERSION}")
             self._manifest = manifest
+            self._by_shard = {p.shard: p for p in manifest.parts}
         return self._manifest
 
     @property
@@ -86,10 +88,11 @@ class DatasetReader:
         return list(self.manifest.parts)
 
     def part(self, shard: int) -> PartInfo:
-        for p in self.manifest.parts:
-            if p.shard == shard:
-                return p
-        raise ValueError(f"{self.root}: shard {shard} is not in the manifest")
+        """The manifest's entry for `shard` (sizes, SHA-256s, row groups); ValueError when it has none."""
+        self.manifest  # noqa: B018 - reads it (and indexes its parts) once
+        if shard not in self._by_shard:
+            raise ValueError(f"{self.root}: shard {shard} is not in the manifest")
+        return self._by_shard[shard]
 
     # ---- whole parts, in memory -------------------------------------------------------------
     def part_bytes(self, shard: int, verify: bool = True) -> bytes:
