@@ -38,7 +38,7 @@ from schemas.routers import ROUTERS
 from tokenizer.adaptive.gain2 import Gain2Calibration
 from tokenizer.eval.baselines import elastic_search, position_mask
 from tokenizer.checkpoint import load_tokenizer
-from tokenizer.train.corpus import heldout_clips
+from tokenizer.data.procedural import heldout_clips
 from tokenizer.device import mixed_precision, resolve_device
 from tokenizer.video import frames_to_tensor
 

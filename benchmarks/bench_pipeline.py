@@ -25,7 +25,7 @@ import numpy as np
 
 def make_corpus(folder: Path, n: int, size: int, frames: int) -> list[Path]:
     from pipeline.decode.video_write import write_video
-    from tokenizer.train.corpus import make_clip
+    from tokenizer.data.procedural import make_clip
 
     paths = []
     for i in range(n):

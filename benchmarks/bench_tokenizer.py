@@ -28,7 +28,7 @@ def main() -> None:
 
     from tokenizer.checkpoint import load_tokenizer
     from tokenizer.config import PRESETS
-    from tokenizer.train.corpus import heldout_clips
+    from tokenizer.data.procedural import heldout_clips
     from tokenizer.nn.model import VideoTokenizer, num_params
     from tokenizer.video import frames_to_tensor
 

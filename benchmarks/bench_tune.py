@@ -45,7 +45,7 @@ from tokenizer.adaptive.model import AdaptiveTokenizer
 from tokenizer.tuning.quality import QualityProbe
 from tokenizer.tuning.budget import TuneConfig, TuningTarget, beta_grid, budget_at, collect_scores, solve_budget
 from tokenizer.checkpoint import load_tokenizer
-from tokenizer.train.corpus import make_clip
+from tokenizer.data.procedural import make_clip
 from tokenizer.device import resolve_device
 from tokenizer.eval.metrics import psnr
 from tokenizer.tuning.search import tune_beta

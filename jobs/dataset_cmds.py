@@ -3,7 +3,8 @@
 inspect: counts, tokens-per-clip histogram, mean rate, BPP16 (with and without the mask
 bits) and errors by kind and stage. BPP16 = 16 * n_tokens * log2(codebook) / (frames *
 height * width), summed over clips (pixel-weighted); the mask variant adds grid_t*grid_h*grid_w
-bits per clip.
+bits per clip. It reads through `pipeline.io.reader.DatasetReader`: a part that differs from
+its commit is refused, naming the file.
 """
 
 from __future__ import annotations
@@ -18,23 +19,25 @@ import click
 import numpy as np
 
 from pipeline.io.dataset import DatasetDir, DatasetNotReadyError
+from pipeline.io.reader import DatasetReader
 from jobs.options import json_option, storage_from, storage_options
-from schemas.layout import error_part, token_part
 
 _SUMMARY_COLUMNS = ["n_tokens", "rate", "frame_count", "height", "width", "grid_t", "grid_h", "grid_w"]
 
 
 def dataset_summary(ds: DatasetDir, bins: int = 10) -> dict[str, Any]:
-    """Summary of a finished dataset (raises DatasetNotReadyError without a manifest)."""
-    m = ds.read_manifest()
+    """Summary of a finished dataset (raises DatasetNotReadyError without a manifest, ValueError for
+    a part that differs from its commit)."""
+    reader = DatasetReader(ds)
+    m = reader.manifest
     cols: dict[str, list[np.ndarray]] = {c: [] for c in _SUMMARY_COLUMNS}
     by_kind: Counter = Counter()
     by_stage: Counter = Counter()
     for p in m.parts:
-        t = ds.read_table(token_part(p.shard), _SUMMARY_COLUMNS)
+        t = reader.read_part(p.shard, _SUMMARY_COLUMNS)
         for c in _SUMMARY_COLUMNS:
             cols[c].append(t.column(c).to_numpy().astype(np.float64))
-        e = ds.read_table(error_part(p.shard), ["kind", "stage"])
+        e = reader.read_errors(p.shard, ["kind", "stage"])
         by_kind.update(e.column("kind").to_pylist())
         by_stage.update(e.column("stage").to_pylist())
     a = {c: np.concatenate(v) if v else np.zeros(0) for c, v in cols.items()}
@@ -81,7 +84,7 @@ def inspect_cmd(dataset: str, as_json: bool, **o: Any) -> None:
 
     try:
         s = dataset_summary(DatasetDir(dataset, storage_from(o)))
-    except DatasetNotReadyError as exc:
+    except (DatasetNotReadyError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(json.dumps(s, indent=1))
@@ -115,7 +118,8 @@ def validate_cmd(dataset: str, as_json: bool, max_per_check: int, quick: bool, *
     """Check DATASET thoroughly; exit status 1 when any violation is found."""
     from schemas.validate import validate_dataset
 
-    report = validate_dataset(DatasetDir(dataset, storage_from(o)), max_per_check=max_per_check, checksums=not quick)
+    report = validate_dataset(DatasetReader(dataset, storage_from(o)), max_per_check=max_per_check,
+                              checksums=not quick)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=1))
     else:

@@ -69,9 +69,8 @@ def demo(out_dir: str, checkpoint: str | None, resolution: str, clip_frames: int
     from pipeline.exec.ray_exec import run_job
     from pipeline.tokenize.step import TokenizeConfig
     from pipeline.decode.video_write import write_video
-    from pipeline.io.dataset import DatasetDir
     from pipeline.io.inputs import normalize_uri
-    from schemas.layout import token_part
+    from pipeline.io.reader import DatasetReader
     from schemas.validate import validate_dataset
     from tokenizer.adaptive.tokens import AdaptiveTokens
     from pipeline.job.prepare import PreflightError, preflight
@@ -102,14 +101,14 @@ def demo(out_dir: str, checkpoint: str | None, resolution: str, clip_frames: int
     say(f"tokenizing {len(videos)} sample videos into {job.output} with Ray (a local cluster starts first) ...")
     result = run_job(job, overwrite=True, progress=not as_json, plan=plan)
     say("rebuilding every clip from the tokens and masks the dataset stores ...")
-    report = validate_dataset(DatasetDir(job.output))
+    dataset = DatasetReader(job.output)
+    report = validate_dataset(dataset)
     if not report.ok:
         raise click.ClickException(f"the demo dataset failed validation: {report.violations[0]}")
 
     rows_by_uri: dict[str, list[dict]] = defaultdict(list)
-    dataset = DatasetDir(job.output)
-    for part in dataset.read_manifest().parts:
-        for row in dataset.read_table(token_part(part.shard)).to_pylist():
+    for part in dataset.parts:
+        for row in dataset.read_part(part.shard).to_pylist():
             rows_by_uri[row["source_uri"]].append(row)
     tok = load_tokenizer(checkpoint)
     step = DecodeStep(decode)

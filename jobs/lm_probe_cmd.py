@@ -69,7 +69,7 @@ def lm_probe(dataset: str, steps: int, batch_size: int, lr: float, max_len: int,
         raise click.BadParameter(str(exc), param_hint="--device") from None
     try:
         read = read_corpus(DatasetDir(dataset, storage_from(o)), max_clips)
-    except DatasetNotReadyError as exc:
+    except (DatasetNotReadyError, ValueError) as exc:  # no manifest, no clips, a part unlike its commit
         raise click.ClickException(str(exc)) from None
     cfg = ProbeConfig.from_dict({**cfg.to_dict(), "model": {**cfg.model.to_dict(), "levels": list(read.fsq_levels)}})
     try:

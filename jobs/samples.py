@@ -21,7 +21,7 @@ def write_samples(folder: str | Path, height: int = 128, width: int = 128, frame
     """Write one mp4 per sample kind (height x width pixels) into folder; deterministic in seed.
     Returns the paths."""
     from pipeline.decode.video_write import write_video
-    from tokenizer.train.corpus import make_clip
+    from tokenizer.data.procedural import make_clip
 
     folder = Path(folder)
     paths = []

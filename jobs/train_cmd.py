@@ -65,7 +65,8 @@ def train(out_dir: str, data: str, preset: str, steps: int, batch_size: int, cli
           data_workers: int | None, router_clips: int, **o: Any) -> None:
     """Train the fixed-rate tokenizer (or, with --stage adaptive, the InfoTok adaptive layer; with
     --stage router, the latent router's head) on procedural clips or on a corpus of videos."""
-    from tokenizer.train.corpus import heldout_clips, training_batch
+    from tokenizer.data.procedural import heldout_clips
+    from tokenizer.train.corpus import training_batch
     from tokenizer.device import resolve_device
     from tokenizer.train.trainer import AdaptiveStageConfig, TrainConfig
     from tokenizer.train.trainer import train as run_train

@@ -50,31 +50,48 @@ META_BIT_ORDER = b"infotok.mask_bit_order"
 META_RASTER = b"infotok.mask_raster_order"
 META_FILE = b"infotok.file_meta"
 
-TOKEN_SCHEMA = pa.schema(
-    [
-        pa.field("video_id", pa.string(), nullable=False),
-        pa.field("source_uri", pa.string(), nullable=False),
-        pa.field("clip_index", pa.int32(), nullable=False),
-        pa.field("frame_start", pa.int32(), nullable=False),  # first frame, in frames at `fps`
-        pa.field("frame_count", pa.int32(), nullable=False),  # 1 + 4k
-        pa.field("fps", pa.float32(), nullable=False),  # frame rate the clip was tokenized at
-        pa.field("height", pa.int32(), nullable=False),  # pixels fed to the tokenizer
-        pa.field("width", pa.int32(), nullable=False),
-        pa.field("grid_t", pa.int32(), nullable=False),
-        pa.field("grid_h", pa.int32(), nullable=False),
-        pa.field("grid_w", pa.int32(), nullable=False),
-        pa.field("tokens", pa.list_(pa.field("item", pa.uint16(), nullable=False)), nullable=False),
-        pa.field("mask", pa.binary(), nullable=False),
-        pa.field("n_tokens", pa.int32(), nullable=False),
-        pa.field("rate", pa.float32(), nullable=False),  # r_x applied: n_tokens = round(rate * t*h*w)
-        pa.field("info", pa.float32(), nullable=False),  # I(x) = mean router score
-        pa.field("beta", pa.float32(), nullable=False),
-        pa.field("source_duration_s", pa.float32(), nullable=True),
-        pa.field("source_fps", pa.float32(), nullable=True),
-        pa.field("source_height", pa.int32(), nullable=True),
-        pa.field("source_width", pa.int32(), nullable=True),
-    ]
+
+@dataclass(frozen=True)
+class TokenField:
+    """One column of a token row: Arrow type, nullability and what it holds. `ClipTokens` has an
+    attribute of the same name for every column except the derived ones (`grid_t/h/w` come from
+    its `grid`, `n_tokens` from len(tokens))."""
+
+    name: str
+    type: pa.DataType
+    nullable: bool = False
+    doc: str = ""
+
+
+# The token row, stated once: the schema, `ClipTokens`'s check below and both conversions are built
+# from this table. Column order is the on-disk order.
+TOKEN_FIELDS: tuple[TokenField, ...] = (
+    TokenField("video_id", pa.string()),
+    TokenField("source_uri", pa.string()),
+    TokenField("clip_index", pa.int32()),
+    TokenField("frame_start", pa.int32(), doc="first frame, in frames at `fps`"),
+    TokenField("frame_count", pa.int32(), doc="1 + 4k"),
+    TokenField("fps", pa.float32(), doc="frame rate the clip was tokenized at"),
+    TokenField("height", pa.int32(), doc="pixels fed to the tokenizer"),
+    TokenField("width", pa.int32()),
+    TokenField("grid_t", pa.int32(), doc="ClipTokens.grid[0]"),
+    TokenField("grid_h", pa.int32(), doc="ClipTokens.grid[1]"),
+    TokenField("grid_w", pa.int32(), doc="ClipTokens.grid[2]"),
+    TokenField("tokens", pa.list_(pa.field("item", pa.uint16(), nullable=False)), doc="kept FSQ ids"),
+    TokenField("mask", pa.binary(), doc="packed keep bits (`schemas.mask`)"),
+    TokenField("n_tokens", pa.int32(), doc="len(tokens)"),
+    TokenField("rate", pa.float32(), doc="r_x applied: n_tokens = round(rate * t*h*w)"),
+    TokenField("info", pa.float32(), doc="I(x) = mean router score"),
+    TokenField("beta", pa.float32()),
+    TokenField("source_duration_s", pa.float32(), nullable=True),
+    TokenField("source_fps", pa.float32(), nullable=True),
+    TokenField("source_height", pa.int32(), nullable=True),
+    TokenField("source_width", pa.int32(), nullable=True),
 )
+GRID_COLUMNS = ("grid_t", "grid_h", "grid_w")  # ClipTokens.grid, in this order
+DERIVED_COLUMNS = (*GRID_COLUMNS, "n_tokens")  # no ClipTokens attribute of their own
+
+TOKEN_SCHEMA = pa.schema([pa.field(f.name, f.type, nullable=f.nullable) for f in TOKEN_FIELDS])
 
 
 @dataclass(frozen=True)
@@ -130,7 +147,8 @@ def token_schema(meta: TokenFileMeta) -> pa.Schema:
 
 @dataclass(frozen=True)
 class ClipTokens:
-    """One clip's tokenizer output, the record the pipeline hands to the writer.
+    """One clip's tokenizer output, the record the pipeline hands to the writer: a token row
+    (`TOKEN_FIELDS`) with the grid as one tuple and n_tokens derived.
 
     tokens: (N,) uint16 kept ids, raster order of kept positions; mask: packed keep bits
     (`schemas.mask.pack_mask`); grid: (t, h, w). n_tokens is len(tokens).
@@ -178,6 +196,10 @@ class ClipTokens:
         return int(self.tokens.size)
 
 
+# Columns that are a ClipTokens attribute as they are (tests/test_schemas.py checks the two agree).
+PLAIN_COLUMNS = tuple(f.name for f in TOKEN_FIELDS if f.name not in (*DERIVED_COLUMNS, "tokens"))
+
+
 def clips_to_table(rows: Sequence[ClipTokens], meta: TokenFileMeta) -> pa.Table:
     """Build a token table with the exact schema (never inferred). Ids are checked < codebook."""
     n = len(rows)
@@ -197,32 +219,17 @@ def clips_to_table(rows: Sequence[ClipTokens], meta: TokenFileMeta) -> pa.Table:
         pa.array(offsets.astype(np.int32)), pa.array(flat, pa.uint16()), type=TOKEN_SCHEMA.field("tokens").type
     )
 
-    def col(name: str, typ: pa.DataType) -> pa.Array:
-        return pa.array([getattr(r, name) for r in rows], typ)
+    def column(f: TokenField) -> pa.Array:
+        if f.name == "tokens":
+            return tokens
+        if f.name == "n_tokens":
+            return pa.array(lengths.astype(np.int32), f.type)
+        if f.name in GRID_COLUMNS:
+            axis = GRID_COLUMNS.index(f.name)
+            return pa.array([r.grid[axis] for r in rows], f.type)
+        return pa.array([getattr(r, f.name) for r in rows], f.type)
 
-    arrays: dict[str, pa.Array] = {
-        "video_id": col("video_id", pa.string()),
-        "source_uri": col("source_uri", pa.string()),
-        "clip_index": col("clip_index", pa.int32()),
-        "frame_start": col("frame_start", pa.int32()),
-        "frame_count": col("frame_count", pa.int32()),
-        "fps": col("fps", pa.float32()),
-        "height": col("height", pa.int32()),
-        "width": col("width", pa.int32()),
-        "grid_t": pa.array([r.grid[0] for r in rows], pa.int32()),
-        "grid_h": pa.array([r.grid[1] for r in rows], pa.int32()),
-        "grid_w": pa.array([r.grid[2] for r in rows], pa.int32()),
-        "tokens": tokens,
-        "mask": col("mask", pa.binary()),
-        "n_tokens": pa.array(lengths.astype(np.int32), pa.int32()),
-        "rate": col("rate", pa.float32()),
-        "info": col("info", pa.float32()),
-        "beta": col("beta", pa.float32()),
-        "source_duration_s": col("source_duration_s", pa.float32()),
-        "source_fps": col("source_fps", pa.float32()),
-        "source_height": col("source_height", pa.int32()),
-        "source_width": col("source_width", pa.int32()),
-    }
+    arrays = {f.name: column(f) for f in TOKEN_FIELDS}
     schema = token_schema(meta)
     return pa.Table.from_arrays([arrays[f.name] for f in schema], schema=schema)
 
@@ -234,26 +241,6 @@ def table_to_clips(table: pa.Table) -> list[ClipTokens]:
     out = []
     for i in range(table.num_rows):
         toks = flat[i].values.to_numpy(zero_copy_only=False).astype(np.uint16)
-        out.append(
-            ClipTokens(
-                video_id=d["video_id"][i],
-                source_uri=d["source_uri"][i],
-                clip_index=d["clip_index"][i],
-                frame_start=d["frame_start"][i],
-                frame_count=d["frame_count"][i],
-                fps=d["fps"][i],
-                height=d["height"][i],
-                width=d["width"][i],
-                grid=(d["grid_t"][i], d["grid_h"][i], d["grid_w"][i]),
-                tokens=toks,
-                mask=d["mask"][i],
-                rate=d["rate"][i],
-                info=d["info"][i],
-                beta=d["beta"][i],
-                source_duration_s=d["source_duration_s"][i],
-                source_fps=d["source_fps"][i],
-                source_height=d["source_height"][i],
-                source_width=d["source_width"][i],
-            )
-        )
+        plain = {name: d[name][i] for name in PLAIN_COLUMNS}
+        out.append(ClipTokens(**plain, grid=tuple(d[g][i] for g in GRID_COLUMNS), tokens=toks))
     return out

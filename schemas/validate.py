@@ -39,9 +39,10 @@ from schemas.tokens import (
 logger = logging.getLogger(__name__)
 
 
-class DatasetReader(Protocol):
-    """What validation needs of storage (`pipeline.io.dataset.DatasetDir` is one). Paths are
-    relative to the dataset root, named by `schemas.layout`."""
+class DatasetFiles(Protocol):
+    """What validation needs of storage: the files of a dataset as `pipeline.io.reader.DatasetReader`
+    (or the bare `pipeline.io.dataset.DatasetDir`) reads them, unchecked, so that every violation is
+    reported instead of the first. Paths are relative to the dataset root, named by `schemas.layout`."""
 
     root: str
 
@@ -102,7 +103,7 @@ class _Collector:
             self.report.violations.append(Violation(file, None, fld, f"... and {bad.size - self.cap} more rows"))
 
 
-def validate_dataset(ds: DatasetReader, max_per_check: int = 20, checksums: bool = True) -> ValidationReport:
+def validate_dataset(ds: DatasetFiles, max_per_check: int = 20, checksums: bool = True) -> ValidationReport:
     """Validate the dataset `ds` reads; never raises for a bad dataset (only for unreachable storage).
     checksums: hash every part and compare with its commit (False: sizes only)."""
     report = ValidationReport(ds.root)
@@ -147,7 +148,7 @@ def _check_manifest_counts(m: DatasetManifest, mpath: str, out: _Collector) -> N
             out.add(mpath, None, "row_groups", f"shard {p.shard}: row groups sum to {sum(p.row_groups)}, n_rows {p.n_rows}")
 
 
-def _check_listing(ds: DatasetReader, m: DatasetManifest, out: _Collector) -> None:
+def _check_listing(ds: DatasetFiles, m: DatasetManifest, out: _Collector) -> None:
     shards = {p.shard for p in m.parts}
     for sub, ext in PART_FOLDERS:
         names = ds.list(sub)
@@ -172,7 +173,7 @@ def _check_listing(ds: DatasetReader, m: DatasetManifest, out: _Collector) -> No
         out.report.files_checked += len(names)
 
 
-def _check_commit(ds: DatasetReader, part: PartInfo, m: DatasetManifest, out: _Collector) -> None:
+def _check_commit(ds: DatasetFiles, part: PartInfo, m: DatasetManifest, out: _Collector) -> None:
     uri = ds.uri(commit_marker(part.shard))
     try:
         commit = ShardCommit.from_json(ds.read(commit_marker(part.shard)).decode())
@@ -187,7 +188,7 @@ def _check_commit(ds: DatasetReader, part: PartInfo, m: DatasetManifest, out: _C
         out.add(uri, None, "file_meta", f"{commit.file_meta} differs from the manifest's {m.file_meta}")
 
 
-def _read_part(ds: DatasetReader, rel: str, size: int, sha256: str, out: _Collector,
+def _read_part(ds: DatasetFiles, rel: str, size: int, sha256: str, out: _Collector,
                checksums: bool) -> pq.ParquetFile | None:
     """The part's footer, after its bytes were checked against the commit's size and hash."""
     uri = ds.uri(rel)
@@ -232,7 +233,7 @@ def _schema_diff(actual: pa.Schema, expected: pa.Schema) -> str | None:
     return f"unexpected columns {extra}" if extra else f"column order {actual.names}, expected {expected.names}"
 
 
-def _check_token_part(ds: DatasetReader, part: PartInfo, m: DatasetManifest, out: _Collector,
+def _check_token_part(ds: DatasetFiles, part: PartInfo, m: DatasetManifest, out: _Collector,
                       seen: dict[tuple[str, int], tuple[str, int]], checksums: bool) -> None:
     uri = ds.uri(token_part(part.shard))
     pf = _read_part(ds, token_part(part.shard), part.token_bytes, part.token_sha256, out, checksums)
@@ -318,7 +319,7 @@ def _check_rows(uri: str, t: pa.Table, m: DatasetManifest, part: PartInfo, out: 
     out.rows(uri, "rate", bad, lambda r: f"rate {rate[r]:.4f} x {cells[r]} cells != {lengths[r]} tokens")
 
 
-def _check_error_part(ds: DatasetReader, part: PartInfo, out: _Collector, checksums: bool) -> None:
+def _check_error_part(ds: DatasetFiles, part: PartInfo, out: _Collector, checksums: bool) -> None:
     uri = ds.uri(error_part(part.shard))
     pf = _read_part(ds, error_part(part.shard), part.error_bytes, part.error_sha256, out, checksums)
     if pf is None:

@@ -17,7 +17,7 @@ from jobs.cli import main
 from tokenizer.adaptive.gain2 import MIN_RATE, Gain2Calibration, curve_psnr, curve_rate, solve_lam
 from tokenizer.checkpoint import load_tokenizer, read_header, save_tokenizer, stored_float_dtype
 from tokenizer.eval.splits import lagrange_counts
-from tokenizer.train.corpus import heldout_clips
+from tokenizer.data.procedural import heldout_clips
 from tokenizer.video import frames_to_tensor
 
 RATES = (1 / 8, 3 / 8, 1.0)

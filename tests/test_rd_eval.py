@@ -10,7 +10,7 @@ from model_helpers import small_adaptive_model
 from jobs.cli import main
 from tokenizer.checkpoint import load_tokenizer, save_tokenizer
 from tokenizer.config import PRESETS
-from tokenizer.train.corpus import heldout_clips
+from tokenizer.data.procedural import heldout_clips
 from tokenizer.nn.model import VideoTokenizer
 from tokenizer.eval.metrics import spearman
 from tokenizer.eval.rate_distortion import RDConfig, bpp16, evaluate_rd, fewest_tokens_for_psnr, plot_rd, pooled_psnr

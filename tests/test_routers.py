@@ -23,7 +23,8 @@ from tokenizer.config import PRESETS
 from tokenizer.eval.rate_distortion import video_psnr
 from tokenizer.eval.splits import ORACLE_RATES, oracle_counts, rescaled_counts
 from tokenizer.nn.model import VideoTokenizer
-from tokenizer.train.corpus import heldout_clips, training_batch
+from tokenizer.data.procedural import heldout_clips
+from tokenizer.train.corpus import training_batch
 from tokenizer.video import frames_to_tensor
 
 

@@ -13,6 +13,8 @@ from schemas.tokens import (
     CODEBOOK_SIZE,
     EOS_ID,
     PAD_ID,
+    PLAIN_COLUMNS,
+    TOKEN_FIELDS,
     TOKEN_SCHEMA,
     ClipTokens,
     TokenFileMeta,
@@ -94,6 +96,20 @@ def test_table_has_exact_schema_and_round_trips() -> None:
     for a, b in zip(clips, back):
         assert np.array_equal(a.tokens, b.tokens) and a.mask == b.mask and a.grid == b.grid
         assert (a.video_id, a.clip_index, a.source_duration_s) == (b.video_id, b.clip_index, b.source_duration_s)
+
+
+def test_token_row_is_stated_once() -> None:
+    import dataclasses
+
+    # every plain column is a ClipTokens attribute; grid_t/h/w are its grid, n_tokens len(tokens)
+    assert {f.name for f in dataclasses.fields(ClipTokens)} == {*PLAIN_COLUMNS, "tokens", "grid"}
+    assert TOKEN_SCHEMA.names == [f.name for f in TOKEN_FIELDS]
+    table = clips_to_table(make_clips(2, 2), META)
+    back = table_to_clips(table)
+    for a, b in zip(make_clips(2, 2), back):
+        for name in PLAIN_COLUMNS:
+            x, y = getattr(a, name), getattr(b, name)
+            assert x == y or (isinstance(x, float) and np.float32(x) == np.float32(y)), name
 
 
 def test_table_rejects_ids_outside_codebook() -> None:

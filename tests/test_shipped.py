@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from tokenizer.checkpoint import DEFAULT_CHECKPOINT, load_tokenizer
-from tokenizer.train.corpus import heldout_clips
+from tokenizer.data.procedural import heldout_clips
 from tokenizer.eval.reconstruct import round_trip
 
 # Measured on these held-out procedural clips (10 clips, 128x128, 17 frames, seed 1234) when the

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from tokenizer.checkpoint import load_tokenizer
-from tokenizer.train.corpus import KINDS, heldout_clips, make_clip, training_batch
+from tokenizer.data.procedural import KINDS, heldout_clips, make_clip
+from tokenizer.train.corpus import training_batch
 from tokenizer.train.trainer import TrainConfig, lr_at, train
 
 import numpy as np

@@ -25,7 +25,7 @@ from tokenizer.tuning.budget import (
     solve_budget,
 )
 from tokenizer.config import PRESETS
-from tokenizer.train.corpus import make_clip
+from tokenizer.data.procedural import make_clip
 from tokenizer.nn.model import VideoTokenizer
 from tokenizer.adaptive.router import MIN_RATE
 from tokenizer.tuning.search import TuningResult, probe_indices, tune_beta

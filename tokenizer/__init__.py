@@ -8,6 +8,8 @@ Top level: `api` (what the pipeline calls), `checkpoint` (safetensors + JSON hea
   eval/      metrics, reconstruction, rate-distortion and the budget baselines
   tuning/    choosing beta on sample clips (budgets, quality probes, search, figure)
   lm/        the LM probe: bits per kept token, mask bits and bits per pixel of a token stream
+  data/      synthetic clips that train and eval both draw: photographs, camera moves, degradations,
+             the procedural families
 
 Never touches storage, and imports neither pipeline/ nor jobs/.
 """

@@ -1,6 +1,7 @@
 """Read a finished token dataset into a `tokenizer.lm.corpus.ClipCorpus` for the LM probe.
 
-The manifest first (a dataset without one is refused), then every token part listed in it,
+Through `pipeline.io.reader.DatasetReader`: the manifest first (a dataset without one is refused),
+then every token part listed in it, each checked against its commit (size, SHA-256) and read for
 only the columns the probe needs; masks become (t, h, w) positions with the loader's vectorised
 decoder (`pipeline.loader.pack.Columns`). With max_clips, a first pass reads only
 (video_id, clip_index) and keeps the max_clips clips whose hash of the pair is smallest, so the
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.io.dataset import DatasetDir
-from schemas.layout import token_part
+from pipeline.io.reader import DatasetReader
 from tokenizer.lm.corpus import ClipCorpus, sample_rows
 
 logger = logging.getLogger(__name__)
@@ -37,17 +38,19 @@ class CorpusRead:
 
 def read_corpus(ds: DatasetDir, max_clips: int | None = None) -> CorpusRead:
     """Every clip of the dataset (or a deterministic sample of max_clips); DatasetNotReadyError
-    without a manifest, ValueError for a dataset without clips."""
+    without a manifest, ValueError for a dataset without clips or with a part that differs from its
+    commit (`pipeline.io.reader.PartIntegrityError`, naming the file)."""
     import pyarrow as pa
 
     from pipeline.loader.pack import Columns
 
-    manifest = ds.read_manifest()
+    reader = DatasetReader(ds)
+    manifest = reader.manifest
     shards = [p.shard for p in manifest.parts]
     keep: dict[int, np.ndarray] | None = None
     total = manifest.n_clips
     if max_clips is not None and total > max_clips:
-        keys = [ds.read_table(token_part(s), ["video_id", "clip_index"]) for s in shards]
+        keys = [reader.read_part(s, ["video_id", "clip_index"]) for s in shards]
         vids = np.concatenate([k.column("video_id").to_numpy(zero_copy_only=False).astype(object) for k in keys])
         clip = np.concatenate([k.column("clip_index").to_numpy() for k in keys])
         rows = sample_rows(vids, clip, max_clips)
@@ -55,7 +58,7 @@ def read_corpus(ds: DatasetDir, max_clips: int | None = None) -> CorpusRead:
         keep = {s: rows[(rows >= bounds[i]) & (rows < bounds[i + 1])] - bounds[i] for i, s in enumerate(shards)}
     tables = []
     for s in shards:
-        t = ds.read_table(token_part(s), _COLUMNS)
+        t = reader.read_part(s, _COLUMNS)
         if keep is not None:
             t = t.take(pa.array(keep[s]))
         tables.append(t)

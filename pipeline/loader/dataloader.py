@@ -53,16 +53,16 @@ class TokenDataLoader:
     def __len__(self) -> int:
         self._prepare()
         ds = self.dataset
-        plan = ds.plan()
+        partition = ds.partition()
         if ds.num_workers:
-            return plan.batches(ds.rank) - ds._progress
-        left = max(0, plan.shares[ds.rank][0].n_slots - ds._progress)
+            return partition.batches(ds.rank) - ds._progress
+        left = max(0, partition.shares[ds.rank][0].n_slots - ds._progress)
         return left // self.batch_size if self.drop_last else math.ceil(left / self.batch_size)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         self._prepare()
         ds = self.dataset
-        ds.plan()  # computed here once, so that worker processes receive it with their copy
+        ds.partition()  # computed here once, so that worker processes receive it with their copy
         loader = DataLoader(
             ds, batch_size=self.batch_size, num_workers=ds.num_workers, drop_last=self.drop_last,
             collate_fn=default_collate if ds.config.mode == "packed" else collate_clips,

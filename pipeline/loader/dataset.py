@@ -1,7 +1,8 @@
 """TokenDataset: a torch IterableDataset over an InfoTok token dataset, for LM training.
 
 Needs torch, pyarrow and fsspec; never Ray. Reads a dataset folder or s3:// prefix whose
-manifest (dataset.json) exists, and refuses one without it.
+manifest (dataset.json) exists, and refuses one without it; parts are opened through
+`pipeline.io.reader.DatasetReader` (checked against their commits unless `verify_checksums=False`).
 
 Work split: one global order of samples per epoch (`pipeline.loader.order`: clips, or the
 sequences each shuffle window packs into), cut into equal shares per rank and contiguous chunks
@@ -48,12 +49,10 @@ from torch.utils.data import IterableDataset, get_worker_info
 from schemas.layout import token_part
 from pipeline.loader.order import EpochLayout, Unit, epoch_layout, window_permutation
 from pipeline.loader.pack import POLICIES, Columns, build_stream, count_sequences, pack
-from pipeline.loader.partition import REMAINDERS, Interval, Plan, RoleShare, complement, cut, merge, replay, split
-from pipeline.io.dataset import DatasetDir
-from schemas.manifest import PartInfo
+from pipeline.loader.partition import REMAINDERS, Interval, Partition, RoleShare, complement, cut, merge, replay, split
+from pipeline.io.reader import DatasetReader
 from pipeline.io.storage import StorageConfig
 from schemas.config import FrozenConfig
-from schemas.tokens import META_VERSION, SCHEMA_VERSION
 
 logger = logging.getLogger(__name__)
 
@@ -102,9 +101,6 @@ class LoaderConfig(FrozenConfig):
             raise ValueError(f"window_row_groups must be >= 1, got {self.window_row_groups}")
 
 
-_HASH_BLOCK = 8 * 2**20  # bytes per read while hashing a part
-
-
 def _dist_rank_world() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
@@ -112,45 +108,18 @@ def _dist_rank_world() -> tuple[int, int]:
 
 
 class _PartReader:
-    """Open Parquet parts of one worker, each opened once (one footer read per part), each checked
-    against its commit first when `parts` is given."""
+    """Open Parquet parts of one worker, each opened once (one footer read per part) through the
+    dataset reader, which checks each against its commit first when `verify`."""
 
-    def __init__(self, ds: DatasetDir, columns: list[str] | None, parts: dict[int, PartInfo] | None) -> None:
-        self.ds, self.columns, self.parts = ds, columns, parts
+    def __init__(self, reader: DatasetReader, columns: list[str] | None, verify: bool) -> None:
+        self.reader, self.columns, self.verify = reader, columns, verify
         self._files: dict[int, pq.ParquetFile] = {}
-
-    def _verify(self, rel: str, part: PartInfo) -> None:
-        uri = self.ds.uri(rel)
-        digest, size = hashlib.sha256(), 0
-        with self.ds.fs.open(self.ds.path(rel), "rb", block_size=_HASH_BLOCK) as f:
-            while chunk := f.read(_HASH_BLOCK):
-                digest.update(chunk)
-                size += len(chunk)
-        if size != part.token_bytes or (part.token_sha256 and digest.hexdigest() != part.token_sha256):
-            raise ValueError(f"{uri}: {size} bytes with sha256 {digest.hexdigest()[:16]}..., its commit says "
-                             f"{part.token_bytes} bytes with sha256 {part.token_sha256[:16] or '(not recorded)'}...: "
-                             "the part was damaged or replaced after it was committed (infotok validate lists more)")
-
-    def _open(self, shard: int) -> pq.ParquetFile:
-        rel = token_part(shard)
-        uri = self.ds.uri(rel)
-        if self.parts is not None:
-            self._verify(rel, self.parts[shard])
-        if self.ds.is_local:
-            pf = pq.ParquetFile(self.ds.path(rel))
-        else:
-            # No fsspec cache: pre_buffer coalesces a row group's column chunks into one GET.
-            pf = pq.ParquetFile(self.ds.fs.open(self.ds.path(rel), "rb", cache_type="none"), pre_buffer=True)
-        version = (pf.schema_arrow.metadata or {}).get(META_VERSION)
-        if version != str(SCHEMA_VERSION).encode():
-            raise ValueError(f"{uri}: schema_version {version!r}, this loader reads {SCHEMA_VERSION}")
-        return pf
 
     def read(self, units: list[Unit]) -> pa.Table:
         tables = []
         for u in units:
             if u.shard not in self._files:
-                self._files[u.shard] = self._open(u.shard)
+                self._files[u.shard] = self.reader.open_part(u.shard, self.verify)
             tables.append(self._files[u.shard].read_row_group(u.row_group, columns=self.columns))
         return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
@@ -175,10 +144,9 @@ class TokenDataset(IterableDataset):
     ) -> None:
         super().__init__()
         self.root, self.config, self.storage = root, config, storage
-        self.ds = DatasetDir(root, storage)
-        self.manifest = self.ds.read_manifest()
-        if self.manifest.schema_version != SCHEMA_VERSION:
-            raise ValueError(f"{root}: schema_version {self.manifest.schema_version}, loader reads {SCHEMA_VERSION}")
+        self.reader = DatasetReader(root, storage)
+        self.ds = self.reader.dir
+        self.manifest = self.reader.manifest
         d_rank, d_world = _dist_rank_world()
         self.rank = d_rank if rank is None else rank
         self.world_size = d_world if world_size is None else world_size
@@ -196,7 +164,7 @@ class TokenDataset(IterableDataset):
         self._lengths: dict[int, list[np.ndarray]] | None = None  # part -> n_tokens per row group (packed)
         self._layout: tuple[int, EpochLayout] | None = None
 
-    # ---- planning -------------------------------------------------------------------------
+    # ---- partitioning --------------------------------------------------------------------
     def _row_lengths(self) -> dict[int, list[np.ndarray]]:
         """n_tokens of every row, per part and row group (packed mode counts sequences from them):
         one column read per part, once; checked against the rows read later."""
@@ -252,16 +220,16 @@ class TokenDataset(IterableDataset):
                 "batch_size": 1 if inproc else self.batch_size, "drop_last": False if inproc else self.drop_last,
                 "remainder": self.config.remainder}
 
-    def _served(self, plan: Plan, progress: int) -> list[Interval]:
+    def _served(self, partition: Partition, progress: int) -> list[Interval]:
         """Sample numbers every rank has consumed after `progress` batches each (ranks step together)."""
         out: list[Interval] = []
-        for rank in range(plan.world_size):
-            served, _ = replay(plan.batch_counts(rank), progress)
-            for share, n in zip(plan.shares[rank], served):
-                out += cut(list(share.samples), 0, min(n * plan.batch_size, share.n_slots))
+        for rank in range(partition.world_size):
+            served, _ = replay(partition.batch_counts(rank), progress)
+            for share, n in zip(partition.shares[rank], served):
+                out += cut(list(share.samples), 0, min(n * partition.batch_size, share.n_slots))
         return out
 
-    def plan(self) -> Plan:
+    def partition(self) -> Partition:
         """The split of this epoch's remaining samples under the current settings. A position
         counted under other settings (a loaded state, a changed batch size) is folded into the
         consumed set first, and the rest split anew."""
@@ -280,12 +248,12 @@ class TokenDataset(IterableDataset):
         n = info.num_workers if info is not None else 0
         if n != self.num_workers:
             raise ValueError(f"TokenDataset was built for num_workers={self.num_workers}, the DataLoader runs {n}")
-        plan = self.plan()
-        served, nxt = replay(plan.batch_counts(self.rank), self._progress)
+        partition = self.partition()
+        served, nxt = replay(partition.batch_counts(self.rank), self._progress)
         # Workers are rotated so that the first batch after a resume comes from the one that was next.
         role = ((info.id if info is not None else 0) + nxt) % max(1, self.num_workers)
-        share = plan.shares[self.rank][role]
-        for sample in self._share_samples(share, min(served[role] * plan.batch_size, share.n_slots)):
+        share = partition.shares[self.rank][role]
+        for sample in self._share_samples(share, min(served[role] * partition.batch_size, share.n_slots)):
             if info is None:
                 self._progress += 1
             yield sample
@@ -307,8 +275,7 @@ class TokenDataset(IterableDataset):
 
     def _reader(self) -> _PartReader:
         c = self.config
-        parts = {p.shard: p for p in self.manifest.parts} if c.verify_checksums else None
-        return _PartReader(self.ds, PACKED_COLUMNS if c.mode == "packed" else None, parts)
+        return _PartReader(self.reader, PACKED_COLUMNS if c.mode == "packed" else None, c.verify_checksums)
 
     def _window_samples(self, reader: _PartReader, w: int, lo: int, hi: int) -> Iterator[tuple[int, dict[str, Any]]]:
         """(index, sample) of window w's samples lo .. hi-1."""
@@ -369,8 +336,8 @@ class TokenDataset(IterableDataset):
     def state_dict(self) -> dict[str, Any]:
         """JSON-safe resume state: identity fields, epoch, consumed sample numbers, the split
         reading them and its batch count. The same on every rank of a run (ranks step together)."""
-        plan = self.plan()
-        if self._progress >= plan.batches(self.rank):  # the epoch is done: the state is the next one's start
+        partition = self.partition()
+        if self._progress >= partition.batches(self.rank):  # the epoch is done: the state is the next one's start
             return {**self._identity(), "epoch": self.epoch + 1, "consumed": [], "split": None, "progress": 0}
         return {**self._identity(), "epoch": self.epoch, "consumed": [list(i) for i in self._consumed],
                 "split": dict(self._split or {}), "progress": self._progress}

@@ -84,7 +84,7 @@ class RoleShare:
 
 
 @dataclass(frozen=True)
-class Plan:
+class Partition:
     """The split of one epoch's remaining samples; `shares[rank][worker]`.
 
     batch_size / drop_last are the DataLoader's (they fix the chunk boundaries and the replay of
@@ -112,7 +112,7 @@ class Plan:
 
 
 def split(remaining: list[Interval], world_size: int, num_workers: int, batch_size: int, drop_last: bool,
-          remainder: str) -> Plan:
+          remainder: str) -> Partition:
     """Cut `remaining` into equal rank shares, each into worker chunks of whole batches."""
     if remainder not in REMAINDERS:
         raise ValueError(f"remainder must be one of {REMAINDERS}, got {remainder!r}")
@@ -140,7 +140,7 @@ def split(remaining: list[Interval], world_size: int, num_workers: int, batch_si
             roles.append(RoleShare(tuple(cut(mine, real_lo, real_hi - real_lo)), (hi - lo) - (real_hi - real_lo),
                                    pad_source))
         shares.append(tuple(roles))
-    return Plan(world_size, num_workers, batch_size, drop_last, remainder, tuple(shares))
+    return Partition(world_size, num_workers, batch_size, drop_last, remainder, tuple(shares))
 
 
 def replay(counts: list[int], batches: int) -> tuple[list[int], int]:

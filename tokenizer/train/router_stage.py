@@ -180,9 +180,10 @@ def procedural_router_clips(seed: int, n: int, frames: int, size: int) -> np.nda
     """The router stage's built-in data recipe, uint8 (n, frames, size, size, 3): half clips of the
     training corpus's families, half camera work over training photographs (stills, defocused
     drifts, fast pans, full-resolution detail, zooms, low-quality x264 encodes: the kinds of
-    `tokenizer.eval.heldout.MIXED_KINDS`, never its held-out photographs)."""
+    `tokenizer.data.mixed.MIXED_KINDS`, never its held-out photographs)."""
     from tokenizer.eval.heldout import mixed_clips
-    from tokenizer.train.corpus import TRAIN_PHOTOS, training_batch
+    from tokenizer.data.photos import TRAIN_PHOTOS
+    from tokenizer.train.corpus import training_batch
 
     half = n // 2
     proc = [training_batch(seed, i, min(16, half - 16 * i), frames, size, size) for i in range(-(-half // 16))]
