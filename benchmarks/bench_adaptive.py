@@ -35,7 +35,7 @@ import torch
 from tokenizer.adaptive.clip_descriptors import clip_descriptors, describe_clip
 from tokenizer.adaptive.model import AdaptiveTokenizer
 from schemas.routers import ROUTERS
-from tokenizer.adaptive.gain2 import Gain2Calibration
+from tokenizer.adaptive.routers.gain2_curves import Gain2Calibration
 from tokenizer.eval.baselines import elastic_search, position_mask
 from tokenizer.checkpoint import load_tokenizer
 from tokenizer.train.corpus import heldout_clips

@@ -57,7 +57,7 @@ def calibrate(input_uri: str, checkpoint: str | None, out_path: str | None, writ
     import torch
 
     from jobs.eval_cmd import collect_clips
-    from tokenizer.adaptive.gain2 import Gain2Calibration, curve_rate
+    from tokenizer.adaptive.routers.gain2_curves import Gain2Calibration, curve_rate
     from tokenizer.checkpoint import load_tokenizer, save_tokenizer, stored_float_dtype
     from schemas.routers import SIGNAL_NAMES
     from tokenizer.video import frames_to_tensor

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from tokenizer.adaptive.modules import AdaptiveConfig
-from tokenizer.adaptive.gain2 import GAIN2_CURVES_KEY, GAIN2_RATES_KEY, Gain2Calibration
+from tokenizer.adaptive.routers.gain2_curves import GAIN2_CURVES_KEY, GAIN2_RATES_KEY, Gain2Calibration
 from tokenizer.adaptive.model import LEGACY_STATE_PREFIXES, OPTIONAL_STATE_PREFIXES, AdaptiveTokenizer
 from tokenizer.config import TokenizerConfig
 from tokenizer.nn.model import VideoTokenizer
