@@ -17,7 +17,9 @@ from jobs.cli import main
 from schemas.tokens import TokenFileMeta
 from tokenizer.adaptive.model import OPTIONAL_STATE_PREFIXES, AdaptiveTokenizer
 from tokenizer.adaptive.modules import ADAPTIVE_PRESETS
-from tokenizer.adaptive.router import MIN_RATE, budget_rate, budget_tokens, gain_slope
+from tokenizer.adaptive.router import MIN_RATE, budget_tokens
+from tokenizer.adaptive.routers.gain import gain_slope
+from tokenizer.adaptive.routers.registry import budget_rate
 from tokenizer.checkpoint import DEFAULT_CHECKPOINT, load_tokenizer, save_tokenizer
 from tokenizer.config import PRESETS
 from tokenizer.eval.rate_distortion import video_psnr

@@ -144,8 +144,9 @@ class Router(ABC):
         """Scoring calibration clips inside it measures afresh, not with the model's stored calibration."""
         return nullcontext()
 
-    def calibration(self, model: AdaptiveTokenizer, scored: list[Scored]) -> Gain2Calibration | None:
-        """What the calibration clips' scores give besides their mean signal (gain2: its curves)."""
+    def calibration(self, model: AdaptiveTokenizer, curves: list[torch.Tensor]) -> Gain2Calibration | None:
+        """What the calibration clips' measured curves (each batch's `Scored.curve`, for a router that
+        measures one) give besides their mean signal: None, or gain2's calibration curves."""
         return None
 
     def write_calibration(self, model: AdaptiveTokenizer, mean_signal: float, count: int,

@@ -108,15 +108,14 @@ class Gain2Router(Router):
         """Re-measure at this version's probe rates, not the stored calibration's."""
         return self._without_calibration(model)
 
-    def calibration(self, model: AdaptiveTokenizer, scored: list[Scored]) -> Gain2Calibration | None:
+    def calibration(self, model: AdaptiveTokenizer, curves: list[torch.Tensor]) -> Gain2Calibration | None:
         import torch
 
         from tokenizer.adaptive.routers.gain2_curves import Gain2Calibration
 
-        with self._without_calibration(model):
+        with self._without_calibration(model):  # measured at this version's probe rates (`fresh_measurement`)
             rates = curve_rates(model)
-        return Gain2Calibration(rates=rates, curves=torch.cat([s.curve.float().cpu() for s in scored
-                                                               if s.curve is not None]))
+        return Gain2Calibration(rates=rates, curves=torch.cat(curves))
 
     def write_calibration(self, model: AdaptiveTokenizer, mean_signal: float, count: int,
                           calibration: Gain2Calibration | None) -> None:
