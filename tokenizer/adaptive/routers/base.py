@@ -136,7 +136,8 @@ class Router(ABC):
             mean = state.value(self.mean_buffers[0])
             if not (math.isfinite(mean) and mean > 0):
                 return (f"{state.where} has no {self.signal_name} for the {self.name} router; run `infotok "
-                        f"calibrate --router {self.name} --write-checkpoint NEW` (or pass a tuned beta with --beta auto)")
+                        f"calibrate --router {self.name} --write-checkpoint NEW` (or pass a tuned beta with "
+                        "--beta auto)")
         return None
 
     # ---- calibration (`infotok calibrate`) ----------------------------------------------
