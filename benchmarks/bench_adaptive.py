@@ -34,8 +34,8 @@ import torch
 
 from tokenizer.adaptive.clip_descriptors import clip_descriptors, describe_clip
 from tokenizer.adaptive.model import AdaptiveTokenizer
-from schemas.routers import ROUTERS
-from tokenizer.adaptive.gain2 import Gain2Calibration
+from tokenizer.adaptive.routers.registry import router_names
+from tokenizer.adaptive.routers.gain2_curves import Gain2Calibration
 from tokenizer.eval.baselines import elastic_search, position_mask
 from tokenizer.checkpoint import load_tokenizer
 from tokenizer.data.procedural import heldout_clips
@@ -111,7 +111,7 @@ def run(model: AdaptiveTokenizer, clips: list[np.ndarray], beta: float, batch: i
         return model.decode_masked(codes, keep).clamp(-1, 1)
 
     methods: dict[str, Callable[[torch.Tensor], object]] = {"fixed_tokenize": fixed_tok, "fixed_round_trip": fixed_rt}
-    for r in ROUTERS:
+    for r in router_names():
         methods[f"{r}_tokenize"] = router_tok(r)
         methods[f"{r}_round_trip"] = router_rt(r)
     methods["elastic_tokenize"] = elastic_tok
@@ -147,7 +147,7 @@ def run(model: AdaptiveTokenizer, clips: list[np.ndarray], beta: float, batch: i
         "elastic_probes_per_clip": mean_probes,
         "ratio_over_fixed": {r: {"tokenize": per_clip[f"{r}_tokenize"] / per_clip["fixed_tokenize"],
                                  "round_trip": per_clip[f"{r}_round_trip"] / per_clip["fixed_round_trip"]}
-                             for r in ROUTERS},
+                             for r in router_names()},
     }
     if with_elastic:
         out["ratio_elastic_over_elbo"] = {
@@ -195,7 +195,7 @@ def main() -> None:
             model.eval().latent_head_steps.fill_(1)
             slopes = model.score(x, "gain").signal
             model.latent_slope.fit(clip_descriptors(x, model.bounded_latent(model.base.encode(x).latent)), slopes)
-            for r in ROUTERS:
+            for r in router_names():
                 scored = model.score(x, r)
                 if r == "gain2":
                     model.set_gain2(Gain2Calibration(rates=scored.curve_rates, curves=scored.curve.cpu()))
@@ -211,14 +211,14 @@ def main() -> None:
           f"median of {args.reps}; tokenizer {name}")
     print(f"{'method':<10} {'tokenize ms/clip':>17} {'round trip ms/clip':>19} {'passes/clip':>12}")
     s = res["seconds_per_clip"]
-    for m in ("fixed", *ROUTERS, "elastic"):
+    for m in ("fixed", *router_names(), "elastic"):
         if m + "_tokenize" not in s:
             continue
         print(f"{m:<10} {1e3 * s[m + '_tokenize']:>17.1f} {1e3 * s[m + '_round_trip']:>19.1f} "
               f"{res['passes_per_clip'][m]:>12.1f}")
     print(f"latent split (ms/clip): encoder {1e3 * s['latent_encoder']:.1f}, head {1e3 * s['latent_head']:.2f}, "
           f"compressor {1e3 * s['latent_compressor']:.1f}")
-    for r in ROUTERS:
+    for r in router_names():
         q = res["ratio_over_fixed"][r]
         print(f"{r} / fixed: tokenize {q['tokenize']:.2f}, round trip {q['round_trip']:.2f}"
               + (" (target <= 1.5)" if r == "latent" else ""))

@@ -38,7 +38,8 @@ from pipeline.lm.read import read_corpus
 from schemas.mask import pack_mask
 from schemas.tokens import ClipTokens, TokenFileMeta
 from tokenizer.adaptive.model import AdaptiveTokenizer
-from tokenizer.adaptive.router import budget_rate, budget_tokens, top_n_mask
+from tokenizer.adaptive.router import budget_tokens, top_n_mask
+from tokenizer.adaptive.routers.registry import budget_rate
 from tokenizer.checkpoint import load_tokenizer
 from tokenizer.eval.baselines import equal_split
 from tokenizer.eval.heldout import HeldoutClip, heldout_set

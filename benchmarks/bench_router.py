@@ -109,11 +109,11 @@ def exact_split(curves: list, mean_rate: float, n_positions: int = 1280) -> np.n
 
 def streaming_split(curves: list, probes: tuple[float, ...], mean_rate: float, n_positions: int = 1280
                     ) -> np.ndarray:
-    """The `gain2` router's rule (`tokenizer.adaptive.gain2`) on curves through PSNR at the probes
+    """The `gain2` router's rule (`tokenizer.adaptive.routers.gain2_curves`) on curves through PSNR at the probes
     and at 1: each clip alone takes the rate maximising PSNR(r) - lam * r, one lam for all solved
     for the mean rate, then rounded to tokens at the total like every other rule. Unlike
     `exact_split` it needs no other clip's curve: what a streaming job can run."""
-    from tokenizer.adaptive.gain2 import curve_rate, solve_lam
+    from tokenizer.adaptive.routers.gain2_curves import curve_rate, solve_lam
 
     knots = tuple(probes) + (1.0,)
     table = torch.tensor([[f(r) for r in knots] for f in curves], dtype=torch.float64)

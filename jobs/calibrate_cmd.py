@@ -57,9 +57,9 @@ def calibrate(input_uri: str, checkpoint: str | None, out_path: str | None, writ
     import torch
 
     from jobs.eval_cmd import collect_clips
-    from tokenizer.adaptive.gain2 import Gain2Calibration, curve_rate
+    from tokenizer.adaptive.routers.gain2_curves import curve_rate
+    from tokenizer.adaptive.routers.registry import get_router
     from tokenizer.checkpoint import load_tokenizer, save_tokenizer, stored_float_dtype
-    from schemas.routers import SIGNAL_NAMES
     from tokenizer.video import frames_to_tensor
 
     hw = parse_resolution(resolution)
@@ -76,22 +76,17 @@ def calibrate(input_uri: str, checkpoint: str | None, out_path: str | None, writ
     clips = [c for _, cs in groups for c in cs]
     if not clips:
         raise click.ClickException(f"no clips to calibrate on in {input_uri} ({len(failures)} videos failed)")
+    chosen = get_router(router)
     infos: list[float] = []
     curves: list[torch.Tensor] = []
-    previous_gain2 = tok.adaptive.gain2
-    if router == "gain2":  # re-measure at this version's probe rates, not the stored calibration's
-        tok.adaptive.set_gain2(None)
-    with torch.no_grad():
+    with torch.no_grad(), chosen.fresh_measurement(tok.adaptive):  # e.g. gain2 at this version's probe rates
         for i in range(0, len(clips), batch_size):
             scored = tok.adaptive.score(frames_to_tensor(np.stack(clips[i : i + batch_size])), router)
             infos.extend(scored.signal.tolist())
             if scored.curve is not None:
                 curves.append(scored.curve.float().cpu())
     mean_info = float(np.mean(infos))
-    gain2 = None
-    if router == "gain2":
-        gain2 = Gain2Calibration(rates=tok.adaptive.gain2_rates(), curves=torch.cat(curves))
-        tok.adaptive.set_gain2(previous_gain2)
+    gain2 = chosen.calibration(tok.adaptive, curves)  # gain2: its curves; None for an E[signal] router
     doc = {
         "tokenizer_id": tok.tokenizer_id,
         "input": input_uri,
@@ -109,10 +104,7 @@ def calibrate(input_uri: str, checkpoint: str | None, out_path: str | None, writ
                         "mean_rate_at_beta_1": float(curve_rate(gain2.curves, gain2.rates, gain2.lam(1.0)).mean()),
                         "curves": gain2.curves.tolist()}
     if write_checkpoint:
-        if gain2 is not None:
-            tok.adaptive.set_gain2(gain2)
-        else:
-            tok.adaptive.set_mean_info(mean_info, len(infos), router)
+        chosen.write_calibration(tok.adaptive, mean_info, len(infos), gain2)
         info = dict(tok.info, calibration={k: doc[k] for k in ("input", "resolution", "clip_frames", "clips", "router")},
                     calibrated_from=tok.tokenizer_id)
         doc["written_checkpoint"] = write_checkpoint
@@ -127,7 +119,7 @@ def calibrate(input_uri: str, checkpoint: str | None, out_path: str | None, writ
         click.echo(text)
         return
     q = doc["info_quantiles"]
-    sig = SIGNAL_NAMES[router]
+    sig = chosen.signal_name
     click.echo(f"{sig} {mean_info:.6g} ({router} router) over {len(infos)} clips of {input_uri} (the checkpoint's: "
                f"{doc['checkpoint_mean_info']:.6g}); per clip 10/50/90%: {q['0.1']:.4g} / {q['0.5']:.4g} / "
                f"{q['0.9']:.4g}"

@@ -80,7 +80,7 @@ def dataset_summary(ds: DatasetDir, bins: int = 10) -> dict[str, Any]:
 @storage_options
 def inspect_cmd(dataset: str, as_json: bool, **o: Any) -> None:
     """Counts, tokens-per-clip histogram, mean rate, BPP16 and errors of DATASET."""
-    from schemas.routers import SIGNAL_NAMES
+    from tokenizer.adaptive.routers.registry import get_router
 
     try:
         s = dataset_summary(DatasetDir(dataset, storage_from(o)))
@@ -90,7 +90,7 @@ def inspect_cmd(dataset: str, as_json: bool, **o: Any) -> None:
         click.echo(json.dumps(s, indent=1))
         return
     click.echo(f"dataset      {s['root']}  (schema v{s['schema_version']}, tokenizer {s['tokenizer_id']})")
-    click.echo(f"router       {s['router']}, beta {s['beta']:g}, {SIGNAL_NAMES[s['router']]} {s['expected_info']:.4g}   "
+    click.echo(f"router       {s['router']}, beta {s['beta']:g}, {get_router(s['router']).signal_name} {s['expected_info']:.4g}   "
                f"created {s['created_at']}")
     click.echo(f"counts       {s['shards']} shards, {s['videos']} videos, {s['clips']} clips, {s['tokens']} tokens, "
                f"{s['errors']} errors")

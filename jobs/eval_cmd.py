@@ -162,8 +162,7 @@ def _rate_distortion(tok: LoadedTokenizer, groups: list[tuple[str, list]], failu
                      as_json: bool, router: str | None = None) -> None:
     import dataclasses
 
-    from schemas.routers import ROUTERS
-    from tokenizer.adaptive.router import check_mean_info
+    from tokenizer.adaptive.routers.registry import check_mean_info, get_router, router_names
     from tokenizer.eval.metrics import spearman
     from tokenizer.eval.rate_distortion import RDConfig, evaluate_rd, fewest_tokens_for_psnr, plot_rd
 
@@ -177,11 +176,11 @@ def _rate_distortion(tok: LoadedTokenizer, groups: list[tuple[str, list]], failu
         names = (router, *names) if router else names  # the reference router goes first
         cfg = RDConfig(methods=tuple(dict.fromkeys(names)), betas=_floats(betas, "--betas"), batch_size=batch_size,
                        mean_info=mean_info)
-        for name in (m for m in cfg.methods if m in ROUTERS):  # only the reference needs gain2's calibration
+        for name in (m for m in cfg.methods if m in router_names()):  # only the reference needs gain2's calibration
             tok.adaptive.check_router_ready(name, calibrated=name == cfg.reference)
-        if mean_info is not None and cfg.reference == "gain2":
-            raise ValueError(f"--mean-info {mean_info!r} cannot set the gain2 router's budgets (they come from its "
-                             "calibration curves); list another router first or drop --mean-info")
+        if mean_info is not None and get_router(cfg.reference).budgets_from_curves:
+            raise ValueError(f"--mean-info {mean_info!r} cannot set the {cfg.reference} router's budgets (they come "
+                             "from its calibration curves); list another router first or drop --mean-info")
         if mean_info is None:
             check_mean_info(tok.adaptive.mean_signal(cfg.reference), cfg.reference)
     except ValueError as exc:

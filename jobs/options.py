@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from schemas.routers import DEFAULT_ROUTER, DEFAULT_TUNED_ROUTER, ROUTERS
+from tokenizer.adaptive.routers.registry import DEFAULT_ROUTER, DEFAULT_TUNED_ROUTER, router_names
 
 if TYPE_CHECKING:
     from pipeline.job.job import JobConfig
@@ -91,7 +91,7 @@ def parse_resolution(text: str | int) -> tuple[int, int]:
 def router_option(default: str | None = DEFAULT_ROUTER, help_text: str | None = None) -> Decorator:
     """--router elbo|gain|gain2|latent: which router sets each clip's budget."""
     return click.option(
-        "--router", default=default, show_default=default is not None, type=click.Choice(ROUTERS),
+        "--router", default=default, show_default=default is not None, type=click.Choice(router_names()),
         help=help_text or "Which router sets each clip's budget: elbo (the paper's rule, by error level), gain "
                           "(by the measured slope of the clip's quality curve), gain2 (by the clip's quality curve "
                           "measured with several probes; needs `infotok calibrate --router gain2`) or latent (the "

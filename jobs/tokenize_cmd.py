@@ -63,14 +63,14 @@ def tokenize(input_uri: str, output: str, address: str | None, overwrite: bool, 
     if as_json:
         click.echo(json.dumps(result.__dict__))
         return
-    from schemas.routers import SIGNAL_NAMES
+    from tokenizer.adaptive.routers.registry import get_router
 
     source = ("tuned" if job.tokenize.tuning is not None else
               "given" if job.tokenize.expected_info is not None else "the checkpoint's")
     click.echo(f"{result.output}: {result.n_shards} shards ({result.shards_skipped} already done), "
                f"{result.clips} clips, {result.tokens} tokens, {result.errors} errors in {result.seconds:.1f}s "
                f"(tokenizer {result.tokenizer_id}, {result.router} router, beta {result.beta:g} with "
-               f"{SIGNAL_NAMES[result.router]} {result.expected_info:.6g}, {source})")
+               f"{get_router(result.router).signal_name} {result.expected_info:.6g}, {source})")
 
 
 @click.command("status")

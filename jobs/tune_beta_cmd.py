@@ -23,7 +23,7 @@ from jobs.options import (
     tune_configs,
 )
 
-from schemas.routers import DEFAULT_TUNED_ROUTER
+from tokenizer.adaptive.routers.registry import DEFAULT_TUNED_ROUTER
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def tune_beta(input_uri: str, checkpoint: str | None, resolution: str, clip_fram
     Decode options must match the later `infotok tokenize` run (pass the report to it with
     `--beta auto --tuning DIR/tuning.json`, or let `tokenize --beta auto --target-...` tune)."""
     from pipeline.tuning.report import report_paths, run_tuning, write_report
-    from schemas.routers import SIGNAL_NAMES
+    from tokenizer.adaptive.routers.registry import get_router
     from tokenizer.tuning.budget import TuneConfig, TuningTarget, check_tunable_router
 
     try:
@@ -85,7 +85,7 @@ def tune_beta(input_uri: str, checkpoint: str | None, resolution: str, clip_fram
         click.echo(report.to_json())
         return
     r = report.result
-    sig = SIGNAL_NAMES[router]
+    sig = get_router(router).signal_name
     click.echo(f"beta {r.beta:.6f} with {sig} {r.mean_info:.6g} ({r.mean_info_source}, {router} router) on "
                f"{r.n_clips} clips: "
                f"mean rate {r.rate:.4f} (95% CI {r.rate_ci[0]:.4f}..{r.rate_ci[1]:.4f}), BPP16 {r.bpp16:.4f}"

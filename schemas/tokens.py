@@ -27,7 +27,6 @@ import pyarrow as pa
 
 from schemas.mask import BIT_ORDER, RASTER_ORDER, mask_nbytes, popcount
 from schemas.config import FrozenConfig
-from schemas.routers import check_router
 
 SCHEMA_NAME = "infotok.tokens"
 SCHEMA_VERSION = 1
@@ -122,7 +121,8 @@ class TokenFileMeta(FrozenConfig):
             raise ValueError(f"expected_info must be > 0, got {self.expected_info}")
         if not self.beta > 0:
             raise ValueError(f"beta must be > 0, got {self.beta}")
-        check_router(self.router)
+        if not (isinstance(self.router, str) and self.router):
+            raise ValueError(f"router must be a non-empty string, got {self.router!r}")
 
     @property
     def codebook_size(self) -> int:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:  # torch-heavy: imported late in the fixtures
-    from tokenizer.adaptive.gain2 import Gain2Calibration
+    from tokenizer.adaptive.routers.gain2_curves import Gain2Calibration
 
 # Tests choose Ray's auth mode explicitly (STACK-NOTES): every in-process test cluster runs
 # without token auth, so that one started by a CLI test and one started by a fixture in the same
@@ -132,7 +132,7 @@ def gain2_calibration() -> Gain2Calibration:
     """gain2 calibration curves: four straight lines in ln r at the router's probe rates."""
     import torch
 
-    from tokenizer.adaptive.gain2 import GAIN2_PROBE_RATES, Gain2Calibration
+    from tokenizer.adaptive.routers.gain2_curves import GAIN2_PROBE_RATES, Gain2Calibration
 
     rates = GAIN2_PROBE_RATES + (1.0,)
     return Gain2Calibration(rates=rates, curves=torch.tensor([[20.0 + s * math.log(r) for r in rates]

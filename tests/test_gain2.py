@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from model_helpers import small_adaptive_model
 
 from jobs.cli import main
-from tokenizer.adaptive.gain2 import MIN_RATE, Gain2Calibration, curve_psnr, curve_rate, solve_lam
+from tokenizer.adaptive.routers.gain2_curves import MIN_RATE, Gain2Calibration, curve_psnr, curve_rate, solve_lam
 from tokenizer.checkpoint import load_tokenizer, read_header, save_tokenizer, stored_float_dtype
 from tokenizer.eval.splits import lagrange_counts
 from tokenizer.data.procedural import heldout_clips

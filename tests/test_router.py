@@ -7,13 +7,13 @@ import torch
 
 from tokenizer.adaptive.router import (
     MIN_RATE,
-    budget_rate,
     budget_tokens,
     check_beta,
     clip_information,
     token_scores,
     top_n_mask,
 )
+from tokenizer.adaptive.routers.registry import budget_rate
 
 
 def test_budget_formula_and_clipping_at_both_ends():

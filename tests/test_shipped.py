@@ -54,13 +54,13 @@ def test_shipped_infotok_layer_at_half_beta_above_floor():
 def test_shipped_checkpoint_routes_with_every_router():
     import torch
 
-    from schemas.routers import ROUTERS
+    from tokenizer.adaptive.routers.registry import router_names
     from tokenizer.video import frames_to_tensor
 
     model = load_tokenizer().adaptive
     assert int(model.latent_head_steps) > 0  # the latent router's head is trained (README recipe)
     x = frames_to_tensor(np.stack([c for _, c in heldout_clips(10, 17, 128, 128)]))
-    for router in ROUTERS:
+    for router in router_names():
         assert np.isfinite(model.mean_signal(router)) and model.mean_signal(router) > 0, router
         with torch.no_grad():
             routing = model.route(x, 0.5, router=router)

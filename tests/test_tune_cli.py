@@ -165,7 +165,8 @@ def test_tokenize_beta_auto_records_tuning_and_resume_keeps_it(corpora, adaptive
     if any(r["rate"] < 1 for r in rows):  # the pipeline's tokenizer is adaptive: its budgets follow the tuning
         import torch
 
-        from tokenizer.adaptive.router import budget_rate, budget_tokens
+        from tokenizer.adaptive.router import budget_tokens
+        from tokenizer.adaptive.routers.registry import budget_rate
 
         info = torch.tensor([r["info"] for r in rows], dtype=torch.float32)
         n = budget_tokens(budget_rate(info, tuning["beta"], tuning["expected_info"]), 2 * 4 * 4)

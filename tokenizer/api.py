@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from schemas.mask import pack_mask
-from schemas.routers import DEFAULT_ROUTER, check_router
+from tokenizer.adaptive.routers.registry import DEFAULT_ROUTER, PAPER_ROUTER, check_router_name
 from tokenizer.adaptive.model import AdaptiveTokenizer
 from tokenizer.checkpoint import load_tokenizer
 from tokenizer.nn.model import VideoTokenizer
@@ -44,7 +44,7 @@ class FixedRateClipTokenizer:
     def __init__(self, model: VideoTokenizer, tokenizer_id: str) -> None:
         self.model = model
         self.tokenizer_id = tokenizer_id
-        self.router = "elbo"  # info is I(x); no budget is ever applied
+        self.router = PAPER_ROUTER  # info is I(x); no budget is ever applied
         self.expected_info = 1.0  # unused: rate is always 1
 
     @torch.no_grad()
@@ -93,7 +93,7 @@ def load_clip_tokenizer(checkpoint: str | Path | None, device: torch.device | st
 
     An adaptive (InfoTok) checkpoint gives per-clip budgets with `router`; a fixed-rate one
     keeps every token (the router is then unused)."""
-    check_router(router)
+    check_router_name(router)
     loaded = load_tokenizer(checkpoint, device=device)
     if loaded.adaptive is not None:
         return AdaptiveClipTokenizer(loaded.adaptive, loaded.tokenizer_id, router)

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from tokenizer.adaptive.modules import AdaptiveConfig
-from tokenizer.adaptive.gain2 import GAIN2_CURVES_KEY, GAIN2_RATES_KEY, Gain2Calibration
+from tokenizer.adaptive.routers.gain2_curves import GAIN2_CURVES_KEY, GAIN2_RATES_KEY, Gain2Calibration
 from tokenizer.adaptive.model import LEGACY_STATE_PREFIXES, OPTIONAL_STATE_PREFIXES, AdaptiveTokenizer
 from tokenizer.config import TokenizerConfig
 from tokenizer.nn.model import VideoTokenizer
@@ -181,42 +181,33 @@ def stored_float_dtype(path: str | Path) -> torch.dtype | None:
 
 def router_problem(path: str | Path, router: str, need_mean: bool = True) -> str | None:
     """Why the checkpoint at path cannot route with `router` as it stands (None: it can), read
-    without loading the weights: the latent head untrained, or (need_mean) the router's E[signal]
-    never set. A fixed-rate checkpoint has no router and no problem."""
-    import math
-
+    without loading the weights (`Router.problem`: the latent head untrained, gain2's curves missing,
+    or (need_mean) the router's E[signal] never set). A fixed-rate checkpoint has no router and no problem."""
     from safetensors import safe_open
 
-    from schemas.routers import SIGNAL_NAMES, check_router
-    from tokenizer.adaptive.model import ROUTER_MEANS
+    from tokenizer.adaptive.routers.registry import get_router
 
     meta = read_header(path)
     if meta.get("format_version") != ADAPTIVE_FORMAT_VERSION:
         return None
-    check_router(router)
+    chosen = get_router(router)
     with safe_open(str(path), framework="pt") as f:
-        names = set(f.keys())
+        return chosen.problem(_FileState(str(path), f), calibrated=True, need_mean=need_mean)
 
-        def value(name: str) -> float:
-            key = ADAPTIVE_PREFIX + name
-            return float(f.get_tensor(key)) if key in names else float("nan")
 
-        if router == "gain2":
-            if ADAPTIVE_PREFIX + GAIN2_CURVES_KEY not in names:
-                return (f"checkpoint {path} has no gain2 calibration curves; run `infotok calibrate --router gain2 "
-                        "--write-checkpoint NEW` and use NEW")
-            return None
-        if router == "latent" and not value("latent_head_steps") > 0:
-            return (f"checkpoint {path} has no trained latent router head; train it with `infotok train --stage "
-                    "router` or use --router elbo|gain")
-        if router == "latent" and not value("latent_slope.count") > 0:
-            return (f"checkpoint {path} has a latent router from before its slope fit on clip descriptors; retrain "
-                    "it with `infotok train --stage router` or use --router elbo|gain")
-        mean = value(ROUTER_MEANS[router][0])
-        if need_mean and not (math.isfinite(mean) and mean > 0):
-            return (f"checkpoint {path} has no {SIGNAL_NAMES[router]} for the {router} router; run `infotok "
-                    f"calibrate --router {router} --write-checkpoint NEW` (or pass a tuned beta with --beta auto)")
-    return None
+class _FileState:
+    """A checkpoint file's adaptive tensors as a router's readiness check reads them (`RouterState`)."""
+
+    def __init__(self, path: str, handle: Any) -> None:
+        self.where = f"checkpoint {path}"
+        self._file = handle
+        self._names = set(handle.keys())
+
+    def has(self, name: str) -> bool:
+        return ADAPTIVE_PREFIX + name in self._names
+
+    def value(self, name: str) -> float:
+        return float(self._file.get_tensor(ADAPTIVE_PREFIX + name)) if self.has(name) else float("nan")
 
 
 def load_tokenizer(

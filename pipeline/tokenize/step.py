@@ -15,7 +15,7 @@ import numpy as np
 from schemas.config import FrozenConfig
 from pipeline.decode.step import Clip, SourceInfo
 from pipeline.tuning.record import TuningRecord
-from schemas.routers import DEFAULT_ROUTER, check_router
+from tokenizer.adaptive.routers.registry import DEFAULT_ROUTER, check_router_name
 from schemas.tokens import ClipTokens, TokenFileMeta
 from tokenizer.device import check_device_spec
 
@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class TokenizeConfig(FrozenConfig):
     """checkpoint: tokenizer file (None: the shipped default). beta: compression knob in (0, 1].
-    router: which router sets the budgets (`schemas.routers.ROUTERS`; unused by a fixed-rate
+    router: which router sets the budgets (`tokenizer.adaptive.routers.registry.router_names()`; unused by a fixed-rate
     checkpoint). expected_info: the router's E[signal] override (None: the checkpoint's).
     device: 'auto', 'cpu' or 'cuda[:n]'.
     batch_size: clips per model call. autocast: bf16 autocast on CUDA.
@@ -49,7 +49,7 @@ class TokenizeConfig(FrozenConfig):
             raise ValueError(f"beta must be in (0, 1], got {self.beta!r}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        check_router(self.router)
+        check_router_name(self.router)
         if self.tuning is not None and self.tuning.router != self.router:
             raise ValueError(f"router {self.router!r} differs from the tuning record's {self.tuning.router!r}")
         if self.expected_info is not None and not self.expected_info > 0:

@@ -9,7 +9,7 @@ head, the descriptors and one compressor pass.
 - `LatentRouterHead`: the bounded latent (B, t, h, w, D) in about [-1, 1] (what the compressor
   sees) -> per-token log-scores (B, t, h, w); only their order within a clip matters (top N).
 - `SlopeRegressor`: clip descriptors (B, F) (`tokenizer.adaptive.clip_descriptors`) -> the
-  slope s^ (B,) >= 0 in the units of `tokenizer.adaptive.router.gain_slope`: standardised
+  slope s^ (B,) >= 0 in the units of `tokenizer.adaptive.routers.gain.gain_slope`: standardised
   descriptors, one weight each, fitted in closed form (ridge).
 Both are fitted by `infotok train --stage router` (`tokenizer.train.router_stage`) against the
 frozen tokenizer's full-rate token scores and measured gain slopes. The head used to predict the

@@ -1,12 +1,9 @@
-"""InfoTok adaptive tokenizer (arXiv 2512.16975): base FSQ tokenizer + a router (`elbo`,
-`gain`, `gain2` or `latent`, see `tokenizer.adaptive.router` and `tokenizer.adaptive.gain2`) +
-compressor / decompressor, with the public `tokenize` / `detokenize` API.
+"""InfoTok adaptive tokenizer (arXiv 2512.16975): base FSQ tokenizer + a router (one of
+`tokenizer.adaptive.routers.registry`, each in its own module there) + compressor / decompressor,
+with the public `tokenize` / `detokenize` API.
 
-Tokenizing a clip costs one base encode and one compressor pass, plus the router's own work:
-`elbo` one full-rate decode; `gain` one full-rate decode and one probe (compressor + decode);
-`gain2` one full-rate decode and one probe per probe rate;
-`latent` one pass of a small head on the encoder's output and the clip descriptors (a few
-pooling passes over the pixels). Each clip of a batch keeps its own number of tokens.
+Tokenizing a clip costs one base encode and one compressor pass, plus the router's own work
+(`Router.passes`). Each clip of a batch keeps its own number of tokens.
 Detokenizing costs one decompressor pass and one base decode.
 
 Video layout everywhere: (B, 3, T, H, W) float in [-1, 1], T = 1 + 4k, H and W multiples
@@ -24,22 +21,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from schemas.routers import check_router
-from tokenizer.adaptive.gain2 import GAIN2_PROBE_RATES, Gain2Calibration, curve_rate, curve_slope
-from tokenizer.adaptive.clip_descriptors import DESCRIPTOR_NAMES, describe_clip
+from tokenizer.adaptive.clip_descriptors import DESCRIPTOR_NAMES
 from tokenizer.adaptive.latent_router import LatentRouterHead, SlopeRegressor
 from tokenizer.adaptive.modules import AdaptiveConfig, Compressor, Decompressor
-from tokenizer.adaptive.router import (
-    GAIN_PROBE_RATE,
-    budget_rate,
-    budget_tokens,
-    check_beta,
-    check_mean_info,
-    clip_information,
-    gain_slope,
-    token_scores,
-    top_n_mask,
-)
+from tokenizer.adaptive.router import budget_tokens, check_beta, token_scores, top_n_mask
+from tokenizer.adaptive.routers.base import Scored
+from tokenizer.adaptive.routers.gain2 import curve_rates
+from tokenizer.adaptive.routers.gain2_curves import GAIN2_CURVES_KEY, GAIN2_RATES_KEY, Gain2Calibration
+from tokenizer.adaptive.routers.registry import PAPER_ROUTER, get_router, router_names
 from tokenizer.adaptive.tokens import AdaptiveTokens
 from tokenizer.nn.model import Encoding, VideoTokenizer, check_video_shape, num_params
 from tokenizer.video import psnr
@@ -47,24 +36,6 @@ from tokenizer.video import psnr
 logger = logging.getLogger(__name__)
 
 BetaArg = float | Sequence[float] | torch.Tensor
-
-
-@dataclass(frozen=True)
-class Scored:
-    """Result of `AdaptiveTokenizer.score`: a router's two answers before the budget.
-
-    encoding: the base `Encoding`; scores: (B, t, h, w) float32 token scores (higher = keep
-    first); signal: (B,) the clip's budget signal (I(x), s or s^; gain2: the slope with its lowest
-    probe, for the record); router: its kind. gain2 only: curve (B, K) PSNR in dB at curve_rates
-    (its probes and 1), from which its budget comes.
-    """
-
-    encoding: Encoding
-    scores: torch.Tensor
-    signal: torch.Tensor
-    router: str
-    curve: torch.Tensor | None = None
-    curve_rates: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -85,7 +56,7 @@ class Routing:
     beta: torch.Tensor
     n_keep: torch.Tensor
     keep: torch.Tensor
-    router: str = "elbo"
+    router: str = PAPER_ROUTER
 
 
 @dataclass(frozen=True)
@@ -115,9 +86,29 @@ def _beta_vector(beta: BetaArg, batch: int) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float32)
 
 
-# buffers holding each router's E[signal] and how many clips it was measured on
-ROUTER_MEANS: dict[str, tuple[str, str]] = {"elbo": ("mean_info", "info_count"), "gain": ("mean_gain", "gain_count"),
-                                             "latent": ("mean_latent", "latent_count")}
+def router_means() -> dict[str, tuple[str, str]]:
+    """The buffers holding each router's E[signal] and how many clips it was measured on."""
+    return {n: r.mean_buffers for n in router_names() if (r := get_router(n)).mean_buffers is not None}
+
+
+class _ModelState:
+    """The model's adaptive state as a router's readiness check reads it (`RouterState`)."""
+
+    where = "this checkpoint"
+
+    def __init__(self, model: AdaptiveTokenizer) -> None:
+        self.model = model
+
+    def has(self, name: str) -> bool:
+        if name in (GAIN2_CURVES_KEY, GAIN2_RATES_KEY):
+            return self.model.gain2 is not None
+        return name in dict(self.model.named_buffers())
+
+    def value(self, name: str) -> float:
+        buffers = dict(self.model.named_buffers())
+        return float(buffers[name]) if name in buffers else float("nan")
+
+
 # tensors a checkpoint written before the gain and latent routers does not have
 OPTIONAL_STATE_PREFIXES: tuple[str, ...] = ("latent_head.", "mean_gain", "gain_count", "mean_latent", "latent_count",
                                             "latent_head_steps", "latent_slope.")
@@ -146,7 +137,7 @@ class AdaptiveTokenizer(nn.Module):
         self.decompressor = Decompressor(cfg, dim)
         self.latent_head = LatentRouterHead(dim)
         self.latent_slope = SlopeRegressor(len(DESCRIPTOR_NAMES))
-        for mean, count in ROUTER_MEANS.values():
+        for mean, count in router_means().values():
             self.register_buffer(mean, torch.tensor(float("nan"), dtype=torch.float64))
             self.register_buffer(count, torch.tensor(0, dtype=torch.int64))
         self.register_buffer("latent_head_steps", torch.tensor(0, dtype=torch.int64))
@@ -170,13 +161,9 @@ class AdaptiveTokenizer(nn.Module):
             self.mean_info.mul_(decay).add_((1 - decay) * batch_mean)
         self.info_count.add_(info.numel())
 
-    def set_mean_info(self, value: float, count: int, router: str = "elbo") -> None:
+    def set_mean_info(self, value: float, count: int, router: str = PAPER_ROUTER) -> None:
         """Set a router's E[signal] from a calibration pass over `count` clips."""
-        if check_router(router) == "gain2":
-            raise ValueError("the gain2 router is calibrated with curves (set_gain2), not an E[signal] value")
-        mean, n = ROUTER_MEANS[router]
-        getattr(self, mean).fill_(check_mean_info(value, router))
-        getattr(self, n).fill_(int(count))
+        get_router(router).set_mean(self, value, count)
 
     def set_gain2(self, calibration: Gain2Calibration | None) -> None:
         """Set (or clear) the gain2 router's calibration curves."""
@@ -184,32 +171,22 @@ class AdaptiveTokenizer(nn.Module):
 
     def mean_signal(self, router: str) -> float:
         """The router's E[signal] (NaN when never trained or calibrated)."""
-        if check_router(router) == "gain2":
-            return self.gain2.mean_slope if self.gain2 is not None else float("nan")
-        return float(getattr(self, ROUTER_MEANS[router][0]))
+        return get_router(router).mean_signal(self)
 
     def signal_count(self, router: str) -> int:
         """How many clips the router's E[signal] was measured on."""
-        if check_router(router) == "gain2":
-            return self.gain2.count if self.gain2 is not None else 0
-        return int(getattr(self, ROUTER_MEANS[router][1]))
+        return get_router(router).signal_count(self)
 
     def check_router_ready(self, router: str, calibrated: bool = True) -> None:
-        """Raise ValueError unless this model can route with `router` (the latent head is trained;
-        with `calibrated`, the gain2 router has its calibration curves)."""
-        if check_router(router) == "latent" and int(self.latent_head_steps) == 0:
-            raise ValueError("this checkpoint's latent router head is untrained; train it with "
-                             "`infotok train --stage router` or use --router elbo|gain")
-        if router == "latent" and not self.latent_slope.fitted:
-            raise ValueError("this checkpoint's latent router has no slope fit on clip descriptors (it predates "
-                             "them); retrain it with `infotok train --stage router` or use --router elbo|gain")
-        if router == "gain2" and calibrated and self.gain2 is None:
-            raise ValueError("this checkpoint has no gain2 calibration curves; run `infotok calibrate --router gain2 "
-                             "--write-checkpoint NEW` and use NEW")
+        """Raise ValueError unless this model can route with `router` (`Router.problem`: e.g. the
+        latent head trained; with `calibrated`, the gain2 router's calibration curves there)."""
+        problem = get_router(router).problem(_ModelState(self), calibrated=calibrated)
+        if problem is not None:
+            raise ValueError(problem)
 
     def gain2_rates(self) -> tuple[float, ...]:
         """The gain2 router's curve rates: the calibration's (its probes and 1), else the default probes and 1."""
-        return self.gain2.rates if self.gain2 is not None else GAIN2_PROBE_RATES + (1.0,)
+        return curve_rates(self)
 
     # ---- the pieces ------------------------------------------------------------------
     @torch.no_grad()
@@ -232,62 +209,28 @@ class AdaptiveTokenizer(nn.Module):
         return psnr(y.float().clamp(-1, 1), video.float())
 
     @torch.no_grad()
-    def score(self, video: torch.Tensor, router: str = "elbo", encoding: Encoding | None = None) -> Scored:
+    def score(self, video: torch.Tensor, router: str = PAPER_ROUTER, encoding: Encoding | None = None) -> Scored:
         """The router's token scores and budget signal for video (B, 3, T, H, W) in [-1, 1]
         (gain2: also its curve, at the calibration's rates; no calibration needed)."""
         self.check_router_ready(router, calibrated=False)
         enc = encoding if encoding is not None else self.base.encode(video)
-        if router == "latent":
-            bounded = self.bounded_latent(enc.latent)
-            described = describe_clip(video, bounded)
-            return Scored(encoding=enc, scores=self.latent_head.scores(bounded, described.detail),
-                          signal=self.latent_slope(described.descriptors), router=router)
-        if router == "elbo":
-            _, scores = self.information(video, enc)  # the paper's full-rate decode
-            return Scored(encoding=enc, scores=scores, signal=clip_information(scores), router=router)
-        # gain: the full rate through the adaptive path (every token kept), so that PSNR(1) and
-        # PSNR(r_lo) come from the same compressor and decoder and their difference is the curve's
-        recon = self(video, torch.ones(enc.indices.shape, dtype=torch.bool, device=video.device),
-                     encoding=enc).reconstruction
-        scores = token_scores(recon, video)
-        full = psnr(recon.float().clamp(-1, 1), video.float())
-        if router == "gain2":
-            rates = self.gain2_rates()
-            curve = torch.stack([self.probe_psnr(video, enc, scores, r) for r in rates[:-1]] + [full], 1)  # (B, K)
-            return Scored(encoding=enc, scores=scores, signal=curve_slope(curve, rates), router=router,
-                          curve=curve.float(), curve_rates=rates)
-        probe = self.probe_psnr(video, enc, scores, GAIN_PROBE_RATE)
-        return Scored(encoding=enc, scores=scores, signal=gain_slope(full, probe, GAIN_PROBE_RATE), router=router)
+        return get_router(router).score(self, video, enc)
 
     def budget(self, scored: Scored, betas: torch.Tensor, mean_info: float | None = None) -> torch.Tensor:
-        """The clips' rates (B,) in [1/16, 1] at betas (B,): `budget_rate` with the router's E[signal]
-        (mean_info overrides the checkpoint's), or for gain2 its curve rule with the calibration's lam
-        (a mean_info other than the calibration's E[s] is refused: it cannot move lam)."""
-        if scored.router != "gain2":
-            m = check_mean_info(self.mean_signal(scored.router) if mean_info is None else mean_info, scored.router)
-            return budget_rate(scored.signal, betas, m, scored.router)
-        self.check_router_ready("gain2")
-        cal = self.gain2
-        assert cal is not None and scored.curve is not None
-        if mean_info is not None and not math.isclose(float(mean_info), cal.mean_slope, rel_tol=1e-6):
-            raise ValueError(f"the gain2 router takes its budgets from its calibration curves (E[s] "
-                             f"{cal.mean_slope:.6g}), not from an E[signal] of {mean_info!r}; recalibrate with "
-                             "`infotok calibrate --router gain2 --write-checkpoint NEW`")
-        if scored.curve_rates != cal.rates:
-            raise ValueError(f"gain2 curve measured at rates {scored.curve_rates}, calibration at {cal.rates}")
-        lam = torch.tensor([cal.lam(float(b)) for b in betas.flatten().tolist()], dtype=torch.float64)
-        return curve_rate(scored.curve.cpu(), cal.rates, lam).float().to(betas.device)
+        """The clips' rates (B,) in [1/16, 1] at betas (B,) by the router's rule (`Router.budget`):
+        `budget_rate` with the router's E[signal] (mean_info overrides the checkpoint's), or for gain2
+        its curve rule with the calibration's lam."""
+        return get_router(scored.router).budget(self, scored, betas, mean_info)
 
     @torch.no_grad()
-    def route(self, video: torch.Tensor, beta: BetaArg, mean_info: float | None = None, router: str = "elbo"
-              ) -> Routing:
+    def route(self, video: torch.Tensor, beta: BetaArg, mean_info: float | None = None,
+              router: str = PAPER_ROUTER) -> Routing:
         """video (B, 3, T, H, W) in [-1, 1]; beta scalar or (B,) in (0, 1]; E[signal] override
         (None: the checkpoint's for this router)."""
         check_video_shape(video)
         self.check_router_ready(router)
         betas = _beta_vector(beta, video.shape[0]).to(video.device)
-        if router != "gain2":  # refuse a missing E[signal] before any model pass
-            check_mean_info(self.mean_signal(router) if mean_info is None else mean_info, router)
+        get_router(router).check_route(self, mean_info)  # e.g. a missing E[signal], before any model pass
         scored = self.score(video, router)
         rate = self.budget(scored, betas, mean_info)  # (B,)
         n_keep = budget_tokens(rate, scored.scores[0].numel())  # (B,)
@@ -321,13 +264,13 @@ class AdaptiveTokenizer(nn.Module):
 
     # ---- public API ------------------------------------------------------------------
     @torch.no_grad()
-    def tokenize(self, video: torch.Tensor, beta: BetaArg, mean_info: float | None = None, router: str = "elbo"
-                 ) -> list[AdaptiveTokens]:
+    def tokenize(self, video: torch.Tensor, beta: BetaArg, mean_info: float | None = None,
+                 router: str = PAPER_ROUTER) -> list[AdaptiveTokens]:
         """video (B, 3, T, H, W) float in [-1, 1] -> one `AdaptiveTokens` per clip.
 
         beta: compression knob in (0, 1], one for the batch or one per clip; mean_info: the
         router's E[signal] to use instead of the checkpoint's (e.g. a dataset calibration);
-        router: one of `tokenizer.adaptive.router.ROUTERS`.
+        router: one of `tokenizer.adaptive.routers.registry.router_names()`.
         """
         routing = self.route(video, beta, mean_info, router)
         _, indices = self.compress(routing.encoding.latent, routing.keep)

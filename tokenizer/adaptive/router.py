@@ -1,32 +1,15 @@
-"""Routers: which tokens a clip keeps (per-token scores, top N) and how many (its budget).
+"""What every router shares: the token scores of a full-rate pass, the budget formula, top N.
 
-Four kinds (`ROUTERS`); three share one budget formula: r_x = clip(beta * signal(x) / E[signal], 1/16, 1),
-N_x = round(r_x * t*h*w) (round half up, at least 1), keep the N_x highest-scoring tokens.
-- `elbo`, the paper's rule (InfoTok, arXiv 2512.16975), unchanged: signal = I(x), the mean
-  token score. It sets the budget by the *level* of a clip's error.
-- `gain`: signal = s, the slope of the clip's PSNR curve, measured with one probe at
-  GAIN_PROBE_RATE: s = max(0, PSNR(1) - PSNR(r_lo)) / ln(1/r_lo), where PSNR(1) comes from the
-  adaptive path with every token kept (that pass's error also gives the token scores) and
-  PSNR(r_lo) from the same path keeping the top r_lo. If PSNR(r) = P + s ln r,
-  the split that maximises the mean PSNR at a fixed total gives r proportional to s (equal
-  marginal gains, the codec rule), so the budget buys quality where it rises; a clip whose
-  error cannot fall (s = 0) gets the floor.
-- `gain2`: the clip's curve measured with several probes, each clip's rate the optimum of
-  PSNR(r) - lam * r on it (`tokenizer.adaptive.gain2`, its own budget rule).
-- `latent`: a small head on the encoder's output predicts the token scores, and a linear fit on
-  clip descriptors (crude codecs on the pixels, the latent's spread) predicts s
-  (`tokenizer.adaptive.latent_router`, `tokenizer.adaptive.clip_descriptors`): no decoder pass at all.
-All three keep tokens by the same kind of score: the full-rate error (elbo: of the base
-decode; gain: of the adaptive path with every token kept) or its prediction (latent).
-Cost per clip besides the encode and the final compressor pass: elbo one decode; gain two
-compressor + decoder passes; latent one pass of a small head and the descriptors.
+The routers themselves (`elbo`, the paper's rule; `gain`; `gain2`; `latent`) are in
+`tokenizer.adaptive.routers`, each one module, named only by `tokenizer.adaptive.routers.registry`.
+Three of them share InfoTok's budget formula (arXiv 2512.16975): r_x = clip(beta * signal(x) / E[signal],
+1/16, 1) (`clip_rate`); N_x = round(r_x * t*h*w) (round half up, at least 1), and keep the N_x
+highest-scoring tokens (ties go to the earlier raster position).
 
 The score of a token is the L1 reconstruction error of one full-rate decoder pass, pooled
 onto the token grid with the causal frame alignment of the tokenizer: latent frame 0 <-
 pixel frame 0, latent frame j <- pixel frames 4(j-1)+1 .. 4j, mean over each 8x8 block.
-I(x) = mean of the scores; r_x = clip(beta * I(x) / E[I], 1/16, 1); N_x = round(r_x * t*h*w)
-(round half up, at least 1); the N_x tokens with the highest scores are kept (ties go to
-the earlier raster position).
+I(x) = mean of the scores (the elbo router's signal).
 """
 
 from __future__ import annotations
@@ -35,21 +18,10 @@ import math
 
 import torch
 
-from schemas.routers import SIGNAL_NAMES
 from tokenizer.config import SPATIAL_COMPRESSION, TEMPORAL_COMPRESSION
 
 MIN_RATE = 1.0 / 16.0
 MAX_RATE = 1.0
-# the gain router's probe rate, chosen by the sweep of benchmarks/bench_router.py (see README)
-GAIN_PROBE_RATE = 0.0625
-
-
-_HOW_TO_SET = {
-    "elbo": "train the adaptive stage or run `infotok calibrate --router elbo`",
-    "gain": "run `infotok calibrate --router gain` (or `infotok train --stage router`)",
-    "gain2": "run `infotok calibrate --router gain2 --write-checkpoint NEW`",
-    "latent": "train the head with `infotok train --stage router` or run `infotok calibrate --router latent`",
-}
 
 
 def check_beta(beta: float) -> float:
@@ -58,24 +30,6 @@ def check_beta(beta: float) -> float:
     if not (math.isfinite(b) and 0.0 < b <= 1.0):
         raise ValueError(f"beta must be a finite number in (0, 1], got {beta!r}")
     return b
-
-
-def check_mean_info(mean_info: float, router: str = "elbo") -> float:
-    """E[signal] of a router as a float; raise ValueError unless finite and > 0."""
-    m = float(mean_info)
-    if not (math.isfinite(m) and m > 0.0):
-        raise ValueError(
-            f"{SIGNAL_NAMES.get(router, 'E[signal]')} of the {router} router must be a finite positive number, "
-            f"got {mean_info!r}; {_HOW_TO_SET.get(router, 'run `infotok calibrate`')}"
-        )
-    return m
-
-
-def gain_slope(psnr_full: torch.Tensor, psnr_probe: torch.Tensor, probe_rate: float) -> torch.Tensor:
-    """s = max(0, PSNR(1) - PSNR(r_lo)) / ln(1/r_lo): (B,), (B,) dB -> (B,) dB per unit of ln r."""
-    if not 0.0 < probe_rate < 1.0:
-        raise ValueError(f"probe rate must be in (0, 1), got {probe_rate!r}")
-    return (psnr_full.double() - psnr_probe.double()).clamp_min(0.0).float() / math.log(1.0 / probe_rate)
 
 
 def token_scores(reconstruction: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
@@ -100,10 +54,12 @@ def clip_information(scores: torch.Tensor) -> torch.Tensor:
     return scores.flatten(1).mean(1)
 
 
-def budget_rate(info: torch.Tensor, beta: float | torch.Tensor, mean_info: float, router: str = "elbo"
-                ) -> torch.Tensor:
-    """r_x = clip(beta * signal(x) / E[signal], 1/16, 1): signal (B,), beta scalar or (B,) -> (B,) float."""
-    m = check_mean_info(mean_info, router)
+def clip_rate(info: torch.Tensor, beta: float | torch.Tensor, mean_info: float) -> torch.Tensor:
+    """r_x = clip(beta * signal(x) / E[signal], 1/16, 1): signal (B,), beta scalar or (B,), E[signal]
+    finite > 0 -> (B,) float. (`routers.registry.budget_rate` checks E[signal] with the router's message.)"""
+    m = float(mean_info)
+    if not (math.isfinite(m) and m > 0.0):
+        raise ValueError(f"E[signal] must be a finite positive number, got {mean_info!r}; run `infotok calibrate`")
     if isinstance(beta, torch.Tensor):
         for b in beta.flatten().tolist():
             check_beta(b)

@@ -25,8 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tokenizer.adaptive.model import AdaptiveTokenizer, Scored
-from tokenizer.adaptive.router import budget_rate, budget_tokens, check_beta, top_n_mask
+from tokenizer.adaptive.model import AdaptiveTokenizer
+from tokenizer.adaptive.router import budget_tokens, check_beta, top_n_mask
+from tokenizer.adaptive.routers.base import Scored
+from tokenizer.adaptive.routers.registry import ORACLE_ROUTER, PAPER_ROUTER, budget_rate, get_router, router_names
 from tokenizer.eval.baselines import POSITION_METHODS, apportion, elastic_search, equal_split, position_mask
 from tokenizer.eval.metrics import psnr, ssim
 from tokenizer.eval.splits import ORACLE_RATES, lagrange_counts, oracle_counts, rescaled_counts
@@ -35,13 +37,18 @@ from schemas.config import FrozenConfig
 
 logger = logging.getLogger(__name__)
 
-ROUTER_METHODS: tuple[str, ...] = ("elbo", "gain", "gain2", "latent")
-METHODS: tuple[str, ...] = ROUTER_METHODS + ("fixed", "raster", "jump", "random", "elastic", "oracle", "full")
+# the methods besides the routers (`router_names()`, each its own method)
+OTHER_METHODS: tuple[str, ...] = ("fixed", "raster", "jump", "random", "elastic", "oracle", "full")
+
+
+def method_names() -> tuple[str, ...]:
+    """Every method an RDConfig may list: each registered router, then the others."""
+    return router_names() + OTHER_METHODS
 
 
 @dataclass(frozen=True)
 class RDConfig(FrozenConfig):
-    """methods: subset of METHODS ('full' = fixed-rate base model, once, beta ignored);
+    """methods: subset of `method_names()` ('full' = fixed-rate base model, once, beta ignored);
     betas: each in (0, 1]; mean_info: E[signal] override for the reference router (None: the
     checkpoint's). The reference router is the first of elbo, gain, gain2, latent in `methods`: its
     total at each beta is what every other method keeps."""
@@ -53,9 +60,10 @@ class RDConfig(FrozenConfig):
     mean_info: float | None = None
 
     def __post_init__(self) -> None:
-        bad = [m for m in self.methods if m not in METHODS]
+        known = method_names()
+        bad = [m for m in self.methods if m not in known]
         if bad or not self.methods:
-            raise ValueError(f"unknown methods {bad}; choose from {METHODS}")
+            raise ValueError(f"unknown methods {bad}; choose from {known}")
         for b in self.betas:
             check_beta(b)
         if self.batch_size < 1:
@@ -64,7 +72,7 @@ class RDConfig(FrozenConfig):
     @property
     def reference(self) -> str:
         """The router whose total every method keeps (elbo when no router is listed)."""
-        return next((m for m in self.methods if m in ROUTER_METHODS), "elbo")
+        return next((m for m in self.methods if m in router_names()), PAPER_ROUTER)
 
 
 @dataclass(frozen=True)
@@ -133,17 +141,6 @@ def _row(method: str, beta: float, n_tokens: list[int], ps: list[float], ss: lis
                  passes_per_clip=enc + dec + comp, clips_per_s=len(n_tokens) / max(seconds, 1e-9), extra=extra or {})
 
 
-# passes per clip (encoder, decoder, compressor) of each router, final compressor pass included
-_ROUTER_PASSES: dict[str, tuple[float, float, float]] = {"elbo": (1, 1, 1), "gain": (1, 2, 3), "latent": (1, 0, 1)}
-
-
-def _router_passes(model: AdaptiveTokenizer, router: str) -> tuple[float, float, float]:
-    if router == "gain2":  # the full rate and each probe: decoder + compressor, then the final compressor
-        k = len(model.gain2_rates())
-        return (1, float(k), float(k + 1))
-    return _ROUTER_PASSES[router]
-
-
 @dataclass
 class _Scored:
     """One router's pass over every batch (independent of beta): per batch its `Scored`; gain2
@@ -206,26 +203,27 @@ def evaluate_rd(model: AdaptiveTokenizer, clips: list[np.ndarray], cfg: RDConfig
         rows.append(_row("full", 1.0, [grid_n] * len(clips), ps, ss, videos, (1, 0, 0), seconds, shape, grid_n,
                          codebook, {"adaptive_keep_all_psnr": float(np.mean(keep_all))}))
     ref = cfg.reference
-    routers = [m for m in cfg.methods if m in ROUTER_METHODS]
+    routers = [m for m in cfg.methods if m in router_names()]
     scored = {r: _score_all(model, batches, r) for r in dict.fromkeys([ref, *routers])}
-    if "fixed" in cfg.methods and "elbo" not in scored:
-        scored["elbo"] = _score_all(model, batches, "elbo")
+    if "fixed" in cfg.methods and PAPER_ROUTER not in scored:  # the fixed split keeps the paper's scores
+        scored[PAPER_ROUTER] = _score_all(model, batches, PAPER_ROUTER)
     curves = None
-    if "oracle" in cfg.methods:  # each clip's curve, once: PSNR at ORACLE_RATES by the gain scores
-        if "gain" not in scored:
-            scored["gain"] = _score_all(model, batches, "gain")
+    if "oracle" in cfg.methods:  # each clip's curve, once: PSNR at ORACLE_RATES by the oracle router's scores
+        if ORACLE_ROUTER not in scored:
+            scored[ORACLE_ROUTER] = _score_all(model, batches, ORACLE_ROUTER)
         t0 = time.perf_counter()
         per_rate = []
         for r in ORACLE_RATES:
             ps_r: list[float] = []
-            run_counts(scored["gain"].batches, [int(v) for v in budget_tokens(torch.full((len(clips),), r), grid_n)],
+            run_counts(scored[ORACLE_ROUTER].batches,
+                       [int(v) for v in budget_tokens(torch.full((len(clips),), r), grid_n)],
                        ps_r, [])
             per_rate.append(ps_r)
         curves = np.asarray(per_rate, dtype=np.float64).T  # (clips, rates)
         curve_seconds = time.perf_counter() - t0
     mean_ref = cfg.mean_info if cfg.mean_info is not None else model.mean_signal(ref)
     for beta in cfg.betas:
-        if ref == "gain2":  # the router's own rule with its calibration's lam, batch by batch
+        if get_router(ref).budgets_from_curves:  # the router's own rule (gain2: its calibration's lam), batch by batch
             betas = torch.full((1,), float(beta))
             n_ref = torch.cat([budget_tokens(model.budget(sc, betas.expand(sc.signal.shape[0]), cfg.mean_info),
                                              grid_n) for sc in scored[ref].batches]).tolist()
@@ -239,29 +237,29 @@ def evaluate_rd(model: AdaptiveTokenizer, clips: list[np.ndarray], cfg: RDConfig
             ps, ss, counts, t0 = [], [], [], time.perf_counter()
             extra: dict[str, float] = {}
             seconds_before = 0.0
-            if method in ROUTER_METHODS:
+            if method in routers:
                 if method == ref:
                     counts = n_ref
-                elif method == "gain2":
+                elif get_router(method).budgets_from_curves:
                     counts = lagrange_counts(scored[method].curves, scored[method].curve_rates, total, grid_n)
                 else:
                     counts = rescaled_counts(scored[method].signal, total, grid_n)
                 run_counts(scored[method].batches, counts, ps, ss)
-                passes = _router_passes(model, method)
+                passes = get_router(method).passes(model)
                 seconds_before = scored[method].seconds
                 extra = {"mean_rate": float(np.mean(counts)) / grid_n,
                          "mean_signal": float(np.mean(scored[method].signal))}
             elif method == "fixed":
                 counts = equal_split(total, len(clips), grid_n)
-                run_counts(scored["elbo"].batches, counts, ps, ss)
+                run_counts(scored[PAPER_ROUTER].batches, counts, ps, ss)
                 passes = (1, 1, 1)
-                seconds_before = scored["elbo"].seconds
+                seconds_before = scored[PAPER_ROUTER].seconds
             elif method == "oracle":
                 assert curves is not None
                 counts = oracle_counts(curves, ORACLE_RATES, total, grid_n)
-                run_counts(scored["gain"].batches, counts, ps, ss)
+                run_counts(scored[ORACLE_ROUTER].batches, counts, ps, ss)
                 passes = (1, float(len(ORACLE_RATES) + 1), float(len(ORACLE_RATES) + 2))
-                seconds_before = scored["gain"].seconds + curve_seconds
+                seconds_before = scored[ORACLE_ROUTER].seconds + curve_seconds
             elif method in POSITION_METHODS:
                 passes = (1, 0, 1)
                 counts = equal_split(total, len(clips), grid_n)
@@ -337,7 +335,7 @@ def plot_rd(rows: list[RDRow], path: str | Path, title: str = "") -> Path:
         for method in dict.fromkeys(r.method for r in rows):
             pts = sorted((r.bpp16, getattr(r, key)) for r in rows if r.method == method)
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=method)
-            if method == "elbo":
+            if method == PAPER_ROUTER:  # the paper's rows also with the mask's bits
                 pm = sorted((r.bpp16_mask, getattr(r, key)) for r in rows if r.method == method)
                 ax.plot([p[0] for p in pm], [p[1] for p in pm], "k--", marker=".", label="elbo + mask bits")
         ax.set_xlabel("BPP16")

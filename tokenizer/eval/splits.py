@@ -74,7 +74,7 @@ def rescaled_counts(signal: np.ndarray, total: int, n_positions: int) -> list[in
 def lagrange_counts(curves: np.ndarray, rates: tuple[float, ...], total: int, n_positions: int) -> list[int]:
     """The gain2 router's split of `total`: clips x rates PSNRs (its probe curves) -> counts, each
     clip's rate `curve_rate` at one lam solved by bisection for the total, rounded to tokens."""
-    from tokenizer.adaptive.gain2 import curve_rate, solve_lam
+    from tokenizer.adaptive.routers.gain2_curves import curve_rate, solve_lam
 
     table = torch.as_tensor(np.asarray(curves, dtype=np.float64))
     target = min(1.0, max(MIN_RATE, total / (n_positions * table.shape[0])))

@@ -19,7 +19,8 @@ from tokenizer.adaptive.model import AdaptiveTokenizer
 from tokenizer.config import preset
 from tokenizer.eval.metrics import psnr, ssim
 from tokenizer.nn.model import VideoTokenizer
-from tokenizer.adaptive.router import budget_rate, budget_tokens, clip_information, top_n_mask
+from tokenizer.adaptive.router import budget_tokens, clip_information, top_n_mask
+from tokenizer.adaptive.routers.registry import budget_rate
 from tokenizer.video import frames_to_tensor
 
 logger = logging.getLogger(__name__)

@@ -24,10 +24,10 @@ import numpy as np
 import torch
 
 from schemas.config import FrozenConfig
-from schemas.routers import check_router
 from tokenizer.adaptive.model import AdaptiveTokenizer
 from tokenizer.nn.model import Encoding
-from tokenizer.adaptive.router import MIN_RATE, budget_rate, budget_tokens, check_mean_info
+from tokenizer.adaptive.router import MIN_RATE, budget_tokens
+from tokenizer.adaptive.routers.registry import PAPER_ROUTER, budget_rate, check_mean_info, get_router
 from tokenizer.video import frames_to_tensor
 
 logger = logging.getLogger(__name__)
@@ -48,11 +48,10 @@ class TargetOutOfReach(ValueError):
 
 def check_tunable_router(router: str) -> str:
     """Return router; raise ValueError unless beta tuning can run it (it reads one scalar signal per
-    clip; gain2 budgets from a curve, and its beta already is the mean rate on its calibration clips)."""
-    if check_router(router) == "gain2":
-        raise ValueError("beta tuning cannot run --router gain2 (its budgets come from per-clip curves, not one "
-                         "signal): give --beta, which for gain2 is the mean rate on its calibration clips, or tune "
-                         "with --router gain")
+    clip; a router that budgets from curves says why not, `Router.tuning_refusal`)."""
+    refusal = get_router(router).tuning_refusal
+    if refusal is not None:
+        raise ValueError(refusal)
     return router
 
 
@@ -93,7 +92,7 @@ class TuneConfig(FrozenConfig):
     mean_info: str = "dataset"
     batch_size: int = 8
     autocast: bool = True
-    router: str = "elbo"
+    router: str = PAPER_ROUTER
 
     def __post_init__(self) -> None:
         check_tunable_router(self.router)
@@ -155,7 +154,7 @@ def _same_shape_batches(clips: Sequence[np.ndarray], size: int) -> list[list[int
 
 @torch.no_grad()
 def collect_scores(model: AdaptiveTokenizer, clips: Sequence[np.ndarray], batch_size: int = 8,
-                   keep: Collection[int] = (), autocast: bool = True, router: str = "elbo") -> ScoreCache:
+                   keep: Collection[int] = (), autocast: bool = True, router: str = PAPER_ROUTER) -> ScoreCache:
     """Run the router's scoring on every uint8 clip (T, H, W, 3) once; keep encoder latents of `keep`."""
     if not clips:
         raise ValueError("beta tuning needs at least one clip, got none")
@@ -285,7 +284,7 @@ def cluster_ci(values: Sequence[float], groups: Sequence[str], z: float = 1.96) 
     return mean, mean - z * se, mean + z * se
 
 
-def resolve_mean_info(model: AdaptiveTokenizer, cache: ScoreCache, source: str, router: str = "elbo") -> float:
+def resolve_mean_info(model: AdaptiveTokenizer, cache: ScoreCache, source: str, router: str = PAPER_ROUTER) -> float:
     """E[signal] to tune with: the sample mean of the router's signal ('dataset') or the checkpoint's."""
     if source == "dataset":
         return check_mean_info(float(cache.info.double().mean()), router)

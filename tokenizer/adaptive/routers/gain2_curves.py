@@ -1,4 +1,5 @@
-"""The `gain2` router's budget rule: each clip's rate from its own measured rate-distortion curve.
+"""The `gain2` router's budget rule: each clip's rate from its own measured rate-distortion curve
+(the router itself: `tokenizer.adaptive.routers.gain2`).
 
 A clip's curve is its PSNR at a few rates (the probes, through compressor and decoder, keeping
 the top r of its tokens by score) and at r = 1, joined by straight segments in ln r; below the
@@ -22,7 +23,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-MIN_RATE = 1.0 / 16.0
+from tokenizer.adaptive.router import MIN_RATE
+
 # the probes, chosen by the sweep of benchmarks/bench_router.py (README, "Routers"); r = 1 is implied
 GAIN2_PROBE_RATES: tuple[float, ...] = (3 / 32, 3 / 16, 3 / 8)
 LAM_RANGE: tuple[float, float] = (1e-4, 1e4)
