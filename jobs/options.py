@@ -218,8 +218,8 @@ job_options = apply([
                  help="Decode while the model runs (overlap), or between its batches (alternate); auto: "
                       "overlap when the model is on a GPU."),
     device_option(),
-    router_option(None, f"Which router sets each clip's budget: elbo, gain, gain2 or latent (README, "
-                        f"\"Routers\"); default {DEFAULT_ROUTER}, or {DEFAULT_TUNED_ROUTER} with --beta auto."),
+    router_option(None, f"Which router sets each clip's budget: elbo, gain, gain2 or latent (docs/"
+                        f"routers.md); default {DEFAULT_ROUTER}, or {DEFAULT_TUNED_ROUTER} with --beta auto."),
     click.option("--extensions", default=None, help="Comma-separated video extensions when listing a prefix."),
     storage_options,
     target_options(),
