@@ -64,7 +64,8 @@ def lm_probe(dataset: str, steps: int, validation_fraction: float, patience: int
 
     try:
         cfg = ProbeConfig(steps=steps, validation_fraction=validation_fraction, patience=patience,
-                          batch_size=batch_size, lr=lr, max_len=max_len, eval_every=eval_every, seed=seed, heldout_fraction=heldout_fraction, device=device, threads=threads,
+                          batch_size=batch_size, lr=lr, max_len=max_len, eval_every=eval_every, seed=seed,
+                          heldout_fraction=heldout_fraction, device=device, threads=threads,
                           model=ProbeModelConfig(d_model=d_model, n_layers=layers, n_heads=heads))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
