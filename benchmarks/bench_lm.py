@@ -123,8 +123,10 @@ def main() -> None:
     if loaded.adaptive is None:
         raise SystemExit(f"checkpoint {loaded.path} is not adaptive")
     model = loaded.adaptive
+    # a fixed number of steps on all training videos (no early-stopping split), so both routers' datasets
+    # are measured after the same training
     cfg = ProbeConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed, device="cpu",
-                      threads=args.threads, model=ProbeModelConfig())
+                      threads=args.threads, validation_fraction=0.0, model=ProbeModelConfig())
     out_root = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench-lm-"))
     results = []
     for set_name in [s for s in args.sets.split(",") if s]:

@@ -29,6 +29,7 @@ _COMMANDS: dict[str, str] = {
     "inspect": "jobs.dataset_cmds:inspect_cmd",
     "validate": "jobs.dataset_cmds:validate_cmd",
     "lm-probe": "jobs.lm_probe_cmd:lm_probe",
+    "decode": "jobs.decode_cmd:decode_cmd",
 }
 
 

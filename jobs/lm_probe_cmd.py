@@ -21,7 +21,12 @@ logger = logging.getLogger(__name__)
 
 @click.command("lm-probe")
 @click.argument("dataset")
-@click.option("--steps", default=300, show_default=True, type=click.IntRange(min=1), help="Training steps.")
+@click.option("--steps", default=300, show_default=True, type=click.IntRange(min=1),
+              help="Training steps at most (training stops earlier when the validation split stops improving).")
+@click.option("--validation-fraction", default=0.2, show_default=True, type=click.FloatRange(0, 1, max_open=True),
+              help="Share of the training videos (by hash) that decides early stopping; 0 trains all --steps.")
+@click.option("--patience", default=3, show_default=True, type=click.IntRange(min=1),
+              help="Evaluations without a better validation figure before training stops.")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1), help="Chunks per step.")
 @click.option("--lr", default=2e-3, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="AdamW peak learning rate.")
@@ -45,7 +50,7 @@ logger = logging.getLogger(__name__)
 @device_option()
 @json_option
 @storage_options
-def lm_probe(dataset: str, steps: int, batch_size: int, lr: float, max_len: int, d_model: int, layers: int,
+def lm_probe(dataset: str, steps: int, validation_fraction: float, patience: int, batch_size: int, lr: float, max_len: int, d_model: int, layers: int,
              heads: int, eval_every: int, heldout_fraction: float, max_clips: int | None, seed: int, threads: int,
              plot_path: str | None, device: str, as_json: bool, **o: Any) -> None:
     """Bits per kept token, mask bits per clip and bits per pixel of DATASET's held-out videos under a
@@ -58,8 +63,9 @@ def lm_probe(dataset: str, steps: int, batch_size: int, lr: float, max_len: int,
     from tokenizer.lm.probe import ProbeConfig, run_probe
 
     try:
-        cfg = ProbeConfig(steps=steps, batch_size=batch_size, lr=lr, max_len=max_len, eval_every=eval_every,
-                          seed=seed, heldout_fraction=heldout_fraction, device=device, threads=threads,
+        cfg = ProbeConfig(steps=steps, validation_fraction=validation_fraction, patience=patience,
+                          batch_size=batch_size, lr=lr, max_len=max_len, eval_every=eval_every, seed=seed,
+                          heldout_fraction=heldout_fraction, device=device, threads=threads,
                           model=ProbeModelConfig(d_model=d_model, n_layers=layers, n_heads=heads))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
@@ -93,7 +99,9 @@ def lm_probe(dataset: str, steps: int, batch_size: int, lr: float, max_len: int,
     click.echo(f"split          train {result.train_videos} videos / {result.train_clips} clips / "
                f"{result.train_tokens} tokens; held out {result.heldout_videos} / {result.heldout_clips} / "
                f"{result.heldout_tokens} (by hash of video_id)")
-    click.echo(f"probe          {result.params / 1e6:.2f}M params, {steps} steps on {result.device} in "
+    stop = (f"best of {result.steps_run} steps at step {result.best_step} on {result.validation_videos} validation "
+            f"videos" if result.validation_videos else f"{result.steps_run} steps")
+    click.echo(f"probe          {result.params / 1e6:.2f}M params, {stop}, on {result.device} in "
                f"{result.seconds:.1f} s; {result.chunks_cut} clips longer than {max_len} tokens cut into chunks")
     click.echo(f"{'held-out':14s} {'bits':>10s}")
     click.echo(f"{'per token':14s} {result.bits_per_token:10.3f}   (untrained {result.bits_per_token_init:.3f}, "
@@ -105,3 +113,5 @@ def lm_probe(dataset: str, steps: int, batch_size: int, lr: float, max_len: int,
                f"{result.bpp_mask:.5f})")
     if plot_path:
         click.echo(f"curve          {plot_path}")
+    for line in result.warnings:
+        click.echo(f"warning        {line}", err=True)

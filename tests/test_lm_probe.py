@@ -146,3 +146,46 @@ def test_cli_refuses_a_dataset_too_small_to_split(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["lm-probe", root, "--steps", "2", "--device", "cpu"])
     assert res.exit_code == 1 and res.output.startswith("Error:") and "1 video(s)" in res.output
     assert "heldout fraction 0.2" in res.output
+
+
+def _corpus(id_ranges: list[tuple[int, int]], clips_per_video: int = 3, seed: int = 0) -> "ClipCorpus":
+    """One video per id range, its clips full (2, 4, 4) grids of ids drawn from that range."""
+    from tokenizer.lm.corpus import ClipCorpus
+
+    rng = np.random.default_rng(seed)
+    grid, cells = (2, 4, 4), 32
+    pos = np.argwhere(np.ones(grid, dtype=bool)).astype(np.int16)
+    n = len(id_ranges) * clips_per_video
+    tokens = np.concatenate([rng.integers(lo, hi, cells) for lo, hi in id_ranges for _ in range(clips_per_video)])
+    return ClipCorpus(tokens=tokens.astype(np.int64), positions=np.tile(pos, (n, 1)),
+                      offsets=np.arange(n + 1, dtype=np.int64) * cells, grids=np.tile(np.array(grid), (n, 1)),
+                      pixels=np.full(n, 5 * 32 * 32, dtype=np.int64),
+                      video_ids=np.array([f"v{i}" for i in range(len(id_ranges)) for _ in range(clips_per_video)],
+                                         dtype=object))
+
+
+def test_probe_stops_when_validation_worsens_and_says_the_figure_is_not_the_datasets() -> None:
+    # every video draws its ids from its own range: what the training videos teach only hurts on the others
+    train = _corpus([(i * 500, i * 500 + 40) for i in range(6)])
+    held = _corpus([(40000, 40040)])
+    cfg = ProbeConfig(steps=400, batch_size=8, lr=3e-3, eval_every=20, patience=2, seed=0, device="cpu", model=SMALL)
+    res = run_probe(train, held, cfg)
+    assert res.validation_videos >= 1 and res.train_videos == 6
+    assert res.steps_run < 400  # stopped early
+    assert res.steps_run - res.best_step == 2 * 20  # after `patience` evaluations without a better validation figure
+    best = next(p for p in res.curve if p.step == res.best_step)
+    assert res.bits_per_token == best.heldout_bits  # the best validation step's model is the one reported
+    vals = [p.val_bits for p in res.curve]
+    assert best.val_bits == min(vals)
+    assert not res.beats_unigram or res.bits_per_token < res.unigram_bits
+    text = " ".join(res.warnings)
+    assert "1 video(s) / 3 clip(s): too few" in text
+
+
+def test_probe_without_room_for_validation_trains_all_steps_and_says_so() -> None:
+    train = _corpus([(0, 40), (500, 540)])
+    held = _corpus([(0, 40), (500, 540), (1000, 1040)], seed=1)
+    res = run_probe(train, held, ProbeConfig(steps=30, batch_size=8, eval_every=10, seed=0, device="cpu",
+                                             model=SMALL))
+    assert res.validation_videos == 0 and res.steps_run == 30 and res.best_step == 30
+    assert any("no validation split" in w for w in res.warnings)

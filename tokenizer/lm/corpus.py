@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 SPLIT_SALT = b"infotok-lm-probe-split-v1"
+VALIDATION_SALT = b"infotok-lm-probe-validation-v1"  # the early-stopping split of the training videos
 
 
 @dataclass(frozen=True)
@@ -73,9 +74,9 @@ class ClipCorpus:
                           grids=self.grids[rows], pixels=self.pixels[rows], video_ids=self.video_ids[rows])
 
 
-def video_hash(video_id: str) -> float:
+def video_hash(video_id: str, salt: bytes = SPLIT_SALT) -> float:
     """A video's place in [0, 1): the first 8 bytes of blake2b(salt + id), as a fraction."""
-    digest = hashlib.blake2b(SPLIT_SALT + video_id.encode(), digest_size=8).digest()
+    digest = hashlib.blake2b(salt + video_id.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2.0**64
 
 
@@ -96,6 +97,20 @@ def split_by_video(corpus: ClipCorpus, fraction: float) -> tuple[ClipCorpus, Cli
         raise ValueError(f"{corpus.n_videos} video(s) with heldout fraction {fraction}: the split by video hash "
                          f"holds {side} of them out; give more videos or another --heldout-fraction")
     return corpus.subset(np.flatnonzero(~held)), corpus.subset(np.flatnonzero(held))
+
+
+def validation_split(train: ClipCorpus, fraction: float) -> tuple[ClipCorpus, ClipCorpus | None]:
+    """(fit, validation) of the training videos, by a hash of video_id salted apart from the
+    held-out split: the videos placed below `fraction`, at least one; (train, None) when fraction
+    is 0 or fewer than 3 training videos leave nothing to spare."""
+    if fraction <= 0 or train.n_videos < 3:
+        return train, None
+    place = {v: video_hash(v, VALIDATION_SALT) for v in set(train.video_ids.tolist())}
+    chosen = {v for v, p in place.items() if p < fraction} or {min(place, key=place.__getitem__)}
+    if len(chosen) == len(place):
+        chosen.discard(max(place, key=place.__getitem__))
+    val = np.array([v in chosen for v in train.video_ids.tolist()], dtype=bool)
+    return train.subset(np.flatnonzero(~val)), train.subset(np.flatnonzero(val))
 
 
 def sample_rows(video_ids: np.ndarray, clip_index: np.ndarray, max_clips: int) -> np.ndarray:

@@ -9,6 +9,12 @@ earlier context, so every token is predicted exactly once and a cut costs a litt
 a token. Training draws `batch_size` chunks per step uniformly (seeded), padded to the longest;
 padding sits after the real steps, so causal attention never lets it reach them.
 
+Training stops early: a validation split of the training videos (by another hash of video_id)
+is measured every `eval_period` steps, and training ends when it has not improved for `patience`
+evaluations or at the `steps` cap; the held-out figures are those of the best validation step. A
+result that does not beat the unigram baseline, or rests on a held-out set too small to mean much,
+carries a plain `warnings` line saying so.
+
 Held-out bits per kept token = sum of -log2 p over every held-out token / their number (the
 natural code length an arithmetic coder driven by the model reaches within 2 bits per clip).
 Bits per pixel = (token bits + mask bits) / sum over held-out clips of frame_count * height * width.
@@ -26,7 +32,7 @@ import numpy as np
 
 from schemas.config import FrozenConfig
 from tokenizer.device import check_device_spec
-from tokenizer.lm.corpus import ClipCorpus
+from tokenizer.lm.corpus import ClipCorpus, validation_split
 from tokenizer.lm.mask_bits import mask_bits_array
 from tokenizer.lm.model import ProbeModelConfig
 
@@ -35,11 +41,13 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ProbeConfig(FrozenConfig):
-    """steps, batch_size (chunks per step), lr (AdamW peak; linear warmup over the first 10% of
-    steps, at most 50, then cosine to 10% of it), max_len (kept tokens per chunk), eval_every
-    (held-out evaluation period in steps; 0: steps // 10), seed (model init and batch order),
-    heldout_fraction (share of videos, by hash, held out), device, threads (torch CPU threads;
-    0: leave torch's setting), model."""
+    """steps (the cap), batch_size (chunks per step), lr (AdamW peak; linear warmup over the first 10%
+    of steps, at most 50, then cosine to 10% of it), max_len (kept tokens per chunk), eval_every
+    (evaluation period in steps; 0: steps // 10), seed (model init and batch order),
+    heldout_fraction (share of videos, by hash, held out), validation_fraction (share of the
+    training videos, by another hash, that decides early stopping; 0: train all `steps`), patience
+    (evaluations without a better validation figure before stopping), device, threads (torch CPU
+    threads; 0: leave torch's setting), model."""
 
     steps: int = 300
     batch_size: int = 8
@@ -48,6 +56,8 @@ class ProbeConfig(FrozenConfig):
     eval_every: int = 0
     seed: int = 0
     heldout_fraction: float = 0.2
+    validation_fraction: float = 0.2
+    patience: int = 3
     device: str = "auto"
     threads: int = 0
     model: ProbeModelConfig = ProbeModelConfig()
@@ -65,6 +75,10 @@ class ProbeConfig(FrozenConfig):
             raise ValueError(f"eval_every must be >= 0, got {self.eval_every}")
         if not 0 < self.heldout_fraction < 1:
             raise ValueError(f"heldout_fraction must be in (0, 1), got {self.heldout_fraction}")
+        if not 0 <= self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
+        if self.patience < 1:
+            raise ValueError(f"patience must be >= 1, got {self.patience}")
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0, got {self.threads}")
         check_device_spec(self.device)
@@ -77,21 +91,27 @@ class ProbeConfig(FrozenConfig):
 @dataclass(frozen=True)
 class CurvePoint:
     """step; train_bits: mean train bits per token over the steps since the previous point (None
-    at step 0); heldout_bits: held-out bits per kept token at this step."""
+    at step 0); heldout_bits: held-out bits per kept token at this step; val_bits: the validation
+    split's (None without one)."""
 
     step: int
     train_bits: float | None
     heldout_bits: float
+    val_bits: float | None = None
 
 
 @dataclass(frozen=True)
 class ProbeResult:
     """Held-out code length of a token dataset under the probe (see the module docstring).
 
-    bits_per_token: after training; bits_per_token_init: the untrained model (step 0);
-    uniform_bits: log2(codebook); unigram_bits: the training ids' frequencies (add-1/2) on the
-    held-out ids, a context-free reference; mask_bits_per_clip / token_bits_per_clip: means over
-    held-out clips; bits_per_pixel = bpp_tokens + bpp_mask.
+    bits_per_token: at the best validation step (the last step without a validation split);
+    bits_per_token_init: the untrained model (step 0); uniform_bits: log2(codebook);
+    unigram_bits: the training ids' frequencies (add-1/2) on the held-out ids, a context-free
+    reference; mask_bits_per_clip / token_bits_per_clip: means over held-out clips;
+    bits_per_pixel = bpp_tokens + bpp_mask. best_step / steps_run: where the reported model was
+    taken and where training stopped; validation_videos: the training videos that decided it
+    (0: no split); beats_unigram: bits_per_token < unigram_bits; warnings: plain sentences on
+    why the figure may not measure the dataset.
     """
 
     train_clips: int
@@ -115,6 +135,12 @@ class ProbeResult:
     params: int
     device: str
     seconds: float
+    best_step: int = 0
+    steps_run: int = 0
+    validation_videos: int = 0
+    validation_clips: int = 0
+    beats_unigram: bool = False
+    warnings: list[str] = field(default_factory=list)
     curve: list[CurvePoint] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
 
@@ -196,8 +222,30 @@ def evaluate(model: Any, corpus: ClipCorpus, chunks: _Chunks, device: Any, token
     return total
 
 
+# below these, a held-out figure says little about the dataset (one video's content decides it)
+MIN_HELDOUT_VIDEOS = 3
+MIN_HELDOUT_CLIPS = 8
+
+
+def _warnings(heldout: ClipCorpus, val: ClipCorpus | None, bits: float, unigram: float, steps: int) -> list[str]:
+    out = []
+    if heldout.n_videos < MIN_HELDOUT_VIDEOS or heldout.n_clips < MIN_HELDOUT_CLIPS:
+        out.append(f"the held-out set is {heldout.n_videos} video(s) / {heldout.n_clips} clip(s): too few for a "
+                   f"stable figure (want >= {MIN_HELDOUT_VIDEOS} videos and {MIN_HELDOUT_CLIPS} clips); use a larger "
+                   f"dataset or a larger --heldout-fraction")
+    if val is None:
+        out.append(f"no validation split (fewer than 3 training videos or --validation-fraction 0): trained all "
+                   f"{steps} steps without early stopping")
+    if not bits < unigram:
+        out.append(f"the probe ({bits:.3f} bits/token) does not beat the unigram baseline ({unigram:.3f}): the "
+                   f"training set is too small for the model to learn context, so this figure does not measure "
+                   f"the dataset; compare datasets by their unigram figure, or measure a larger dataset")
+    return out
+
+
 def run_probe(train: ClipCorpus, heldout: ClipCorpus, cfg: ProbeConfig, progress: bool = False) -> ProbeResult:
-    """Train a fresh probe on `train` for cfg.steps and measure `heldout` (see the module docstring)."""
+    """Train a fresh probe on `train` until its validation split stops improving (at most cfg.steps)
+    and measure `heldout` with the best model (see the module docstring)."""
     import torch
     from tqdm import tqdm
 
@@ -224,11 +272,21 @@ def run_probe(train: ClipCorpus, heldout: ClipCorpus, cfg: ProbeConfig, progress
         frac = (step - warmup) / max(1, cfg.steps - warmup)
         return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
-    train_chunks, held_chunks = _Chunks.of(train, cfg.max_len), _Chunks.of(heldout, cfg.max_len)
+    unigram = unigram_bits(train, heldout, cfg.model.codebook_size)
+    fit, val = validation_split(train, cfg.validation_fraction)
+    train_chunks, held_chunks = _Chunks.of(fit, cfg.max_len), _Chunks.of(heldout, cfg.max_len)
+    val_chunks = _Chunks.of(val, cfg.max_len) if val is not None else None
     cut = int((train.kept > cfg.max_len).sum() + (heldout.kept > cfg.max_len).sum())  # clips cut into chunks
     t0 = time.perf_counter()
+
+    def val_bits() -> float | None:
+        return None if val is None else evaluate(model, val, val_chunks, device) / val.n_tokens
+
     init_bits = evaluate(model, heldout, held_chunks, device) / heldout.n_tokens
-    curve = [CurvePoint(0, None, init_bits)]
+    curve = [CurvePoint(0, None, init_bits, val_bits())]
+    best = curve[0]
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    since_best = 0
     sum_bits, sum_tokens = 0.0, 0
     model.train()
     bar = tqdm(total=cfg.steps, disable=not progress, desc="lm-probe", unit="step")
@@ -236,7 +294,7 @@ def run_probe(train: ClipCorpus, heldout: ClipCorpus, cfg: ProbeConfig, progress
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
         rows = rng.integers(0, len(train_chunks.start), cfg.batch_size)
-        prev_ids, prev_pos, next_pos, target, valid = _batch(train, train_chunks, rows, device)
+        prev_ids, prev_pos, next_pos, target, valid = _batch(fit, train_chunks, rows, device)
         bits = model(prev_ids, prev_pos, next_pos, target).bits
         loss = bits[valid].mean()
         opt.zero_grad(set_to_none=True)
@@ -250,26 +308,41 @@ def run_probe(train: ClipCorpus, heldout: ClipCorpus, cfg: ProbeConfig, progress
         done = step + 1
         if done % cfg.eval_period == 0 or done == cfg.steps:
             held = evaluate(model, heldout, held_chunks, device) / heldout.n_tokens
-            curve.append(CurvePoint(done, sum_bits / max(sum_tokens, 1), held))
-            bar.set_postfix(train=f"{sum_bits / max(sum_tokens, 1):.2f}", heldout=f"{held:.2f}")
+            point = CurvePoint(done, sum_bits / max(sum_tokens, 1), held, val_bits())
+            curve.append(point)
+            bar.set_postfix(train=f"{point.train_bits:.2f}", heldout=f"{held:.2f}",
+                            **({} if point.val_bits is None else {"val": f"{point.val_bits:.2f}"}))
             sum_bits, sum_tokens = 0.0, 0
+            if point.val_bits is None or point.val_bits < best.val_bits:
+                best, since_best = point, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                since_best += 1
+                if since_best >= cfg.patience:
+                    logger.info("probe: validation has not improved for %d evaluations; stopping at step %d",
+                                cfg.patience, done)
+                    break
     bar.close()
+    model.load_state_dict(best_state)
     seconds = time.perf_counter() - t0
-    token_bits = curve[-1].heldout_bits * heldout.n_tokens
+    bits = best.heldout_bits
+    token_bits = bits * heldout.n_tokens
     mask = mask_bits_array(heldout.cells, heldout.kept)
     pixels = int(heldout.pixels.sum())
-    logger.info("probe: %d steps in %.1f s on %s, held-out %.3f bits/token", cfg.steps, seconds, device,
-                curve[-1].heldout_bits)
+    logger.info("probe: %d steps (best %d) in %.1f s on %s, held-out %.3f bits/token", curve[-1].step, best.step,
+                seconds, device, bits)
     return ProbeResult(
         train_clips=train.n_clips, train_videos=train.n_videos, train_tokens=train.n_tokens,
         heldout_clips=heldout.n_clips, heldout_videos=heldout.n_videos, heldout_tokens=heldout.n_tokens,
         heldout_pixels=pixels,
-        bits_per_token=curve[-1].heldout_bits, bits_per_token_init=init_bits,
-        uniform_bits=math.log2(cfg.model.codebook_size),
-        unigram_bits=unigram_bits(train, heldout, cfg.model.codebook_size),
+        bits_per_token=bits, bits_per_token_init=init_bits,
+        uniform_bits=math.log2(cfg.model.codebook_size), unigram_bits=unigram,
         token_bits_per_clip=token_bits / heldout.n_clips, mask_bits_per_clip=float(mask.mean()),
         bits_per_pixel=(token_bits + float(mask.sum())) / pixels, bpp_tokens=token_bits / pixels,
         bpp_mask=float(mask.sum()) / pixels,
         mean_kept_fraction=float((heldout.kept / heldout.cells).mean()), chunks_cut=cut,
-        params=model.num_params(), device=str(device), seconds=seconds, curve=curve, config=cfg.to_dict(),
+        params=model.num_params(), device=str(device), seconds=seconds, best_step=best.step,
+        steps_run=curve[-1].step, validation_videos=val.n_videos if val is not None else 0,
+        validation_clips=val.n_clips if val is not None else 0, beats_unigram=bool(bits < unigram),
+        warnings=_warnings(heldout, val, bits, unigram, cfg.steps), curve=curve, config=cfg.to_dict(),
     )
