@@ -50,7 +50,7 @@ def first_router():
 
 
 def test_a_registered_router_tokenizes_and_budgets(first_router):
-    from pipeline.exec.tokenize_step import TokenizeConfig
+    from pipeline.tokenize.step import TokenizeConfig
     from tokenizer.api import AdaptiveClipTokenizer
     from tokenizer.eval.rate_distortion import RDConfig
 
