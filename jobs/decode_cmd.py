@@ -16,15 +16,13 @@ from jobs.options import json_option, storage_from, storage_options
 logger = logging.getLogger(__name__)
 
 
-def _rows_of(ds: Any, video: str) -> tuple[list[dict[str, Any]], str]:
+def _rows_of(reader: Any, video: str) -> tuple[list[dict[str, Any]], str]:
     """The dataset's rows of one video (video_id, source URI or file name), by clip index, and its video_id."""
     import pyarrow.compute as pc
 
-    from schemas.layout import token_part
-
     rows: list[dict[str, Any]] = []
-    for part in ds.read_manifest().parts:
-        table = ds.read_table(token_part(part.shard))
+    for part in reader.parts:
+        table = reader.read_part(part.shard)
         hit = pc.or_(pc.or_(pc.equal(table["video_id"], video), pc.equal(table["source_uri"], video)),
                      pc.ends_with(table["source_uri"], "/" + video))
         rows.extend(table.filter(hit).to_pylist())
@@ -57,19 +55,21 @@ def decode_cmd(dataset: str, video: str, clip_index: int | None, out_path: str, 
     from pipeline.decode.failures import VideoFailure
     from pipeline.decode.source import fetch_and_decode
     from pipeline.decode.step import DecodeConfig, DecodeStep
+    from pipeline.decode.compare_png import comparison_png
     from pipeline.decode.video_write import write_video
-    from pipeline.io.dataset import DatasetDir, DatasetNotReadyError
+    from pipeline.io.dataset import DatasetNotReadyError
+    from pipeline.io.reader import DatasetReader
     from tokenizer.detokenize import Detokenizer, TokenizerMismatchError, to_frames
     from tokenizer.eval.metrics import psnr
     from tokenizer.video import frames_to_tensor
 
     storage = storage_from(o)
-    ds = DatasetDir(dataset, storage)
+    reader = DatasetReader(dataset, storage)
     try:
-        manifest = ds.read_manifest()
+        manifest = reader.manifest
     except DatasetNotReadyError as exc:
         raise click.ClickException(str(exc)) from None
-    rows, video_id = _rows_of(ds, video)
+    rows, video_id = _rows_of(reader, video)
     if not rows:
         raise click.BadParameter(f"dataset {dataset} holds no clips of {video!r}", param_hint="--video-id")
     if clip_index is not None:
@@ -107,11 +107,9 @@ def decode_cmd(dataset: str, video: str, clip_index: int | None, out_path: str, 
     fps = float(rows[0]["fps"]) or 24.0
     out = Path(out_path)
     if png:
-        from jobs.demo_cmd import comparison_png
-
-        caption = f"{video_id} clips {[r['clip_index'] for r in rows]}"
-        comparison_png(source_frames if source_frames is not None else recon, recon, out, caption,
-                       n_frames=min(8, len(recon)))
+        shown = [("source", source_frames)] if source_frames is not None else []
+        comparison_png([*shown, ("decoded", recon)], out, f"{video_id} clips {[r['clip_index'] for r in rows]}",
+                       n_frames=8)
     else:
         write_video(out, recon, fps=fps)
     result = {

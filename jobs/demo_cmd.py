@@ -21,32 +21,6 @@ from jobs.options import clip_frames_option, json_option, parse_resolution, reso
 logger = logging.getLogger(__name__)
 
 
-LABEL_WIDTH = 120  # pixels of the row-label column
-CAPTION_HEIGHT = 16  # pixels of the caption strip
-
-
-def comparison_png(original: np.ndarray, reconstruction: np.ndarray, path: Path, caption: str,
-                   n_frames: int = 4) -> Path:
-    """PNG of `n_frames` frames spread over the clip: the original row above the reconstruction row,
-    each row labelled on the left, `caption` (clip, tokens, PSNR) on a strip at the top.
-    original / reconstruction: uint8 (T, H, W, 3)."""
-    from PIL import Image, ImageDraw
-
-    idx = np.linspace(0, len(original) - 1, n_frames).round().astype(int)
-    rows = [np.concatenate([frames[i] for i in idx], axis=1) for frames in (original, reconstruction)]
-    h, w = rows[0].shape[:2]
-    canvas = Image.new("RGB", (LABEL_WIDTH + w, CAPTION_HEIGHT + 2 * h), "white")
-    draw = ImageDraw.Draw(canvas)
-    draw.text((4, 2), caption, fill="black")
-    for r, (label, row) in enumerate(zip(("original", "reconstruction"), rows)):
-        top = CAPTION_HEIGHT + r * h
-        canvas.paste(Image.fromarray(row), (LABEL_WIDTH, top))
-        draw.text((4, top + h // 2 - 6), label, fill="black")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(path)
-    return path
-
-
 @click.command("demo")
 @click.option("--out", "out_dir", default="infotok-demo", show_default=True, type=click.Path(file_okay=False))
 @click.option("--checkpoint", default=None, help="Tokenizer checkpoint (default: the shipped one).")
@@ -68,13 +42,14 @@ def demo(out_dir: str, checkpoint: str | None, resolution: str, clip_frames: int
     from pipeline.plan.plan import PlanConfig
     from pipeline.exec.ray_exec import run_job
     from pipeline.tokenize.step import TokenizeConfig
+    from pipeline.decode.compare_png import comparison_png
     from pipeline.decode.video_write import write_video
     from pipeline.io.inputs import normalize_uri
     from pipeline.io.reader import DatasetReader
     from schemas.validate import validate_dataset
-    from tokenizer.adaptive.tokens import AdaptiveTokens
     from pipeline.job.prepare import PreflightError, preflight
-    from tokenizer.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_tokenizer, read_header
+    from tokenizer.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, read_header
+    from tokenizer.detokenize import Detokenizer
     from tokenizer.eval.metrics import psnr, ssim
     from tokenizer.video import frames_to_tensor, tensor_to_frames
 
@@ -110,7 +85,8 @@ def demo(out_dir: str, checkpoint: str | None, resolution: str, clip_frames: int
     for part in dataset.parts:
         for row in dataset.read_part(part.shard).to_pylist():
             rows_by_uri[row["source_uri"]].append(row)
-    tok = load_tokenizer(checkpoint)
+    detok = Detokenizer.from_checkpoint(checkpoint)
+    tok = detok.loaded
     step = DecodeStep(decode)
     table = []
     for path in videos:
@@ -120,18 +96,8 @@ def demo(out_dir: str, checkpoint: str | None, resolution: str, clip_frames: int
         rows = sorted(rows_by_uri[normalize_uri(str(path))], key=lambda r: r["clip_index"])
         if not rows:
             raise click.ClickException(f"the dataset {job.output} holds no clips of {path}")
-        recon_clips = []
-        for row in rows:  # rebuild each clip from what the dataset stores: ids + packed mask
-            grid = (row["grid_t"], row["grid_h"], row["grid_w"])
-            ids = np.asarray(row["tokens"], dtype=np.uint16)
-            with torch.no_grad():
-                if tok.adaptive is not None:
-                    stored = AdaptiveTokens(ids=ids, mask=row["mask"], grid=grid, info=row["info"],
-                                            rate=row["rate"], beta=row["beta"])
-                    video = tok.adaptive.detokenize(stored)
-                else:
-                    video = tok.model.decode_indices(torch.from_numpy(ids.astype(np.int64)).reshape(1, *grid))
-            recon_clips.append(video)
+        # rebuild each clip from what the dataset stores: ids + packed mask
+        recon_clips = detok.decode_rows(rows, dataset.manifest.tokenizer_id)
         original = torch.cat([frames_to_tensor(c.frames) for c in decoded.clips])
         recon = torch.cat(recon_clips)
         n_tokens = sum(r["n_tokens"] for r in rows)
@@ -150,7 +116,8 @@ def demo(out_dir: str, checkpoint: str | None, resolution: str, clip_frames: int
             "ssim": float(ssim(recon, original).mean()),
             "reconstruction": str(write_video(out / "reconstructions" / path.name, recon_frames,
                                               fps=decoded.source.fps)),
-            "compare_png": str(comparison_png(orig_frames, recon_frames, out / "compare" / f"{path.stem}.png",
+            "compare_png": str(comparison_png([("original", orig_frames), ("reconstruction", recon_frames)],
+                                              out / "compare" / f"{path.stem}.png",
                                               caption)),
         })
     if as_json:
