@@ -47,6 +47,11 @@ class FixedRateClipTokenizer:
         self.router = PAPER_ROUTER  # info is I(x); no budget is ever applied
         self.expected_info = 1.0  # unused: rate is always 1
 
+    @property
+    def passes(self) -> tuple[float, float, float]:
+        """(encoder, decoder, compressor) passes per clip: the decoder pass measures I(x)."""
+        return (1.0, 1.0, 0.0)
+
     @torch.no_grad()
     def tokenize(self, video: torch.Tensor, beta: float, expected_info: float | None = None) -> list[ClipTokenization]:
         enc = self.model.encode(video)
@@ -75,6 +80,13 @@ class AdaptiveClipTokenizer:
         self.router = router
         mean = model.mean_signal(router)
         self.expected_info: float | None = mean if math.isfinite(mean) and mean > 0 else None
+
+    @property
+    def passes(self) -> tuple[float, float, float]:
+        """(encoder, decoder, compressor) passes per clip of its router, the final compressor pass included."""
+        from tokenizer.adaptive.routers.registry import get_router
+
+        return tuple(float(p) for p in get_router(self.router).passes(self.model))  # type: ignore[return-value]
 
     @torch.no_grad()
     def tokenize(self, video: torch.Tensor, beta: float, expected_info: float | None = None) -> list[ClipTokenization]:

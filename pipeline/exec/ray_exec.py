@@ -47,7 +47,7 @@ def run_job(job: JobConfig, address: str | None = None, overwrite: bool = False,
             pool = ActorPool(job, ShardWorker, workers_out)
             meta = pool.start()
             prepared = prepare_output(job, meta, overwrite=overwrite, plan=plan, retry_errors=retry_errors)
-            totals = _dispatch(job, prepared, pool, progress, t0, lease.info.token)
+            totals = _dispatch(job, prepared, pool, progress, lease.info.token)
             lease.check()
             return _finalise(job, prepared, pool, meta, totals, t0)
         finally:
@@ -84,14 +84,16 @@ def _cause(exc: BaseException) -> str:
     return " ".join(f"{type(inner).__name__}: {inner}".split())[:500]
 
 
-def _dispatch(job: JobConfig, prepared: Prepared, pool: ActorPool, progress: bool, t0: float,
+def _dispatch(job: JobConfig, prepared: Prepared, pool: ActorPool, progress: bool,
               lease_token: str | None = None) -> _Totals:
     """Every shard still to do, one at a time per actor. A shard whose actor died or whose task failed
     (a transient failure is never committed: `process_shard` raises) is tried again after a backoff,
     up to `max_shard_attempts` tries; then it is left uncommitted and the others go on."""
     import ray
-    from ray.exceptions import RayActorError, RayTaskError
-    from tqdm import tqdm
+    from ray.exceptions import RayActorError, RayError, RayTaskError
+
+    from pipeline.exec.board import ProgressBoard
+    from pipeline.job.progress import JobProgress, speed_line
 
     ex = job.execution
     plan = prepared.plan
@@ -113,7 +115,30 @@ def _dispatch(job: JobConfig, prepared: Prepared, pool: ActorPool, progress: boo
                 pool.drop(w)
         idle.extend(pool.grow())
         pool.look()
-    bar = tqdm(total=plan.n_shards, initial=len(prepared.done), desc="shards", unit="shard", disable=not progress)
+    first = pool.describe.get(next(iter(pool.slots)), {}) if pool.slots else {}
+    line = speed_line(first.get("device", job.tokenize.device), len(pool.slots), tuple(job.decode.resolution),
+                      job.decode.clip_frames, job.tokenize.router, tuple(first.get("passes", (1, 1, 0))))
+    logger.info("%s", line)
+    done_videos = sum(len(plan.shard(s).entries) for s in prepared.done)
+    bar = JobProgress(plan.n_videos, done_videos, plan.n_shards, len(prepared.done), enabled=progress)
+    if prepared.todo:
+        bar.note(line)
+    board = ray.remote(ProgressBoard).options(num_cpus=0).remote()  # running shards post (videos, clips) here
+    show_at = 0.0
+
+    def show() -> None:
+        # at most once a second: one small actor call
+        nonlocal show_at
+        if not progress or time.monotonic() < show_at:
+            return
+        show_at = time.monotonic() + 1.0
+        try:
+            videos, clips = ray.get(board.totals.remote(), timeout=10)
+        except RayError:  # the board is best effort: the job goes on without the line
+            return
+        bar.show(videos, clips, len(prepared.done) + committed, totals.errors)
+
+    committed = 0
 
     def dispatch() -> None:
         while idle:
@@ -125,7 +150,7 @@ def _dispatch(job: JobConfig, prepared: Prepared, pool: ActorPool, progress: boo
                 return
             w = idle.pop()
             entries = [e.to_dict() for e in plan.shard(shard).entries]
-            running[pool.handle(w).run_shard.remote(shard, entries, lease_token)] = (shard, attempt, w)
+            running[pool.handle(w).run_shard.remote(shard, entries, lease_token, board)] = (shard, attempt, w)
 
     try:
         dispatch()
@@ -136,8 +161,9 @@ def _dispatch(job: JobConfig, prepared: Prepared, pool: ActorPool, progress: boo
                 continue
             if time.monotonic() >= refresh_at:
                 refresh()
-            due = [refresh_at] + ([later[0][0]] if later and idle else [])
+            due = [refresh_at, time.monotonic() + 1.0] + ([later[0][0]] if later and idle else [])
             ready, _ = ray.wait(list(running), num_returns=1, timeout=max(0.0, min(due) - time.monotonic()))
+            show()
             if not ready:
                 dispatch()
                 continue
@@ -164,13 +190,13 @@ def _dispatch(job: JobConfig, prepared: Prepared, pool: ActorPool, progress: boo
             totals.tokens += commit["n_tokens"]
             totals.errors += commit["n_errors"]
             totals.nodes.add(pool.describe.get(w, {}).get("node") or str(w))
-            elapsed = max(time.monotonic() - t0, 1e-9)
-            bar.set_postfix(videos=totals.videos, clips=totals.clips, errors=totals.errors,
-                            clips_s=f"{totals.clips / elapsed:.2f}")
-            bar.update(1)
+            committed += 1
+            show_at = 0.0
+            show()
             dispatch()
     finally:
         bar.close()
+        ray.kill(board)
     return totals
 
 

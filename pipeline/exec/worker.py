@@ -66,7 +66,8 @@ class ShardWorker:
         import ray
 
         return {"node": ray.get_runtime_context().get_node_id(), "gpu_ids": _gpu_ids(),
-                "device": str(self.step.device), "threads": self.threads, "note": self.note, "pid": os.getpid()}
+                "device": str(self.step.device), "threads": self.threads, "note": self.note, "pid": os.getpid(),
+                "passes": list(self.step.passes)}
 
     def file_meta(self) -> dict[str, Any]:
         return self.step.file_meta.to_dict()
@@ -74,7 +75,9 @@ class ShardWorker:
     def pid(self) -> int:
         return os.getpid()
 
-    def run_shard(self, shard_id: int, entries: list[dict[str, Any]], lease_token: str | None = None) -> dict[str, Any]:
+    def run_shard(self, shard_id: int, entries: list[dict[str, Any]], lease_token: str | None = None,
+                  board: Any = None) -> dict[str, Any]:
+        """Tokenize and commit one shard; its running totals go to `board` (a ProgressBoard actor) when given."""
         from pipeline.io.lease import check_lease
         from pipeline.tokenize.shard import process_shard
 
@@ -87,4 +90,6 @@ class ShardWorker:
                 self.local = local_decoder(self.job, slots=self.threads)
             results = self.local.decodes([e.uri for e in es])
         check = None if lease_token is None else (lambda: check_lease(self.ds, lease_token))
-        return process_shard(shard_id, es, results, self.step, self.ds, before_commit=check).to_dict()
+        post = None if board is None else (lambda videos, clips: board.post.remote(shard_id, videos, clips))
+        return process_shard(shard_id, es, results, self.step, self.ds, before_commit=check,
+                             on_progress=post).to_dict()

@@ -10,6 +10,7 @@ in one process.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from pipeline.decode.isolate import IsolatedDecoderPool
 from pipeline.decode.source import FaultableDecode
@@ -32,13 +33,15 @@ def local_decoder(job: JobConfig, slots: int) -> IsolatedDecoderPool:
 
 
 def run_local_shard(job: JobConfig, shard_id: int, entries: list[ManifestEntry], step: TokenizeStep | None = None,
-                    slots: int = 1) -> ShardCommit:
+                    slots: int = 1, on_progress: Callable[[int, int], None] | None = None) -> ShardCommit:
     """Decode, tokenize and commit shard `shard_id` (its plan entries, in plan order) into
     `job.output`, in this process. step: a tokenize step to reuse (None: built from
-    `job.tokenize`); slots: decoder child processes."""
+    `job.tokenize`); slots: decoder child processes; on_progress(videos, clips): the shard's
+    running totals (`process_shard`)."""
     step = step if step is not None else TokenizeStep(job.tokenize)
     decoder = local_decoder(job, slots)
     results = decoder.decodes([e.uri for e in entries])
-    commit = process_shard(shard_id, entries, results, step, DatasetDir(job.output, job.storage))
+    commit = process_shard(shard_id, entries, results, step, DatasetDir(job.output, job.storage),
+                           on_progress=on_progress)
     logger.info("shard %d committed locally: %d rows, %d errors", shard_id, commit.n_rows, commit.n_errors)
     return commit

@@ -43,13 +43,20 @@ def process_shard(
     step: TokenizeStep,
     ds: DatasetDir,
     before_commit: Callable[[], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> ShardCommit:
-    """Tokenize a shard from its decode results (one per entry, in entry order) and commit it."""
+    """Tokenize a shard from its decode results (one per entry, in entry order) and commit it.
+    on_progress(videos, clips): the shard's running totals, after each video and each model batch."""
     rows: list[ClipTokens] = []
     errors: list[ErrorRow] = []
     pending: list[PendingClip] = []
     bs = step.config.batch_size
     n_results = 0
+
+    def report() -> None:
+        if on_progress is not None:
+            on_progress(n_results, len(rows))
+
     for entry, result in zip(entries, results):
         n_results += 1
         if isinstance(result, VideoFailure):
@@ -58,14 +65,18 @@ def process_shard(
                                           f"({result.error_type}: {result.message}); nothing of the shard was "
                                           "committed")
             errors.append(failure_row(entry, result))
+            report()
             continue
         for clip in result.clips:
             pending.append(PendingClip(video_id=entry.video_id, uri=entry.uri, source=result.source, clip=clip))
         while len(pending) >= bs:
             rows += step(pending[:bs])
             pending = pending[bs:]
+            report()
+        report()
     if n_results != len(entries):
         raise RuntimeError(f"shard {shard_id}: {n_results} decode results for {len(entries)} videos")
     if pending:
         rows += step(pending)
+    report()
     return write_shard(ds, shard_id, rows, errors, step.file_meta, before_commit=before_commit)

@@ -89,6 +89,11 @@ class TokenizeStep:
             torch.backends.cudnn.deterministic = True
 
     @property
+    def passes(self) -> tuple[float, float, float]:
+        """(encoder, decoder, compressor) model passes per clip (what its router costs)."""
+        return self.tokenizer.passes
+
+    @property
     def file_meta(self) -> TokenFileMeta:
         return TokenFileMeta(tokenizer_id=self.tokenizer.tokenizer_id, beta=float(self.config.beta),
                              expected_info=float(self.expected_info), router=self.tokenizer.router)
