@@ -25,6 +25,14 @@ from jobs.options import json_option, storage_from, storage_options
 _SUMMARY_COLUMNS = ["n_tokens", "rate", "frame_count", "height", "width", "grid_t", "grid_h", "grid_w"]
 
 
+def token_bins(lo: int, hi: int, bins: int) -> np.ndarray:
+    """Integer bin edges over token counts lo..hi: one bin per count when there are at most `bins`
+    distinct counts (a dataset whose clips all keep the same count gets one bin), else `bins`
+    bins of equal integer width."""
+    width = max(1, -(-(hi - lo + 1) // bins))
+    return np.arange(lo, hi + width + 1, width, dtype=np.float64)
+
+
 def dataset_summary(ds: DatasetDir, bins: int = 10) -> dict[str, Any]:
     """Summary of a finished dataset (raises DatasetNotReadyError without a manifest, ValueError for
     a part that differs from its commit)."""
@@ -47,7 +55,7 @@ def dataset_summary(ds: DatasetDir, bins: int = 10) -> dict[str, Any]:
     bits = float(n.sum()) * math.log2(m.codebook_size)
     hist: dict[str, Any] = {"edges": [], "counts": []}
     if n.size:
-        counts, edges = np.histogram(n, bins=bins)
+        counts, edges = np.histogram(n, bins=token_bins(int(n.min()), int(n.max()), bins))
         hist = {"edges": [float(x) for x in edges], "counts": [int(x) for x in counts]}
     return {
         "root": ds.root,
@@ -90,7 +98,8 @@ def inspect_cmd(dataset: str, as_json: bool, **o: Any) -> None:
         click.echo(json.dumps(s, indent=1))
         return
     click.echo(f"dataset      {s['root']}  (schema v{s['schema_version']}, tokenizer {s['tokenizer_id']})")
-    click.echo(f"router       {s['router']}, beta {s['beta']:g}, {get_router(s['router']).signal_name} {s['expected_info']:.4g}   "
+    signal = get_router(s["router"]).signal_name
+    click.echo(f"router       {s['router']}, beta {s['beta']:g}, {signal} {s['expected_info']:.4g}   "
                f"created {s['created_at']}")
     click.echo(f"counts       {s['shards']} shards, {s['videos']} videos, {s['clips']} clips, {s['tokens']} tokens, "
                f"{s['errors']} errors")
@@ -99,7 +108,9 @@ def inspect_cmd(dataset: str, as_json: bool, **o: Any) -> None:
     h = tpc["histogram"]
     peak = max(h["counts"], default=0) or 1
     for i, c in enumerate(h["counts"]):
-        click.echo(f"  [{h['edges'][i]:9.0f}, {h['edges'][i + 1]:9.0f})  {c:8d}  {'#' * round(40 * c / peak)}")
+        lo, hi = int(h["edges"][i]), int(h["edges"][i + 1]) - 1  # counts lo..hi, both included
+        label = f"{lo:9d}" + (f" .. {hi:<9d}" if hi > lo else " " * 13)
+        click.echo(f"  {label}  {c:8d}  {'#' * round(40 * c / peak)}")
     click.echo(f"mean rate    {s['mean_rate']:.4f}")
     click.echo(f"BPP16        {s['bpp16']:.4f}  (with mask bits {s['bpp16_with_mask']:.4f})")
     click.echo(f"on disk      {s['token_bytes']} bytes of token parts")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from test_schemas import META, make_clips
@@ -69,3 +71,29 @@ def test_read_only_commands_exit_0_every_time(root: str) -> None:
     codes = [subprocess.run([sys.executable, "-m", "jobs.cli", cmd, root, "--json"], env=env,
                             capture_output=True).returncode for cmd in ("inspect", "status", "validate") * 6]
     assert codes == [0] * 18
+
+
+def test_histogram_has_one_bin_per_count_when_clips_share_a_length(tmp_path: Path) -> None:
+    from test_schemas import make_clip
+
+    from jobs.dataset_cmds import token_bins
+    from schemas.mask import pack_mask
+
+    rng = np.random.default_rng(0)
+    same = []
+    for i in range(6):  # every clip keeps all 24 cells of a (2, 3, 4) grid
+        c = make_clip(rng, i // 3, i % 3, grid=(2, 3, 4))
+        same.append(dataclasses.replace(c, tokens=rng.integers(0, 64000, 24).astype(np.uint16),
+                                        mask=pack_mask(np.ones((2, 3, 4), bool)), rate=1.0))
+    r = str(tmp_path / "same")
+    write_shard(DatasetDir(r), 0, same, [], META)
+    write_manifest(DatasetDir(r), {})
+    res = CliRunner().invoke(main, ["inspect", r, "--json"])
+    assert res.exit_code == 0, res.output
+    h = json.loads(res.output)["tokens_per_clip"]["histogram"]
+    assert h == {"edges": [24.0, 25.0], "counts": [6]}  # one bin, not ten identical ones
+    text = CliRunner().invoke(main, ["inspect", r]).output
+    assert sum(1 for line in text.splitlines() if line.rstrip().endswith("#")) == 1
+    assert list(token_bins(40, 45, 10)) == [40, 41, 42, 43, 44, 45, 46]  # one bin per count
+    edges = token_bins(10, 1000, 10)
+    assert len(edges) == 11 and edges[0] == 10 and edges[-1] > 1000 and set(np.diff(edges)) == {100}
