@@ -33,10 +33,32 @@ _COMMANDS: dict[str, str] = {
 }
 
 
+# what to do about failures whose own message does not say (by exception type, anywhere in the chain
+# or named in a message that wraps it)
+_HINTS: dict[str, str] = {
+    "NoCredentialsError": "no AWS credentials were found: give --profile NAME, set AWS_ACCESS_KEY_ID and "
+                          "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), or --anon for a public bucket",
+}
+
+
+def _hint(exc: BaseException) -> str | None:
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if type(cur).__name__ in _HINTS:
+            return _HINTS[type(cur).__name__]
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
 def one_line(exc: BaseException) -> str:
-    """`Type: message` on one line (what a failed command prints without -v)."""
+    """`Type: message` on one line (what a failed command prints without -v), with what to do when
+    the message alone does not say (`_HINTS`)."""
     text = " ".join(str(exc).split()) or "(no message)"
-    return text if isinstance(exc, click.ClickException) else f"{type(exc).__name__}: {text}"
+    line = text if isinstance(exc, click.ClickException) else f"{type(exc).__name__}: {text}"
+    hint = _hint(exc) or next((h for name, h in _HINTS.items() if f"{name}:" in line), None)
+    return f"{line} ({hint})" if hint and hint not in line else line
 
 
 class LazyGroup(click.Group):
@@ -46,7 +68,12 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
+        except click.UsageError:
+            raise
+        except click.ClickException as exc:  # a command's own one-line error: add what to do, if known
+            exc.message = one_line(exc)
+            raise
+        except (click.exceptions.Exit, click.Abort):
             raise
         except Exception as exc:  # noqa: BLE001 - the one place that turns a failure into an exit status
             if ctx.params.get("verbose"):

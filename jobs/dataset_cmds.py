@@ -98,8 +98,8 @@ def inspect_cmd(dataset: str, as_json: bool, **o: Any) -> None:
         click.echo(json.dumps(s, indent=1))
         return
     click.echo(f"dataset      {s['root']}  (schema v{s['schema_version']}, tokenizer {s['tokenizer_id']})")
-    signal = get_router(s["router"]).signal_name
-    click.echo(f"router       {s['router']}, beta {s['beta']:g}, {signal} {s['expected_info']:.4g}   "
+    basis = get_router(s["router"]).budget_basis(s["expected_info"])
+    click.echo(f"router       {s['router']}, beta {s['beta']:g}, {basis}   "
                f"created {s['created_at']}")
     click.echo(f"counts       {s['shards']} shards, {s['videos']} videos, {s['clips']} clips, {s['tokens']} tokens, "
                f"{s['errors']} errors")

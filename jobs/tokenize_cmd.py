@@ -70,7 +70,7 @@ def tokenize(input_uri: str, output: str, address: str | None, overwrite: bool, 
     click.echo(f"{result.output}: {result.n_shards} shards ({result.shards_skipped} already done), "
                f"{result.clips} clips, {result.tokens} tokens, {result.errors} errors in {result.seconds:.1f}s "
                f"(tokenizer {result.tokenizer_id}, {result.router} router, beta {result.beta:g} with "
-               f"{get_router(result.router).signal_name} {result.expected_info:.6g}, {source})")
+               f"{get_router(result.router).budget_basis(result.expected_info)}, {source})")
 
 
 @click.command("status")

@@ -64,7 +64,7 @@ def test_missing_s3_credentials_are_one_line(s3_endpoint, s3_bucket, tiny_checkp
         [sys.executable, "-m", "jobs.cli", "tokenize", f"s3://{s3_bucket}/videos", str(tmp_path / "out"),
          "--checkpoint", tiny_checkpoint, "--endpoint-url", s3_endpoint],
         env=env, capture_output=True, text=True, timeout=300)
-    _one_error_line(proc, 1, f"s3://{s3_bucket}/videos", "credentials")
+    _one_error_line(proc, 1, f"s3://{s3_bucket}/videos", "credentials", "--profile", "AWS_ACCESS_KEY_ID", "--anon")
 
 
 def test_status_and_inspect_of_no_dataset_fail(tmp_path):

@@ -79,3 +79,11 @@ def test_an_unregistered_router_is_unknown():
     with pytest.raises(ValueError, match="unknown router 'first'; choose from elbo, gain, gain2, latent"):
         check_router_name("first")
     assert router_names() == ("elbo", "gain", "gain2", "latent")
+
+
+def test_summaries_name_what_set_the_budgets():
+    from tokenizer.adaptive.routers.registry import get_router
+
+    assert get_router("gain").budget_basis(1.9275) == "E[s] 1.9275"
+    # gain2's recorded E[s] is its curves' mean slope, not gain's E[s]: it is not printed as one
+    assert get_router("gain2").budget_basis(1.83095) == "its calibration curves"

@@ -100,6 +100,10 @@ class Router(ABC):
         """Refuse, before any model pass, what `budget` would refuse (a missing E[signal])."""
         self.check_mean(self.mean_signal(model) if mean_info is None else mean_info)
 
+    def budget_basis(self, expected_info: float) -> str:
+        """What a dataset's budgets were set from, as summaries print it: its E[signal] and value."""
+        return f"{self.signal_name} {expected_info:.6g}"
+
     def check_mean(self, mean_info: float) -> float:
         """E[signal] as a float; raise ValueError, saying how to set it, unless finite and > 0."""
         m = float(mean_info)

@@ -52,6 +52,11 @@ class Gain2Router(Router):
         return Scored(encoding=encoding, scores=scores, signal=curve_slope(curve, rates), router=self.name,
                       curve=curve.float(), curve_rates=rates)
 
+    def budget_basis(self, expected_info: float) -> str:
+        # its E[s] (the curves' mean slope) is only recorded: printing it beside gain's E[s], a
+        # different figure under the same name, misled readers
+        return "its calibration curves"
+
     def passes(self, model: AdaptiveTokenizer) -> tuple[float, float, float]:
         k = len(curve_rates(model))  # the full rate and each probe: decoder + compressor, then the final compressor
         return (1, float(k), float(k + 1))
