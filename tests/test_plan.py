@@ -307,3 +307,31 @@ def test_parallel_listing_hands_on_a_failure_and_stops(monkeypatch: pytest.Monke
             time.sleep(0.001)
     assert len(served) < 3000  # the healthy listings were not run to their end
     assert threading.active_count() <= before
+
+
+def test_growth_names_new_videos_and_finds_byte_identical_copies(video_dir: Path, tmp_path: Path, caplog) -> None:
+    import logging
+    import shutil
+
+    from pipeline.job.job import JobConfig
+    from pipeline.job.prepare import _apply_growth
+    from pipeline.plan.copies import find_copies
+
+    _touch(video_dir, ["a.mp4", "b.mp4", "c.mp4"])  # sizes 1, 2, 3
+    src, cfg = InputConfig(uri=str(video_dir)), PlanConfig(videos_per_shard=2)
+    old = make_plan(src, cfg)
+    shutil.copy(video_dir / "b.mp4", video_dir / "z-copy-of-b.mp4")  # same bytes, new name
+    (video_dir / "y-new.mp4").write_bytes(b"y" * 3)  # the size of c.mp4, other bytes
+    plan, growth, _ = old.grow(make_plan(src, cfg))
+    new_shards = plan.generation_shards()[-1]
+    assert growth.added == 2 and list(new_shards) == [2]
+    assert find_copies(plan, new_shards) == [(str(video_dir / "z-copy-of-b.mp4"), str(video_dir / "b.mp4"))]
+
+    out = tmp_path / "out"
+    out.mkdir()
+    job = JobConfig(input=str(video_dir), output=str(out))
+    with caplog.at_level(logging.WARNING, logger="pipeline.job.prepare"):
+        _apply_growth(DatasetDir(str(out)), job, plan, growth, set())
+    text = caplog.text
+    assert f"2 new videos in shards 2..2: {video_dir / 'y-new.mp4'}, {video_dir / 'z-copy-of-b.mp4'}" in text
+    assert "1 of the new videos are byte-identical copies" in text and f"= {video_dir / 'b.mp4'}" in text

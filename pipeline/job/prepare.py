@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 
 from pipeline.job.job import JobConfig, content_diff
+from pipeline.plan.copies import find_copies
 from pipeline.plan.plan import Growth, Plan, make_plan
 from pipeline.plan.files import is_generation_file
 from pipeline.plan.store import load_plan, save_plan
@@ -35,6 +36,8 @@ from schemas.manifest import ShardCommit
 from schemas.tokens import SCHEMA_NAME, TokenFileMeta
 
 logger = logging.getLogger(__name__)
+
+NAMED_NEW = 5  # new videos (and copies) a growth message names
 
 
 class OutputMismatchError(ValueError):
@@ -109,8 +112,20 @@ def _apply_growth(ds: DatasetDir, job: JobConfig, plan: Plan, growth: Growth, re
         logger.warning("%s: redoing %d shards that hold removed or changed videos", job.output, len(redo))
     if growth.added:
         ids = plan.generation_shards()[-1]
-        logger.warning("%s: generation %d: %d new videos in shards %d..%d", job.output, len(plan.generations) - 1,
-                       growth.added, ids.start, ids.stop - 1)
+        names: list[str] = []
+        for shard in ids:
+            names += [e.uri for e in plan.shard(shard).entries][: NAMED_NEW - len(names)]
+            if len(names) >= NAMED_NEW:
+                break
+        more = f" and {growth.added - len(names)} more" if growth.added > len(names) else ""
+        logger.warning("%s: generation %d: %d new videos in shards %d..%d: %s%s", job.output,
+                       len(plan.generations) - 1, growth.added, ids.start, ids.stop - 1, ", ".join(names), more)
+        copies = find_copies(plan, ids, job.storage)
+        if copies:
+            shown = ", ".join(f"{new} = {old}" for new, old in copies[:NAMED_NEW])
+            logger.warning("%s: %d of the new videos are byte-identical copies of videos already planned, tokenized "
+                           "again under their new names: %s%s", job.output, len(copies), shown,
+                           " ..." if len(copies) > NAMED_NEW else "")
     save_plan(ds, plan)
 
 
