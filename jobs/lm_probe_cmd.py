@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
               help="Training steps at most (training stops earlier when the validation split stops improving).")
 @click.option("--validation-fraction", default=0.2, show_default=True, type=click.FloatRange(0, 1, max_open=True),
               help="Share of the training videos (by hash) that decides early stopping; 0 trains all --steps.")
-@click.option("--patience", default=3, show_default=True, type=click.IntRange(min=1),
+@click.option("--patience", default=5, show_default=True, type=click.IntRange(min=1),
               help="Evaluations without a better validation figure before training stops.")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1), help="Chunks per step.")
 @click.option("--lr", default=2e-3, show_default=True, type=click.FloatRange(min=0, min_open=True),
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 @click.option("--layers", default=2, show_default=True, type=click.IntRange(min=1), help="Transformer blocks.")
 @click.option("--heads", default=4, show_default=True, type=click.IntRange(min=1), help="Attention heads.")
 @click.option("--eval-every", default=0, show_default=True, type=click.IntRange(min=0),
-              help="Held-out evaluation period in steps (0: a tenth of --steps).")
+              help="Evaluation period in steps (0: a tenth of --steps, at most an epoch of a small training set).")
 @click.option("--heldout-fraction", default=0.2, show_default=True,
               type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="Share of videos held out (by a hash of video_id, never by row).")

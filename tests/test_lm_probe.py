@@ -177,9 +177,13 @@ def test_probe_stops_when_validation_worsens_and_says_the_figure_is_not_the_data
     assert res.bits_per_token == best.heldout_bits  # the best validation step's model is the one reported
     vals = [p.val_bits for p in res.curve]
     assert best.val_bits == min(vals)
-    assert not res.beats_unigram or res.bits_per_token < res.unigram_bits
+    assert res.beats_baselines == (res.bits_per_token < min(res.unigram_bits, res.uniform_bits))
     text = " ".join(res.warnings)
     assert "1 video(s) / 3 clip(s): too few" in text
+    if res.best_step == 0:  # nothing learnt that carried to the validation videos: said plainly
+        assert "never improved on its validation videos" in text
+    if not res.beats_baselines:
+        assert "does not beat the" in text
 
 
 def test_probe_without_room_for_validation_trains_all_steps_and_says_so() -> None:

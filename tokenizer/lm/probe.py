@@ -39,11 +39,14 @@ from tokenizer.lm.model import ProbeModelConfig
 logger = logging.getLogger(__name__)
 
 
+MIN_EVAL_PERIOD = 5  # steps between evaluations at the least (each costs a pass over the validation videos)
+
+
 @dataclass(frozen=True)
 class ProbeConfig(FrozenConfig):
     """steps (the cap), batch_size (chunks per step), lr (AdamW peak; linear warmup over the first 10%
     of steps, at most 50, then cosine to 10% of it), max_len (kept tokens per chunk), eval_every
-    (evaluation period in steps; 0: steps // 10), seed (model init and batch order),
+    (evaluation period in steps; 0: steps // 10, at most one epoch of the training chunks), seed (model init and batch order),
     heldout_fraction (share of videos, by hash, held out), validation_fraction (share of the
     training videos, by another hash, that decides early stopping; 0: train all `steps`), patience
     (evaluations without a better validation figure before stopping), device, threads (torch CPU
@@ -57,7 +60,7 @@ class ProbeConfig(FrozenConfig):
     seed: int = 0
     heldout_fraction: float = 0.2
     validation_fraction: float = 0.2
-    patience: int = 3
+    patience: int = 5
     device: str = "auto"
     threads: int = 0
     model: ProbeModelConfig = ProbeModelConfig()
@@ -83,9 +86,15 @@ class ProbeConfig(FrozenConfig):
             raise ValueError(f"threads must be >= 0, got {self.threads}")
         check_device_spec(self.device)
 
-    @property
-    def eval_period(self) -> int:
-        return self.eval_every or max(1, self.steps // 10)
+    def eval_period(self, train_chunks: int | None = None) -> int:
+        """eval_every, or by default steps // 10, but at least once an epoch of `train_chunks`
+        (a small training set overfits within a few epochs: early stopping has to look that often)."""
+        if self.eval_every:
+            return self.eval_every
+        period = max(1, self.steps // 10)
+        if train_chunks is not None:
+            period = min(period, max(MIN_EVAL_PERIOD, -(-train_chunks // self.batch_size)))
+        return period
 
 
 @dataclass(frozen=True)
@@ -110,8 +119,8 @@ class ProbeResult:
     reference; mask_bits_per_clip / token_bits_per_clip: means over held-out clips;
     bits_per_pixel = bpp_tokens + bpp_mask. best_step / steps_run: where the reported model was
     taken and where training stopped; validation_videos: the training videos that decided it
-    (0: no split); beats_unigram: bits_per_token < unigram_bits; warnings: plain sentences on
-    why the figure may not measure the dataset.
+    (0: no split); beats_baselines: bits_per_token below both the unigram and the uniform
+    figure; warnings: plain sentences on why the figure may not measure the dataset.
     """
 
     train_clips: int
@@ -139,7 +148,7 @@ class ProbeResult:
     steps_run: int = 0
     validation_videos: int = 0
     validation_clips: int = 0
-    beats_unigram: bool = False
+    beats_baselines: bool = False
     warnings: list[str] = field(default_factory=list)
     curve: list[CurvePoint] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
@@ -227,8 +236,10 @@ MIN_HELDOUT_VIDEOS = 3
 MIN_HELDOUT_CLIPS = 8
 
 
-def _warnings(heldout: ClipCorpus, val: ClipCorpus | None, bits: float, unigram: float, steps: int) -> list[str]:
+def _warnings(train: ClipCorpus, heldout: ClipCorpus, val: ClipCorpus | None, best: CurvePoint, unigram: float,
+              uniform: float, steps: int) -> list[str]:
     out = []
+    bits = best.heldout_bits
     if heldout.n_videos < MIN_HELDOUT_VIDEOS or heldout.n_clips < MIN_HELDOUT_CLIPS:
         out.append(f"the held-out set is {heldout.n_videos} video(s) / {heldout.n_clips} clip(s): too few for a "
                    f"stable figure (want >= {MIN_HELDOUT_VIDEOS} videos and {MIN_HELDOUT_CLIPS} clips); use a larger "
@@ -236,10 +247,15 @@ def _warnings(heldout: ClipCorpus, val: ClipCorpus | None, bits: float, unigram:
     if val is None:
         out.append(f"no validation split (fewer than 3 training videos or --validation-fraction 0): trained all "
                    f"{steps} steps without early stopping")
-    if not bits < unigram:
-        out.append(f"the probe ({bits:.3f} bits/token) does not beat the unigram baseline ({unigram:.3f}): the "
+    if val is not None and best.step == 0:
+        out.append(f"the probe never improved on its validation videos: from {train.n_tokens} training tokens it "
+                   f"learnt nothing, and the figure is the untrained model's; the dataset is too small to measure "
+                   f"(tokenize more clips)")
+    baseline, name = min((unigram, "unigram"), (uniform, "uniform"))
+    if not bits < baseline:
+        out.append(f"the probe ({bits:.3f} bits/token) does not beat the {name} baseline ({baseline:.3f}): the "
                    f"training set is too small for the model to learn context, so this figure does not measure "
-                   f"the dataset; compare datasets by their unigram figure, or measure a larger dataset")
+                   f"the dataset; measure a larger dataset")
     return out
 
 
@@ -287,6 +303,7 @@ def run_probe(train: ClipCorpus, heldout: ClipCorpus, cfg: ProbeConfig, progress
     best = curve[0]
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     since_best = 0
+    eval_period = cfg.eval_period(len(train_chunks.start))
     sum_bits, sum_tokens = 0.0, 0
     model.train()
     bar = tqdm(total=cfg.steps, disable=not progress, desc="lm-probe", unit="step")
@@ -306,7 +323,7 @@ def run_probe(train: ClipCorpus, heldout: ClipCorpus, cfg: ProbeConfig, progress
         sum_tokens += n
         bar.update(1)
         done = step + 1
-        if done % cfg.eval_period == 0 or done == cfg.steps:
+        if done % eval_period == 0 or done == cfg.steps:
             held = evaluate(model, heldout, held_chunks, device) / heldout.n_tokens
             point = CurvePoint(done, sum_bits / max(sum_tokens, 1), held, val_bits())
             curve.append(point)
@@ -343,6 +360,8 @@ def run_probe(train: ClipCorpus, heldout: ClipCorpus, cfg: ProbeConfig, progress
         mean_kept_fraction=float((heldout.kept / heldout.cells).mean()), chunks_cut=cut,
         params=model.num_params(), device=str(device), seconds=seconds, best_step=best.step,
         steps_run=curve[-1].step, validation_videos=val.n_videos if val is not None else 0,
-        validation_clips=val.n_clips if val is not None else 0, beats_unigram=bool(bits < unigram),
-        warnings=_warnings(heldout, val, bits, unigram, cfg.steps), curve=curve, config=cfg.to_dict(),
+        validation_clips=val.n_clips if val is not None else 0,
+        beats_baselines=bool(bits < min(unigram, math.log2(cfg.model.codebook_size))),
+        warnings=_warnings(train, heldout, val, best, unigram, math.log2(cfg.model.codebook_size), cfg.steps),
+        curve=curve, config=cfg.to_dict(),
     )
