@@ -137,7 +137,7 @@ def test_demo_command_as_printed(demo):
         assert (cwd / "infotok-demo" / "reconstructions" / f"{name}.mp4").stat().st_size > 0
     from PIL import Image
 
-    from jobs.demo_cmd import CAPTION_HEIGHT, LABEL_WIDTH
+    from pipeline.decode.compare_png import CAPTION_HEIGHT, LABEL_WIDTH
 
     image = Image.open(cwd / "infotok-demo" / "compare" / "2_photo_pan.png")
     assert image.width > LABEL_WIDTH and image.height > CAPTION_HEIGHT
