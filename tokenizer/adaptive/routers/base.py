@@ -115,7 +115,7 @@ class Router(ABC):
     # ---- state on the model: E[signal] and readiness ------------------------------------
     def _buffers(self) -> tuple[str, str]:
         if self.mean_buffers is None:
-            raise NotImplementedError(f"the {self.name} router keeps no E[signal] buffer")
+            raise TypeError(f"the {self.name} router keeps no E[signal] buffer on the model")
         return self.mean_buffers
 
     def mean_signal(self, model: AdaptiveTokenizer) -> float:
