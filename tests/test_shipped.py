@@ -10,10 +10,10 @@ from tokenizer.data.procedural import heldout_clips
 from tokenizer.eval.reconstruct import round_trip
 
 # Measured on these held-out procedural clips (10 clips, 128x128, 17 frames, seed 1234) when the
-# shipped checkpoint was made: 20.96 dB (README "Default checkpoint"). The floor leaves 1 dB.
+# shipped checkpoint was made: 20.96 dB (docs/checkpoint.md). The floor leaves 1 dB.
 PSNR_FLOOR_DB = 19.9
 # The shipped InfoTok layer through tokenize -> detokenize at beta 0.5 on the same 10 clips:
-# 18.78 dB at a mean kept rate of 0.47 when it was shipped (19.54 dB on all 20 clips, README).
+# 18.78 dB at a mean kept rate of 0.47 when it was shipped (19.54 dB on all 20 clips, docs/checkpoint.md).
 # The floor leaves 1 dB.
 ADAPTIVE_FLOOR_DB = 17.8
 
@@ -58,7 +58,7 @@ def test_shipped_checkpoint_routes_with_every_router():
     from tokenizer.video import frames_to_tensor
 
     model = load_tokenizer().adaptive
-    assert int(model.latent_head_steps) > 0  # the latent router's head is trained (README recipe)
+    assert int(model.latent_head_steps) > 0  # the latent router's head is trained (docs/checkpoint.md recipe)
     x = frames_to_tensor(np.stack([c for _, c in heldout_clips(10, 17, 128, 128)]))
     for router in router_names():
         assert np.isfinite(model.mean_signal(router)) and model.mean_signal(router) > 0, router

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from tokenizer.adaptive.model import AdaptiveTokenizer
     from tokenizer.nn.model import Encoding
 
-# the gain router's probe rate, chosen by the sweep of benchmarks/bench_router.py (see README)
+# the gain router's probe rate, chosen by the sweep of benchmarks/bench_router.py (docs/routers.md)
 GAIN_PROBE_RATE = 0.0625
 
 

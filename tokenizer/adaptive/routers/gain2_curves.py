@@ -25,7 +25,7 @@ import torch
 
 from tokenizer.adaptive.router import MIN_RATE
 
-# the probes, chosen by the sweep of benchmarks/bench_router.py (README, "Routers"); r = 1 is implied
+# the probes, chosen by the sweep of benchmarks/bench_router.py (docs/routers.md); r = 1 is implied
 GAIN2_PROBE_RATES: tuple[float, ...] = (3 / 32, 3 / 16, 3 / 8)
 LAM_RANGE: tuple[float, float] = (1e-4, 1e4)
 _BISECTIONS = 80

@@ -17,7 +17,7 @@ from tokenizer.adaptive.routers.latent import LatentRouter
 if TYPE_CHECKING:
     import torch
 
-# the router that won on held-out clips of mixed content and procedural ones (README, "Routers")
+# the router that won on held-out clips of mixed content and procedural ones (docs/routers.md)
 DEFAULT_ROUTER = "gain2"
 # the default where beta is tuned (tune-beta, tokenize --beta auto): the best router tuning can run
 DEFAULT_TUNED_ROUTER = "gain"
