@@ -28,9 +28,9 @@ def test_every_index_round_trips_exactly():
 
 def test_quantizer_output_is_on_the_grid_and_straight_through():
     fsq = FSQ(FSQ_LEVELS)
-    # seeded: an unseeded draw depends on the tests before it, and one of the 120 values far in the
-    # tail of the tanh bound (|z| > ~9) has a gradient that rounds to zero in float32
-    z = (torch.randn(4, 5, 6, generator=torch.Generator().manual_seed(0)) * 3).requires_grad_()
+    # seeded, and within |z| < 7: the tanh bound's gradient rounds to zero in float32 past |z| ~ 9,
+    # which an unseeded draw of 120 values at scale 3 reached depending on the tests run before it
+    z = (torch.randn(4, 5, 6, generator=torch.Generator().manual_seed(0)) * 2).requires_grad_()
     codes = fsq(z)
     # every code value is one of the L levels of its channel
     for ch, level in enumerate(FSQ_LEVELS):
