@@ -1,4 +1,4 @@
-"""Where running shards post their progress (a tiny Ray actor the driver reads about once a second).
+"""Where running shards post their progress (a tiny Ray actor the driver reads a few times a second).
 
 A shard posts its running totals (videos, clips) under its id, so a retried shard starts again
 from zero instead of counting its videos twice."""

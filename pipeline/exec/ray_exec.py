@@ -29,6 +29,8 @@ from schemas.tokens import TokenFileMeta
 
 logger = logging.getLogger(__name__)
 
+SHOW_EVERY_S = 0.25  # how often the driver reads the progress board while shards run
+
 
 def run_job(job: JobConfig, address: str | None = None, overwrite: bool = False, progress: bool = True,
             workers_out: list[Any] | None = None, plan: Plan | None = None, retry_errors: bool = False,
@@ -127,11 +129,11 @@ def _dispatch(job: JobConfig, prepared: Prepared, pool: ActorPool, progress: boo
     show_at = 0.0
 
     def show() -> None:
-        # at most once a second: one small actor call
+        # at most every SHOW_EVERY_S: one small actor call
         nonlocal show_at
         if not progress or time.monotonic() < show_at:
             return
-        show_at = time.monotonic() + 1.0
+        show_at = time.monotonic() + SHOW_EVERY_S
         try:
             videos, clips = ray.get(board.totals.remote(), timeout=10)
         except RayError:  # the board is best effort: the job goes on without the line
@@ -161,7 +163,7 @@ def _dispatch(job: JobConfig, prepared: Prepared, pool: ActorPool, progress: boo
                 continue
             if time.monotonic() >= refresh_at:
                 refresh()
-            due = [refresh_at, time.monotonic() + 1.0] + ([later[0][0]] if later and idle else [])
+            due = [refresh_at, time.monotonic() + SHOW_EVERY_S] + ([later[0][0]] if later and idle else [])
             ready, _ = ray.wait(list(running), num_returns=1, timeout=max(0.0, min(due) - time.monotonic()))
             show()
             if not ready:

@@ -49,7 +49,7 @@ class JobProgress:
         self.base_videos = videos_done
         self.shards_planned, self.shards_done = shards_planned, shards_done
         self.bar = tqdm(total=videos_planned, initial=videos_done, desc="tokenize", unit="video",
-                        disable=not enabled, file=file, mininterval=0.5)
+                        disable=not enabled, file=file, mininterval=0)  # the caller paces `show`
         self.videos = self.clips = self.errors = 0
 
     def show(self, videos: int, clips: int, shards_done: int | None = None, errors: int | None = None) -> None:
@@ -69,6 +69,7 @@ class JobProgress:
             post["errors"] = self.errors
         self.bar.set_postfix(post, refresh=False)
         self.bar.update(self.base_videos + videos - self.bar.n)
+        self.bar.refresh()  # the postfix may have moved while the videos did not
 
     def note(self, line: str) -> None:
         """A line above the bar (shown only when the bar is)."""
