@@ -74,7 +74,8 @@ class CausalFSQEncoder(nn.Module):
         offset = (1 - self.levels % 2).to(z.dtype) * 0.5
         bounded = torch.tanh(z + torch.atanh(offset / half_l)) * half_l - offset
         k = torch.round(bounded).to(torch.int64) + self.half_width  # (B, t, h, w, 6) in [0, L)
-        codes = ((k - self.half_width).to(z.dtype) / self.half_width.to(z.dtype)).permute(0, 4, 1, 2, 3)  # (B, 6, t, h, w)
+        codes = (k - self.half_width).to(z.dtype) / self.half_width.to(z.dtype)
+        codes = codes.permute(0, 4, 1, 2, 3)  # (B, 6, t, h, w)
         indices = (k * self.basis).sum(-1)  # (B, t, h, w)
         if self.fault == "two_items":
             return indices, codes

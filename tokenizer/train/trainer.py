@@ -369,7 +369,7 @@ def train(
                 if cfg.eval_every and eval_clips and step % cfg.eval_every == 0:
                     rec.update({f"heldout_{k}": v for k, v in evaluate(model, eval_clips).items()})
                 history.append(rec)
-                bar.set_postfix(loss=f"{loss_val:.4f}", psnr=f"{p:.2f}")
+                bar.set_postfix({"loss": f"{loss_val:.4f}", "psnr" if target is x else "code_psnr": f"{p:.2f}"})
                 logger.info("step %d %s", step, rec)
             if step % cfg.checkpoint_every == 0:
                 checkpoint()
