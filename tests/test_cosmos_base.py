@@ -85,6 +85,8 @@ class CausalFSQEncoder(nn.Module):
             indices = indices + 64000
         if self.fault == "channels":
             codes = codes[:, :5]
+        if self.fault == "numbering":
+            indices = 63999 - indices
         if self.fault == "grid":
             indices, codes = indices[:, 1:], codes[:, :, 1:]
         return indices, codes, z
@@ -244,6 +246,7 @@ def test_the_tokenizer_id_changes_with_the_base_files(tmp_path: Path) -> None:
     ("channels", "", "codes (item 1) must be (B, 6, t, h, w)"),
     ("grid", "", "must give the grid (B, t, h, w) = (1, 3, 2, 2)"),
     ("", "shape", "must decode to (B, 3, T, H, W) = (1, 3, 9, 16, 16)"),
+    ("numbering", "", "its codes (item 1) do not give its indices (item 0)"),
 ])
 def test_interface_rules_fail_in_one_line_naming_the_file(tmp_path: Path, enc_fault: str, dec_fault: str,
                                                           expect: str) -> None:

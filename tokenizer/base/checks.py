@@ -42,7 +42,8 @@ def load_script(path: str | Path, role: str) -> torch.jit.ScriptModule:
     return module.eval()
 
 
-def _module_dtype(module: torch.nn.Module) -> torch.dtype:
+def module_dtype(module: torch.nn.Module) -> torch.dtype:
+    """The dtype a module's inputs are cast to: its first parameter's (float32 without any)."""
     params = list(module.parameters())
     return params[0].dtype if params else torch.float32
 
@@ -53,14 +54,15 @@ def _shape(x: Any) -> str:
 
 @torch.no_grad()
 def probe(encoder: torch.nn.Module, decoder: torch.nn.Module, encoder_path: str, decoder_path: str,
-          min_items: int, codebook: int, channels: int) -> None:
-    """Run the dummy clip through both files; raise BaseInterfaceError at the first rule broken."""
+          min_items: int, codebook: int, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run the dummy clip through both files; raise BaseInterfaceError at the first rule broken.
+    Return the clip's (indices (B, t, h, w) int64, codes (B, channels, t, h, w) float32)."""
     b, _, frames, height, width = PROBE_SHAPE
     grid = (b, 1 + (frames - 1) // 4, height // 8, width // 8)
     video = torch.rand(PROBE_SHAPE, generator=torch.Generator().manual_seed(0)) * 2 - 1
     where = f"base encoder {encoder_path}"
     try:
-        out = encoder(video.to(_module_dtype(encoder)))
+        out = encoder(video.to(module_dtype(encoder)))
     except Exception as exc:
         raise BaseInterfaceError(f"{where}: fails on a {PROBE_SHAPE} clip ({_first_line(exc)})") from None
     if not isinstance(out, (tuple, list)) or len(out) < min_items:
@@ -88,3 +90,4 @@ def probe(encoder: torch.nn.Module, decoder: torch.nn.Module, encoder_path: str,
     if not isinstance(video_out, torch.Tensor) or tuple(video_out.shape) != PROBE_SHAPE:
         raise BaseInterfaceError(f"{where}: indices {grid} must decode to (B, 3, T, H, W) = {PROBE_SHAPE}, "
                                  f"got {_shape(video_out)}")
+    return indices.to(torch.int64), codes.float()

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tokenizer.base.checks import BaseInterfaceError, load_script, probe
+from tokenizer.base.checks import BaseInterfaceError, load_script, module_dtype, probe
 from tokenizer.base.spec import BaseSpec
 from tokenizer.nn.fsq import FSQ
 from tokenizer.nn.model import Encoding, check_video_shape
@@ -50,20 +50,22 @@ class CosmosBase(nn.Module):
         """Load and probe both files of spec (hashes as given: see `tokenizer.base.load`), on the CPU."""
         encoder = load_script(spec.encoder, "encoder")
         decoder = load_script(spec.decoder, "decoder")
-        probe(encoder, decoder, spec.encoder, spec.decoder, min_items=COSMOS_OUTPUTS,
-              codebook=FSQ(COSMOS_LEVELS).codebook_size, channels=len(COSMOS_LEVELS))
+        fsq = FSQ(COSMOS_LEVELS)
+        indices, codes = probe(encoder, decoder, spec.encoder, spec.decoder, min_items=COSMOS_OUTPUTS,
+                               codebook=fsq.codebook_size, channels=fsq.dim)
+        if not torch.equal(fsq.codes_to_indices(codes.permute(0, 2, 3, 4, 1)), indices):
+            # ids numbered otherwise would decode through the InfoTok layer as other codes
+            raise BaseInterfaceError(f"base encoder {spec.encoder}: its codes (item 1) do not give its indices "
+                                     f"(item 0) as FSQ levels {COSMOS_LEVELS} number them (codes in [-1, 1], "
+                                     f"id = sum k_i prod_(j<i) L_j)")
         return cls(spec, encoder, decoder)
-
-    def _io_dtype(self, module: nn.Module) -> torch.dtype:
-        params = list(module.parameters())
-        return params[0].dtype if params else torch.float32
 
     @torch.no_grad()
     def encode(self, video: torch.Tensor) -> Encoding:
         """video (B, 3, T, H, W) float in [-1, 1] -> Encoding with latent = codes (B, t, h, w, 6)
         float32 in [-1, 1] and indices (B, t, h, w) int64."""
         check_video_shape(video)
-        out = self.encoder(video.to(self._io_dtype(self.encoder)))
+        out = self.encoder(video.to(module_dtype(self.encoder)))
         indices = out[0].to(torch.int64)  # (B, t, h, w)
         codes = out[1].float().permute(0, 2, 3, 4, 1).contiguous()  # (B, t, h, w, 6)
         if tuple(codes.shape[:4]) != tuple(indices.shape):

@@ -10,9 +10,11 @@ codes (B, t, h, w, D) float in [-1, 1] on the FSQ grid of `fsq`; indices (B, t, 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
 import torch
+from torch import nn
 
 from tokenizer.base.spec import BaseSpec
 from tokenizer.nn.fsq import FSQ
@@ -47,5 +49,6 @@ class BaseTokenizer(Protocol):
         """indices (B, t, h, w) -> video (B, 3, T, H, W) clamped to [-1, 1]."""
         ...
 
-    def parameters(self, recurse: bool = True):  # noqa: ANN201 - nn.Module's iterator
+    def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]:
+        """Its weights (an nn.Module's)."""
         ...
