@@ -1,7 +1,7 @@
 """InfoTok adaptive tokenizer (arXiv 2512.16975): base FSQ tokenizer (a
-`tokenizer.base.protocol.BaseTokenizer`: the shipped `VideoTokenizer` or a Cosmos DV base) + a router (one of
-`tokenizer.adaptive.routers.registry`, each in its own module there) + compressor / decompressor,
-with the public `tokenize` / `detokenize` API.
+`tokenizer.base.protocol.BaseTokenizer`: the shipped `VideoTokenizer` or a Cosmos DV base) + a
+router (one of `tokenizer.adaptive.routers.registry`, each in its own module there) + compressor /
+decompressor, with the public `tokenize` / `detokenize` API.
 
 Tokenizing a clip costs one base encode and one compressor pass, plus the router's own work
 (`Router.passes`). Each clip of a batch keeps its own number of tokens.
