@@ -46,6 +46,13 @@ pytestmark = pytest.mark.timeout(600)
 LEVELS = (8, 8, 8, 5, 5, 5)
 
 
+@pytest.fixture(autouse=True)
+def _global_rng_untouched() -> object:
+    """These tests seed torch; the tests after them draw from the global generator as they would have."""
+    with torch.random.fork_rng():
+        yield
+
+
 def _fsq_tables() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     levels = torch.tensor(LEVELS)
     basis = torch.cumprod(torch.cat([torch.ones(1, dtype=torch.int64), levels[:-1]]), 0)
@@ -132,7 +139,11 @@ def save_pair(folder: Path, enc_fault: str = "", dec_fault: str = "", seed: int 
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A Cosmos-style pair, an adaptive checkpoint trained on it through the CLI, and a two-video
     mp4 corpus tokenized with it at beta 0.5 (elbo router), written in-process."""
-    root = tmp_path_factory.mktemp("cosmos")
+    with torch.random.fork_rng():  # module-scoped: outside the autouse fork
+        return _train_and_tokenize(tmp_path_factory.mktemp("cosmos"))
+
+
+def _train_and_tokenize(root: Path) -> dict[str, Path]:
     enc, dec = save_pair(root / "base")
     run = root / "run"
     res = CliRunner().invoke(main, ["train", "--stage", "adaptive", "--base", f"cosmos:{enc},{dec}", "--out", str(run),
