@@ -44,10 +44,13 @@ def _rows_of(reader: Any, video: str) -> tuple[list[dict[str, Any]], str]:
 @click.option("--checkpoint", default=None, help="Tokenizer checkpoint (default: the shipped one); must be the "
                                                 "one that wrote the dataset.")
 @click.option("--no-source", is_flag=True, help="Do not read the source video (no PSNR).")
+@click.option("--base", default=None, metavar="KIND:ENCODER,DECODER",
+              help="Where a checkpoint trained on an external base (cosmos) finds its files [default: $INFOTOK_BASE, "
+                   "else the paths it records]; their SHA-256 must match the checkpoint's.")
 @json_option
 @storage_options
 def decode_cmd(dataset: str, video: str, clip_index: int | None, out_path: str, png: bool, checkpoint: str | None,
-               no_source: bool, as_json: bool, **o: Any) -> None:
+               no_source: bool, as_json: bool, base: str | None, **o: Any) -> None:
     """Decode one video's tokens from DATASET back to frames and write them to --out."""
     import numpy as np
     import torch
@@ -77,7 +80,12 @@ def decode_cmd(dataset: str, video: str, clip_index: int | None, out_path: str, 
         rows = [r for r in rows if r["clip_index"] == clip_index]
         if not rows:
             raise click.BadParameter(f"video {video_id} has clips {have}, not {clip_index}", param_hint="--clip")
-    detok = Detokenizer.from_checkpoint(checkpoint)
+    from tokenizer.checkpoint import CheckpointError
+
+    try:
+        detok = Detokenizer.from_checkpoint(checkpoint, base=base)
+    except CheckpointError as exc:  # e.g. an external base file missing or changed: one line naming it
+        raise click.ClickException(str(exc)) from None
     try:
         videos = detok.decode_rows(rows, manifest.tokenizer_id)
     except TokenizerMismatchError as exc:

@@ -1,5 +1,6 @@
 """`infotok train`: train (or resume) the fixed-rate tokenizer, (`--stage adaptive`) the
-InfoTok adaptive layer on top of a trained fixed-rate checkpoint, or (`--stage router`) the
+InfoTok adaptive layer on top of a trained fixed-rate checkpoint (or of an external frozen base:
+`--base cosmos:ENCODER,DECODER`, NVIDIA's Cosmos-Tokenizer DV4x8x8 TorchScript files), or (`--stage router`) the
 latent router's head on a trained adaptive checkpoint."""
 
 from __future__ import annotations
@@ -35,7 +36,11 @@ def _parse_betas(text: str) -> tuple[float, ...]:
 @click.option("--warmup-steps", default=100, show_default=True, type=int)
 @click.option("--ssim-weight", default=0.0, show_default=True, type=float, help="Weight of an extra (1 - SSIM) loss.")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--init", default=None, help="Start from this checkpoint's weights (same preset); required by --stage adaptive.")
+@click.option("--init", default=None, help="Start from this checkpoint's weights (same preset); required by --stage "
+                                           "adaptive unless --base gives the base.")
+@click.option("--base", "base", default=None, metavar="KIND:ENCODER,DECODER",
+              help="--stage adaptive on an external frozen base, e.g. cosmos:encoder.jit,decoder.jit (Cosmos DV4x8x8 "
+                   "TorchScript files; trained with a code-space loss; the checkpoint records their SHA-256).")
 @click.option("--stage", default="fixed", show_default=True, type=click.Choice(["fixed", "adaptive", "router"]),
               help="fixed: the base tokenizer; adaptive: InfoTok compressor/decompressor on a frozen --init; "
                    "router: the latent router's head on a frozen adaptive --init.")
@@ -62,7 +67,7 @@ def train(out_dir: str, data: str, preset: str, steps: int, batch_size: int, cli
           warmup_steps: int, ssim_weight: float, seed: int, init: str | None, checkpoint_every: int,
           eval_every: int, threads: int, save_dtype: str, time_limit: float | None, as_json: bool, stage: str,
           adaptive_preset: str, betas: str, info_ema: float, train_decoder: bool, device: str, autocast: bool,
-          data_workers: int | None, router_clips: int, **o: Any) -> None:
+          data_workers: int | None, router_clips: int, base: str | None, **o: Any) -> None:
     """Train the fixed-rate tokenizer (or, with --stage adaptive, the InfoTok adaptive layer; with
     --stage router, the latent router's head) on procedural clips or on a corpus of videos."""
     from tokenizer.data.procedural import heldout_clips
@@ -72,6 +77,9 @@ def train(out_dir: str, data: str, preset: str, steps: int, batch_size: int, cli
     from tokenizer.train.trainer import train as run_train
 
     frames = clip_frames
+    if base is not None and stage != "adaptive":
+        raise click.UsageError(f"--base trains the InfoTok layer on an external base: it needs --stage adaptive, "
+                               f"got --stage {stage}")
     if stage == "router":
         _train_router(out_dir, data, init, router_clips, steps, batch_size, lr, frames, crop, seed, device, threads,
                       save_dtype, as_json, o)
@@ -83,7 +91,7 @@ def train(out_dir: str, data: str, preset: str, steps: int, batch_size: int, cli
                       checkpoint_every=checkpoint_every, eval_every=eval_every, threads=threads,
                       save_dtype=save_dtype, device=device, autocast=autocast,
                       adaptive=AdaptiveStageConfig(preset=adaptive_preset, betas=_parse_betas(betas),
-                                                   info_ema=info_ema, train_decoder=train_decoder)
+                                                   info_ema=info_ema, train_decoder=train_decoder, base=base)
                       if stage == "adaptive" else None)
         dev = resolve_device(device)  # refuse an unusable device before any work
     except ValueError as exc:
@@ -99,8 +107,13 @@ def train(out_dir: str, data: str, preset: str, steps: int, batch_size: int, cli
     eval_clips = [c for _, c in heldout_clips(10, frames, crop, crop)] if eval_every else None
     if data_workers is None:  # the CPU trains with every core; a GPU needs its batches made ahead
         data_workers = 0 if dev.type == "cpu" else max(1, min(8, (os.cpu_count() or 2) - 2))
-    result = run_train(cfg, out_dir, batch_fn, eval_clips=eval_clips, progress=not as_json, time_limit_s=time_limit,
-                       data_workers=data_workers)
+    from tokenizer.base.checks import BaseInterfaceError
+
+    try:
+        result = run_train(cfg, out_dir, batch_fn, eval_clips=eval_clips, progress=not as_json,
+                           time_limit_s=time_limit, data_workers=data_workers)
+    except BaseInterfaceError as exc:  # one line naming the base file and what is wrong with it
+        raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(json.dumps(result.__dict__))
     else:

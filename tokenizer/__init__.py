@@ -3,6 +3,8 @@
 Top level: `api` (what the pipeline calls), `checkpoint` (safetensors + JSON header),
 `config` (presets), `device`, `video` (uint8 frames <-> tensors). Wings:
   nn/        FSQ, layers, the fixed-rate VideoTokenizer
+  base/      the base-tokenizer interface under the InfoTok layer; the Cosmos DV adapter
+             (TorchScript files), its interface checks and recorded identity
   adaptive/  router, compressor / decompressor, the AdaptiveTokenizer and its token format
   train/     the trainer (both stages), the built-in procedural corpus, batch prefetching
   eval/      metrics, reconstruction, rate-distortion and the budget baselines

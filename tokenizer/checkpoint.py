@@ -16,6 +16,12 @@ those routers uncalibrated (NaN) and the head untrained. Since the latent router
 from clip descriptors they also hold `adaptive.latent_slope.*` (float32); a file from before it
 holds `adaptive.latent_head.clip.*` instead, which loads (and counts in its id) but is not used:
 its latent router must be retrained.
+"3" is the adaptive layer over an external base (NVIDIA Cosmos-Tokenizer DV4x8x8, `tokenizer.base`):
+no base tensors and no `config`; a `base` JSON header entry (`tokenizer.base.spec.BaseSpec`: kind,
+the SHA-256 of each TorchScript file, the paths it was trained from). Its id is
+'<kind>-adaptive-<16 hex>' over the base's kind and file hashes, the adaptive config and the
+tensors. Loading finds the files at the recorded paths, or where `INFOTOK_BASE=KIND:ENCODER,DECODER`
+(or `load_tokenizer(base=...)`) points, and refuses a file whose hash differs.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ import torch
 from tokenizer.adaptive.modules import AdaptiveConfig
 from tokenizer.adaptive.routers.gain2_curves import GAIN2_CURVES_KEY, GAIN2_RATES_KEY, Gain2Calibration
 from tokenizer.adaptive.model import LEGACY_STATE_PREFIXES, OPTIONAL_STATE_PREFIXES, AdaptiveTokenizer
+from tokenizer.base.protocol import BaseTokenizer
+from tokenizer.base.spec import BaseSpec
 from tokenizer.config import TokenizerConfig
 from tokenizer.nn.model import VideoTokenizer
 
@@ -41,7 +49,8 @@ logger = logging.getLogger(__name__)
 FORMAT = "infotok-tokenizer"
 FORMAT_VERSION = "1"
 ADAPTIVE_FORMAT_VERSION = "2"
-READABLE_VERSIONS = (FORMAT_VERSION, ADAPTIVE_FORMAT_VERSION)
+EXTERNAL_BASE_FORMAT_VERSION = "3"
+READABLE_VERSIONS = (FORMAT_VERSION, ADAPTIVE_FORMAT_VERSION, EXTERNAL_BASE_FORMAT_VERSION)
 ADAPTIVE_PREFIX = "adaptive."
 # Tensors kept in their own dtype when a checkpoint is exported in half precision.
 _EXACT_TENSORS = {"adaptive.mean_info", "adaptive.mean_gain", "adaptive.mean_latent", "adaptive.gain2_rates",
@@ -58,11 +67,12 @@ class CheckpointError(ValueError):
 class LoadedTokenizer:
     """A model rebuilt from a checkpoint, with its identity and provenance.
 
-    model: the fixed-rate tokenizer (for an adaptive checkpoint, the base inside `adaptive`).
+    model: the fixed-rate tokenizer (for an adaptive checkpoint, the base inside `adaptive`: a
+    `VideoTokenizer`, or for format 3 the external base it records).
     adaptive: the InfoTok adaptive tokenizer, or None for a fixed-rate checkpoint.
     """
 
-    model: VideoTokenizer
+    model: BaseTokenizer
     tokenizer_id: str
     path: str
     info: dict[str, Any]
@@ -74,9 +84,10 @@ class LoadedTokenizer:
 
 
 def checkpoint_state(model: VideoTokenizer | AdaptiveTokenizer) -> dict[str, torch.Tensor]:
-    """Tensors as stored in a checkpoint: base names unchanged, adaptive ones under `adaptive.`."""
+    """Tensors as stored in a checkpoint: base names unchanged, adaptive ones under `adaptive.`
+    (an external base's weights are not stored)."""
     if isinstance(model, AdaptiveTokenizer):
-        state = {k: v for k, v in model.base.state_dict().items()}
+        state = {k: v for k, v in model.base.state_dict().items()} if model.base.external is None else {}
         state.update({ADAPTIVE_PREFIX + k: v for k, v in model.state_dict().items() if not k.startswith("base.")})
         if model.gain2 is not None:  # only a calibrated checkpoint has them (older ids stay the same)
             state.update({ADAPTIVE_PREFIX + k: v for k, v in model.gain2.tensors().items()})
@@ -85,19 +96,22 @@ def checkpoint_state(model: VideoTokenizer | AdaptiveTokenizer) -> dict[str, tor
     return {k: v.detach().cpu().contiguous() for k, v in state.items()}
 
 
-def tokenizer_id_of(config: TokenizerConfig, state: dict[str, torch.Tensor],
+def tokenizer_id_of(config: TokenizerConfig | BaseSpec, state: dict[str, torch.Tensor],
                     adaptive: AdaptiveConfig | None = None) -> str:
-    """Content hash over the canonical config(s) and every tensor's bytes:
-    '<preset>-<16 hex>' for a fixed-rate model, '<preset>-adaptive-<16 hex>' for InfoTok."""
+    """Content hash over the canonical config(s) (an external base: its kind and file hashes) and
+    every tensor's bytes: '<preset>-<16 hex>' for a fixed-rate model, '<preset>-adaptive-<16 hex>'
+    for InfoTok, '<kind>-adaptive-<16 hex>' for InfoTok on an external base."""
     h = hashlib.sha256()
-    h.update(json.dumps(config.to_dict(), sort_keys=True).encode())
+    head = config.identity() if isinstance(config, BaseSpec) else config.to_dict()
+    h.update(json.dumps(head, sort_keys=True).encode())
     if adaptive is not None:
         h.update(json.dumps(adaptive.to_dict(), sort_keys=True).encode())
     for name in sorted(state):
         t = state[name].detach().contiguous().cpu()
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    kind = f"{config.preset}-adaptive" if adaptive is not None else config.preset
+    name = config.name if isinstance(config, BaseSpec) else config.preset
+    kind = f"{name}-adaptive" if adaptive is not None else name
     return f"{kind}-{h.hexdigest()[:16]}"
 
 
@@ -109,7 +123,8 @@ def save_tokenizer(
 ) -> str:
     """Write model weights (optionally cast to `dtype`) and config; return the tokenizer id.
 
-    An `AdaptiveTokenizer` is written as format version 2 (base + adaptive layer + E[I]).
+    An `AdaptiveTokenizer` is written as format version 2 (base + adaptive layer + E[I]), or 3
+    on an external base (adaptive layer + E[I] + the base's `BaseSpec`).
     The file is written to a temporary name and renamed, so a reader never sees half a file; it
     is readable by others as the umask allows (safetensors' own writer makes it 0600).
     """
@@ -117,7 +132,9 @@ def save_tokenizer(
 
     path = Path(path)
     adaptive = model.config if isinstance(model, AdaptiveTokenizer) else None
-    base_config = model.base.config if isinstance(model, AdaptiveTokenizer) else model.config
+    external = model.base.external if isinstance(model, AdaptiveTokenizer) else None
+    base_config = external if external is not None else (
+        model.base.config if isinstance(model, AdaptiveTokenizer) else model.config)
     state = checkpoint_state(model)
     if dtype is not None:
         state = {k: v.to(dtype) if v.is_floating_point() and k not in _EXACT_TENSORS else v for k, v in state.items()}
@@ -129,6 +146,9 @@ def save_tokenizer(
         "tokenizer_id": tid,
         "info": json.dumps(info or {}, sort_keys=True),
     }
+    if external is not None:
+        meta["format_version"] = EXTERNAL_BASE_FORMAT_VERSION
+        meta["base"] = meta.pop("config")
     if adaptive is not None:
         meta["adaptive_config"] = json.dumps(adaptive.to_dict(), sort_keys=True)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -188,7 +208,7 @@ def router_problem(path: str | Path, router: str, need_mean: bool = True) -> str
     from tokenizer.adaptive.routers.registry import get_router
 
     meta = read_header(path)
-    if meta.get("format_version") != ADAPTIVE_FORMAT_VERSION:
+    if meta.get("format_version") not in (ADAPTIVE_FORMAT_VERSION, EXTERNAL_BASE_FORMAT_VERSION):
         return None
     chosen = get_router(router)
     with safe_open(str(path), framework="pt") as f:
@@ -214,24 +234,32 @@ def load_tokenizer(
     path: str | Path | None = None,
     expect_preset: str | None = None,
     device: str | torch.device = "cpu",
+    base: str | None = None,
 ) -> LoadedTokenizer:
     """Rebuild a tokenizer from a checkpoint (default: the shipped `tiny` checkpoint), in eval mode.
 
-    For a version-2 checkpoint the result's `adaptive` holds the InfoTok tokenizer and
-    `model` is its base; for a version-1 checkpoint `adaptive` is None.
+    For a version-2 or 3 checkpoint the result's `adaptive` holds the InfoTok tokenizer and
+    `model` is its base; for a version-1 checkpoint `adaptive` is None. base ('KIND:ENCODER,DECODER',
+    default $INFOTOK_BASE): where a version-3 checkpoint's base files are, instead of the recorded paths.
     """
     from safetensors.torch import load_file
 
     path = Path(path) if path is not None else DEFAULT_CHECKPOINT
     meta = read_header(path)
-    try:
-        config = TokenizerConfig.from_dict(json.loads(meta["config"]))
-    except (KeyError, ValueError, TypeError) as exc:
-        raise CheckpointError(f"checkpoint {path} has an invalid config: {exc}") from exc
-    if expect_preset is not None and config.preset != expect_preset:
-        raise CheckpointError(f"checkpoint {path} is preset {config.preset!r}, expected {expect_preset!r}")
+    spec = _recorded_base(path, meta) if meta.get("format_version") == EXTERNAL_BASE_FORMAT_VERSION else None
+    if spec is not None:
+        id_config: TokenizerConfig | BaseSpec = spec
+        if expect_preset is not None:
+            raise CheckpointError(f"checkpoint {path} is on a {spec.kind!r} base, expected preset {expect_preset!r}")
+    else:
+        try:
+            id_config = config = TokenizerConfig.from_dict(json.loads(meta["config"]))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise CheckpointError(f"checkpoint {path} has an invalid config: {exc}") from exc
+        if expect_preset is not None and config.preset != expect_preset:
+            raise CheckpointError(f"checkpoint {path} is preset {config.preset!r}, expected {expect_preset!r}")
     adaptive_cfg = None
-    if meta.get("format_version") == ADAPTIVE_FORMAT_VERSION:
+    if meta.get("format_version") in (ADAPTIVE_FORMAT_VERSION, EXTERNAL_BASE_FORMAT_VERSION):
         try:
             adaptive_cfg = AdaptiveConfig.from_dict(json.loads(meta["adaptive_config"]))
         except (KeyError, ValueError, TypeError) as exc:
@@ -240,8 +268,16 @@ def load_tokenizer(
         state = load_file(str(path))
     except Exception as exc:
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt: {exc}") from exc
-    model = VideoTokenizer(config)
-    full: VideoTokenizer | AdaptiveTokenizer = model if adaptive_cfg is None else AdaptiveTokenizer(model, adaptive_cfg)
+    if spec is not None:
+        from tokenizer.base.load import load_recorded_base
+
+        try:
+            model: BaseTokenizer = load_recorded_base(spec, base, where=f"checkpoint {path}")
+        except ValueError as exc:  # BaseInterfaceError: one line naming the file
+            raise CheckpointError(str(exc)) from None
+    else:
+        model = VideoTokenizer(config)
+    full: BaseTokenizer | AdaptiveTokenizer = model if adaptive_cfg is None else AdaptiveTokenizer(model, adaptive_cfg)
     gain2 = {k: state.pop(ADAPTIVE_PREFIX + k) for k in (GAIN2_RATES_KEY, GAIN2_CURVES_KEY)
              if ADAPTIVE_PREFIX + k in state}
     legacy_names = tuple(ADAPTIVE_PREFIX + p for p in LEGACY_STATE_PREFIXES)
@@ -252,7 +288,8 @@ def load_tokenizer(
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
         raise CheckpointError(
-            f"checkpoint {path} does not match preset {config.preset!r}: "
+            f"checkpoint {path} does not match "
+            f"{f'base {spec.kind!r}' if spec is not None else f'preset {config.preset!r}'}: "
             f"missing tensors {missing[:5]}, unexpected tensors {unexpected[:5]}"
         )
     for name, tensor in state.items():
@@ -262,7 +299,7 @@ def load_tokenizer(
                 f"config expects {tuple(expected[name].shape)}"
             )
     stored = {**state, **legacy, **{ADAPTIVE_PREFIX + k: v for k, v in gain2.items()}}
-    tid = tokenizer_id_of(config, stored, adaptive_cfg)
+    tid = tokenizer_id_of(id_config, stored, adaptive_cfg)
     if meta.get("tokenizer_id") != tid:
         raise CheckpointError(
             f"checkpoint {path}: weights do not match the recorded tokenizer_id "
@@ -276,7 +313,8 @@ def load_tokenizer(
         except ValueError as exc:
             raise CheckpointError(f"checkpoint {path}: {exc}") from None
     cast = {k: v.to(expected[k].dtype) for k, v in state.items()}
-    model.load_state_dict({k: v for k, v in cast.items() if not k.startswith(ADAPTIVE_PREFIX)})
+    if spec is None:
+        model.load_state_dict({k: v for k, v in cast.items() if not k.startswith(ADAPTIVE_PREFIX)})
     if isinstance(full, AdaptiveTokenizer):
         full.load_state_dict({k[len(ADAPTIVE_PREFIX):]: v for k, v in cast.items() if k.startswith(ADAPTIVE_PREFIX)},
                              strict=False)
@@ -285,3 +323,11 @@ def load_tokenizer(
     logger.info("loaded tokenizer %s from %s", tid, path)
     return LoadedTokenizer(model=model, tokenizer_id=tid, path=str(path), info=info,
                            adaptive=full if isinstance(full, AdaptiveTokenizer) else None)
+
+
+def _recorded_base(path: Path, meta: dict[str, str]) -> BaseSpec:
+    """The external base a version-3 checkpoint records."""
+    try:
+        return BaseSpec.from_dict(json.loads(meta["base"]))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint {path} has an invalid base record: {exc}") from exc

@@ -1,5 +1,9 @@
 """Tokens back to video: the decoder a model trained on an infotok dataset uses for its samples.
 
+It decodes with any checkpoint's base (`tokenizer.base.protocol.BaseTokenizer`): the shipped
+tokenizer, or an external Cosmos DV base found as `tokenizer.checkpoint.load_tokenizer` finds it
+(the recorded paths, `$INFOTOK_BASE`, or `from_checkpoint(..., base=...)`).
+
 A clip as the dataset stores it is (tokens, mask, grid): `tokens` the kept token ids in raster
 order of the kept positions, `mask` the packed keep bits (`schemas.mask`, little bit order over
 the raster-flattened (t, h, w) grid), `grid` the latent grid (t, h, w); the clip is
@@ -100,9 +104,11 @@ class Detokenizer:
         self.tokenizer_id = loaded.tokenizer_id
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | Path | None = None, device: str | torch.device = "cpu") -> Detokenizer:
-        """Load a checkpoint (None: the shipped default) for decoding."""
-        return cls(load_tokenizer(checkpoint, device=device))
+    def from_checkpoint(cls, checkpoint: str | Path | None = None, device: str | torch.device = "cpu",
+                        base: str | None = None) -> Detokenizer:
+        """Load a checkpoint (None: the shipped default) for decoding; base: 'KIND:ENCODER,DECODER'
+        of an external base's files (None: $INFOTOK_BASE, else the paths the checkpoint records)."""
+        return cls(load_tokenizer(checkpoint, device=device, base=base))
 
     def check_tokenizer(self, tokenizer_id: str, what: str = "the tokens") -> None:
         """Raise TokenizerMismatchError unless tokenizer_id is this checkpoint's."""
@@ -153,9 +159,9 @@ class Detokenizer:
         for b, clip in enumerate(clips):
             dense[b][keep_np[b]] = clip.ids
         model = self.loaded.model
-        device = next(model.parameters()).device
-        indices = torch.from_numpy(dense).to(device)
         adaptive = self.loaded.adaptive
+        device = next((adaptive if adaptive is not None else model).parameters()).device
+        indices = torch.from_numpy(dense).to(device)
         if adaptive is None:
             if not keep_np.all():
                 raise ValueError(f"checkpoint {self.loaded.path} is fixed-rate: it decodes full grids only")

@@ -1,10 +1,13 @@
-"""InfoTok adaptive tokenizer (arXiv 2512.16975): base FSQ tokenizer + a router (one of
-`tokenizer.adaptive.routers.registry`, each in its own module there) + compressor / decompressor,
-with the public `tokenize` / `detokenize` API.
+"""InfoTok adaptive tokenizer (arXiv 2512.16975): base FSQ tokenizer (a
+`tokenizer.base.protocol.BaseTokenizer`: the shipped `VideoTokenizer` or a Cosmos DV base) + a
+router (one of `tokenizer.adaptive.routers.registry`, each in its own module there) + compressor /
+decompressor, with the public `tokenize` / `detokenize` API.
 
 Tokenizing a clip costs one base encode and one compressor pass, plus the router's own work
 (`Router.passes`). Each clip of a batch keeps its own number of tokens.
-Detokenizing costs one decompressor pass and one base decode.
+Detokenizing costs one decompressor pass and one base decode. A base whose decoder takes integer
+indices (Cosmos DV) decodes the decompressed codes quantized to their nearest code's index, and
+its adaptive layer is trained in code space (`forward_codes`).
 
 Video layout everywhere: (B, 3, T, H, W) float in [-1, 1], T = 1 + 4k, H and W multiples
 of 8; latent grid (t, h, w) = (1 + k, H/8, W/8).
@@ -30,7 +33,8 @@ from tokenizer.adaptive.routers.gain2 import curve_rates
 from tokenizer.adaptive.routers.gain2_curves import GAIN2_CURVES_KEY, GAIN2_RATES_KEY, Gain2Calibration
 from tokenizer.adaptive.routers.registry import PAPER_ROUTER, get_router, router_names
 from tokenizer.adaptive.tokens import AdaptiveTokens
-from tokenizer.nn.model import Encoding, VideoTokenizer, check_video_shape, num_params
+from tokenizer.base.protocol import BaseTokenizer
+from tokenizer.nn.model import Encoding, check_video_shape, num_params
 from tokenizer.video import psnr
 
 logger = logging.getLogger(__name__)
@@ -118,7 +122,7 @@ LEGACY_STATE_PREFIXES: tuple[str, ...] = ("latent_head.clip.",)
 
 
 class AdaptiveTokenizer(nn.Module):
-    """Fixed-rate `VideoTokenizer` plus the InfoTok adaptive layer, the latent router's head and
+    """Fixed-rate base tokenizer (`BaseTokenizer`) plus the InfoTok adaptive layer, the latent router's head and
     each router's E[signal], and the gain2 router's calibration curves (`gain2`, None until
     `infotok calibrate --router gain2` measures them; its E[signal] is their mean slope).
 
@@ -128,7 +132,7 @@ class AdaptiveTokenizer(nn.Module):
     fit on clip descriptors (unfitted in checkpoints from before it: the latent router refuses).
     """
 
-    def __init__(self, base: VideoTokenizer, cfg: AdaptiveConfig) -> None:
+    def __init__(self, base: BaseTokenizer, cfg: AdaptiveConfig) -> None:
         super().__init__()
         self.base = base
         self.config = cfg
@@ -261,6 +265,15 @@ class AdaptiveTokenizer(nn.Module):
             raise ValueError(f"keep must be bool {tuple(encoding.indices.shape)}, got {keep.dtype} {tuple(keep.shape)}")
         codes, indices = self.compress(encoding.latent, keep)
         return AdaptiveOutput(reconstruction=self.decode_masked(codes, keep), codes=codes, indices=indices, keep=keep)
+
+    def forward_codes(self, keep: torch.Tensor, encoding: Encoding) -> tuple[torch.Tensor, torch.Tensor]:
+        """The code-space pass that trains the adaptive layer on a base whose decoder gives no
+        gradient (`BaseTokenizer.differentiable_decoder` False): keep (B, t, h, w) bool ->
+        (decompressed codes (B, t, h, w, D) with gradient, full-rate codes (B, t, h, w, D) target)."""
+        if keep.shape != encoding.indices.shape or keep.dtype != torch.bool:
+            raise ValueError(f"keep must be bool {tuple(encoding.indices.shape)}, got {keep.dtype} {tuple(keep.shape)}")
+        codes, _ = self.compress(encoding.latent, keep)
+        return self.decompressor(codes, keep), encoding.codes.detach()
 
     # ---- public API ------------------------------------------------------------------
     @torch.no_grad()

@@ -118,7 +118,11 @@ class Decoder(nn.Module):
 
 
 class VideoTokenizer(nn.Module):
-    """Fixed-rate causal FSQ video tokenizer: 4x temporal, 8x8 spatial compression."""
+    """Fixed-rate causal FSQ video tokenizer: 4x temporal, 8x8 spatial compression; a
+    `tokenizer.base.protocol.BaseTokenizer` whose weights its checkpoint stores."""
+
+    differentiable_decoder = True
+    external = None  # no external files: the checkpoint holds the weights
 
     def __init__(self, cfg: TokenizerConfig) -> None:
         super().__init__()

@@ -1,10 +1,18 @@
 """Stage-2 training of InfoTok (arXiv 2512.16975): the adaptive compressor / decompressor
-on top of a trained, frozen fixed-rate tokenizer.
+on top of a trained, frozen fixed-rate tokenizer (a `tokenizer.base.protocol.BaseTokenizer`: a
+fixed-rate checkpoint's `VideoTokenizer`, or an external Cosmos DV base given as
+'cosmos:ENCODER,DECODER').
 
 Per step: one frozen base encode and one full-rate router decode (no grad) give the token
 scores; E[I] is updated as an EMA of the batch's I(x); each clip draws its beta from
 `AdaptiveStageConfig.betas`; the keep mask is the router's top-N_x; the loss (taken by the loop) is
 the L1 error of the adaptive reconstruction. `tokenizer.train.trainer.train` runs the loop, checkpoints and resume.
+
+A base whose decoder takes integer indices (Cosmos DV: `differentiable_decoder` False) passes no
+gradient to the decompressor through a pixel loss, so on such a base the loss is taken in code
+space instead: the L1 error of the decompressed codes against the full-rate codes
+(`AdaptiveTokenizer.forward_codes`). The router's scores and E[I] are measured the same way on
+either base.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import torch
 
 from tokenizer.adaptive.modules import adaptive_preset
 from tokenizer.adaptive.model import AdaptiveTokenizer
+from tokenizer.base.protocol import BaseTokenizer
 from tokenizer.config import preset
 from tokenizer.eval.metrics import psnr, ssim
 from tokenizer.nn.model import VideoTokenizer
@@ -28,8 +37,16 @@ logger = logging.getLogger(__name__)
 EVAL_BETAS: tuple[float, ...] = (1.0, 0.5, 0.25)
 
 
-def build_adaptive(base_preset: str, adaptive_name: str) -> AdaptiveTokenizer:
-    return AdaptiveTokenizer(VideoTokenizer(preset(base_preset)), adaptive_preset(adaptive_name))
+def build_adaptive(base_preset: str, adaptive_name: str, base: str | None = None) -> AdaptiveTokenizer:
+    """A fresh adaptive layer on a `base_preset` VideoTokenizer (weights from `init_from_checkpoint`),
+    or on the external base named by base ('cosmos:ENCODER,DECODER', hashed and checked now)."""
+    if base is not None:
+        from tokenizer.base.load import load_new_base
+
+        fixed: BaseTokenizer = load_new_base(base)
+    else:
+        fixed = VideoTokenizer(preset(base_preset))
+    return AdaptiveTokenizer(fixed, adaptive_preset(adaptive_name))
 
 
 def init_from_checkpoint(model: AdaptiveTokenizer, path: str, base_preset: str) -> str:
@@ -65,15 +82,18 @@ def sample_betas(seed: int, step: int, batch: int, betas: tuple[float, ...]) -> 
 
 
 def adaptive_forward(model: AdaptiveTokenizer, x: torch.Tensor, betas: torch.Tensor, info_ema: float
-                     ) -> torch.Tensor:
-    """One stage-2 forward: x (B, 3, T, H, W) in [-1, 1], betas (B,) -> adaptive reconstruction
-    (B, 3, T, H, W); the caller takes the L1 loss against x."""
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One stage-2 forward: x (B, 3, T, H, W) in [-1, 1], betas (B,) -> (prediction, target) for the
+    caller's L1 loss: (adaptive reconstruction (B, 3, T, H, W), x) on a base whose decoder passes
+    gradients, else (decompressed codes, full-rate codes), both (B, t, h, w, D)."""
     enc, scores = model.information(x)  # no grad: frozen encoder + router decode
     info = clip_information(scores)  # (B,)
     model.update_mean_info(info, info_ema)
     rate = budget_rate(info, betas.to(info.device), float(model.mean_info))  # (B,)
     keep = top_n_mask(scores, budget_tokens(rate, scores[0].numel()))  # (B, t, h, w)
-    return model(x, keep, encoding=enc).reconstruction
+    if not model.base.differentiable_decoder:
+        return model.forward_codes(keep, enc)
+    return model(x, keep, encoding=enc).reconstruction, x
 
 
 @torch.no_grad()

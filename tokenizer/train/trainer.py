@@ -7,6 +7,9 @@ step, so a resumed run sees exactly the batches an uninterrupted run would have.
 With `adaptive` set (an `AdaptiveStageConfig`), it trains the InfoTok adaptive layer
 (arXiv 2512.16975) on top of the fixed-rate checkpoint `init` instead (see
 `tokenizer.train.adaptive_stage`); the loop, the checkpoints and the resume rules are the same.
+On an external base (`AdaptiveStageConfig.base`, e.g. Cosmos DV) no `init` is needed, the loss is
+taken in code space (the base's decoder passes no gradient) and the resume state omits the base's
+weights (the checkpoint records the base's files instead).
 """
 
 from __future__ import annotations
@@ -53,15 +56,24 @@ class AdaptiveStageConfig(FrozenConfig):
 
     preset: adaptive layer size (`tokenizer.adaptive.modules.ADAPTIVE_PRESETS`); betas: sampled
     per clip; info_ema: EMA decay of E[I]; train_decoder: also fine-tune the base decoder.
+    base: an external frozen base 'KIND:ENCODER,DECODER' (`tokenizer.base.spec.BaseSpec.parse`;
+    e.g. cosmos:encoder.jit,decoder.jit) instead of the fixed-rate checkpoint `init`.
     """
 
     preset: str = "tiny"
     betas: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25)
     info_ema: float = 0.99
     train_decoder: bool = False
+    base: str | None = None
 
     def __post_init__(self) -> None:
         from tokenizer.adaptive.router import check_beta
+        from tokenizer.base.spec import BaseSpec
+
+        if self.base is not None:
+            BaseSpec.parse(self.base)
+            if self.train_decoder:
+                raise ValueError(f"an external base ({self.base}) stays frozen: train_decoder must be off")
 
         if not self.betas:
             raise ValueError("betas must not be empty for the adaptive stage")
@@ -117,8 +129,14 @@ class TrainConfig(FrozenConfig):
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         check_device_spec(self.device)
-        if self.adaptive is not None and not self.init:
-            raise ValueError("the adaptive stage starts from a trained checkpoint: set init")
+        external = self.adaptive is not None and self.adaptive.base is not None
+        if self.adaptive is not None and not self.init and not external:
+            raise ValueError("the adaptive stage starts from a trained checkpoint: set init (or an external base)")
+        if external and self.init:
+            raise ValueError(f"an adaptive stage on the external base {self.adaptive.base} starts fresh: "
+                             f"leave init unset, got {self.init!r}")
+        if external and self.ssim_weight > 0:
+            raise ValueError("an external base is trained with a code-space loss: ssim_weight must be 0")
 
     @property
     def stage(self) -> str:
@@ -147,7 +165,7 @@ def _save_state(out: Path, cfg: TrainConfig, step: int, model: VideoTokenizer, o
                 history: list[dict[str, float]]) -> None:
     from safetensors.torch import save
 
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in _resume_state(model).items()}
     osd = opt.state_dict()
     for pid, st in osd["state"].items():
         for key, val in st.items():
@@ -171,7 +189,8 @@ def _load_state(out: Path, model: VideoTokenizer, opt: torch.optim.Optimizer) ->
     tensors = load_file(str(out / STATE_TENSORS))
     with safe_open(str(out / STATE_TENSORS), framework="pt") as f:
         groups = json.loads(f.metadata()["param_groups"])
-    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")},
+                          strict=not _external_base(model))
     state: dict[int, dict[str, torch.Tensor]] = {}
     for k, v in tensors.items():
         if k.startswith("optim."):
@@ -179,6 +198,17 @@ def _load_state(out: Path, model: VideoTokenizer, opt: torch.optim.Optimizer) ->
             state.setdefault(int(pid), {})[key] = v
     opt.load_state_dict({"state": state, "param_groups": groups})
     return int(doc["step"]), list(doc.get("history", []))
+
+
+def _external_base(model: torch.nn.Module) -> bool:
+    base = getattr(model, "base", None)
+    return base is not None and base.external is not None
+
+
+def _resume_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's tensors a resume restores: all but an external base's (its files are its state)."""
+    state = model.state_dict()
+    return {k: v for k, v in state.items() if not k.startswith("base.")} if _external_base(model) else state
 
 
 _STAGE2_FLAT = {"adaptive_preset": "preset", "betas": "betas", "info_ema": "info_ema", "train_decoder": "train_decoder"}
@@ -269,7 +299,7 @@ def train(
     if cfg.adaptive is not None:
         from tokenizer.train import adaptive_stage as stage2
 
-        model = stage2.build_adaptive(cfg.preset, cfg.adaptive.preset)
+        model = stage2.build_adaptive(cfg.preset, cfg.adaptive.preset, cfg.adaptive.base)
         params = stage2.freeze_base(model, cfg.adaptive.train_decoder)
     else:
         model = VideoTokenizer(preset(cfg.preset))
@@ -281,7 +311,7 @@ def train(
         check_resume_compatible(out, cfg)
         step, history = _load_state(out, model, opt)
         logger.info("resuming %s at step %d", out, step)
-    elif adaptive:
+    elif adaptive and cfg.init:
         init_id = stage2.init_from_checkpoint(model, cfg.init, cfg.preset)
         logger.info("stage 2 from %s (%s); adaptive layer %.1f%% of base params", cfg.init, init_id,
                     100 * model.param_overhead())
@@ -313,11 +343,11 @@ def train(
             with mixed_precision(device, cfg.autocast):
                 if adaptive:
                     betas = stage2.sample_betas(cfg.seed, step, x.shape[0], cfg.adaptive.betas)
-                    y = stage2.adaptive_forward(model, x, betas, cfg.adaptive.info_ema)
+                    y, target = stage2.adaptive_forward(model, x, betas, cfg.adaptive.info_ema)
                 else:
-                    y = model(x).reconstruction
+                    y, target = model(x).reconstruction, x
             y = y.float()  # the loss in float32 whatever the passes ran in
-            loss = (y - x).abs().mean()
+            loss = (y - target).abs().mean()  # target: x, or the full-rate codes on an external base
             if cfg.ssim_weight > 0:
                 loss = loss + cfg.ssim_weight * (1 - ssim(y, x).mean())
             opt.zero_grad(set_to_none=True)
@@ -331,15 +361,15 @@ def train(
             if step % cfg.log_every == 0 or step == cfg.steps:
                 loss_val = float(last_loss)
                 with torch.no_grad():
-                    p = float(psnr(y.detach(), x).mean())
-                rec: dict[str, float] = {"step": step, "loss": loss_val, "psnr": p, "lr": lr_at(cfg, step - 1),
-                                         "elapsed_s": time.monotonic() - t0}
+                    p = float(psnr(y.detach(), target).mean())  # codes lie in [-1, 1] like pixels
+                rec: dict[str, float] = {"step": step, "loss": loss_val, "psnr" if target is x else "code_psnr": p,
+                                         "lr": lr_at(cfg, step - 1), "elapsed_s": time.monotonic() - t0}
                 if adaptive:
                     rec["mean_info"] = float(model.mean_info)
                 if cfg.eval_every and eval_clips and step % cfg.eval_every == 0:
                     rec.update({f"heldout_{k}": v for k, v in evaluate(model, eval_clips).items()})
                 history.append(rec)
-                bar.set_postfix(loss=f"{loss_val:.4f}", psnr=f"{p:.2f}")
+                bar.set_postfix({"loss": f"{loss_val:.4f}", "psnr" if target is x else "code_psnr": f"{p:.2f}"})
                 logger.info("step %d %s", step, rec)
             if step % cfg.checkpoint_every == 0:
                 checkpoint()
