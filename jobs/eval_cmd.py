@@ -164,6 +164,7 @@ def _rate_distortion(tok: LoadedTokenizer, groups: list[tuple[str, list]], failu
 
     from tokenizer.adaptive.routers.registry import check_mean_info, get_router, router_names
     from tokenizer.eval.metrics import spearman
+    from tokenizer.eval.gaps import gaps
     from tokenizer.eval.rate_distortion import RDConfig, evaluate_rd, fewest_tokens_for_psnr, plot_rd
 
     if tok.adaptive is None:
@@ -188,12 +189,13 @@ def _rate_distortion(tok: LoadedTokenizer, groups: list[tuple[str, list]], failu
     clips = [c for _, cs in groups for c in cs]
     videos = [source for source, cs in groups for _ in cs]
     rows = evaluate_rd(tok.adaptive, clips, cfg, videos)
+    router_gaps = gaps(rows)
     ref_mean = tok.adaptive.mean_signal(cfg.reference) if mean_info is None else mean_info
     summary: dict = {
         "tokenizer_id": tok.tokenizer_id, "input": input_uri, "resolution": list(resolution), "clip_frames": clip_frames,
         "clips": len(clips), "videos": len(groups), "reference_router": cfg.reference, "mean_info": ref_mean,
         "param_overhead": tok.adaptive.param_overhead(), "rows": [dataclasses.asdict(r) for r in rows],
-        "failures": failures,
+        "failures": failures, "gaps": [dataclasses.asdict(g) for g in router_gaps],
     }
     if spearman_psnr is not None:
         infos, counts = fewest_tokens_for_psnr(tok.adaptive, clips, spearman_psnr, batch_size)
@@ -213,8 +215,15 @@ def _rate_distortion(tok: LoadedTokenizer, groups: list[tuple[str, list]], failu
         click.echo(f"{r.method:<8} {r.beta:>5.2f} {r.mean_tokens:>8.1f} {r.bpp16:>7.3f} {r.bpp16_mask:>7.3f} "
                    f"{r.psnr:>7.2f} {r.psnr_pooled:>7.2f} {r.psnr_video:>7.2f} {r.ssim:>6.3f} {r.passes_per_clip:>7.1f} "
                    f"{r.clips_per_s:>8.2f}")
+    if router_gaps:
+        click.echo(f"\n{'method':<8} {'vs fixed':>9} {'vs oracle':>10} {'passes':>7}   (mean PSNR difference over "
+                   f"{len(cfg.betas)} betas at equal total tokens)")
+        for g in router_gaps:
+            over = f"{g.over_fixed:+9.2f}" if g.over_fixed is not None else f"{'-':>9}"
+            under = f"{-g.under_oracle:+10.2f}" if g.under_oracle is not None else f"{'-':>10}"
+            click.echo(f"{g.method:<8} {over} {under} {g.passes:>7.1f}")
     click.echo(f"{len(clips)} clips of {len(groups)} videos, tokenizer {tok.tokenizer_id}; totals set by the "
-               f"{cfg.reference} router (E[signal] {ref_mean:.4g}); adaptive layer "
+               f"{cfg.reference} router ({get_router(cfg.reference).budget_basis(ref_mean)}); adaptive layer "
                f"{100 * summary['param_overhead']:.1f}% of base params")
     if "difficulty" in summary:
         d = summary["difficulty"]

@@ -73,11 +73,17 @@ def test_cli_eval_methods_and_calibrate(tmp_path):
     save_tokenizer(small_adaptive_model(), path)
     runner = CliRunner()
     res = runner.invoke(main, ["eval", "procedural", "--checkpoint", str(path), "--resolution", "16", "--clip-frames",
-                               "5", "--num-procedural", "4", "--methods", "infotok,gain,fixed,raster,elastic", "--betas",
+                               "5", "--num-procedural", "4", "--methods", "infotok,gain,fixed,raster,elastic,oracle", "--betas",
                                "1,0.5", "--plot", str(tmp_path / "rd.png"), "--spearman-psnr", "10", "--json"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output)
-    assert {r["method"] for r in doc["rows"]} == {"elbo", "gain", "fixed", "raster", "elastic"}  # infotok: elbo's old name
+    # infotok: elbo's old name
+    assert {r["method"] for r in doc["rows"]} == {"elbo", "gain", "fixed", "raster", "elastic", "oracle"}
+    psnr = {(r["method"], r["beta"]): r["psnr"] for r in doc["rows"]}
+    gap = {g["method"]: g for g in doc["gaps"]}
+    assert list(gap) == ["elbo", "gain", "raster", "elastic"] and all(g["betas"] == 2 for g in gap.values())
+    assert gap["gain"]["over_fixed"] == pytest.approx(sum(psnr["gain", b] - psnr["fixed", b] for b in (1, .5)) / 2)
+    assert gap["gain"]["under_oracle"] == pytest.approx(sum(psnr["oracle", b] - psnr["gain", b] for b in (1, .5)) / 2)
     assert doc["reference_router"] == "elbo"
     assert len(doc["difficulty"]["fewest_tokens"]) == 4 and (tmp_path / "rd.png").exists()
     res = runner.invoke(main, ["eval", "procedural", "--checkpoint", str(path), "--resolution", "16", "--clip-frames",
@@ -111,3 +117,23 @@ def test_demo_reports_per_clip_budgets(tmp_path):
     assert doc["adaptive"] and len(doc["videos"]) >= 3
     kept = [v["kept"] for v in doc["videos"]]
     assert all(0 < k <= 1 for k in kept) and len(set(kept)) > 1  # budgets differ with content
+
+
+def test_gap_table_means_over_betas_and_skips_missing_references():
+    from tokenizer.eval.gaps import gaps
+    from tokenizer.eval.rate_distortion import RDRow
+
+    def row(method: str, beta: float, psnr: float, passes: float) -> RDRow:
+        return RDRow(method=method, beta=beta, clips=2, mean_tokens=10, positions=20, bpp16=0.1, bpp16_mask=0.1,
+                     psnr=psnr, psnr_pooled=psnr, psnr_video=psnr, ssim=0.5, encoder_passes=1, decoder_passes=1,
+                     compressor_passes=1, passes_per_clip=passes, clips_per_s=1.0)
+
+    rows = [row("gain2", 1.0, 30.0, 10), row("gain2", 0.5, 26.0, 10), row("fixed", 1.0, 29.5, 2),
+            row("fixed", 0.5, 25.0, 2), row("oracle", 1.0, 30.2, 12), row("oracle", 0.5, 26.4, 12),
+            row("latent", 1.0, 29.0, 2)]
+    g = {x.method: x for x in gaps(rows)}
+    assert set(g) == {"gain2", "latent"}
+    assert g["gain2"].over_fixed == pytest.approx(0.75) and g["gain2"].under_oracle == pytest.approx(0.3)
+    assert g["gain2"].passes == 10 and g["gain2"].betas == 2
+    assert g["latent"].over_fixed == pytest.approx(-0.5) and g["latent"].betas == 1  # measured at beta 1 only
+    assert gaps([row("gain", 1.0, 30.0, 6)])[0].over_fixed is None  # no fixed rows: no figure, not a zero
