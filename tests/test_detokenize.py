@@ -71,3 +71,22 @@ def test_malformed_clips_are_refused_naming_the_value() -> None:
         stored_clip(np.zeros(2), grid, positions=[[0, 0, 0], [0, 0, 0]])
     with pytest.raises(ValueError, match="needs 48 tokens"):
         stored_clip(np.zeros(5), grid)
+
+
+def test_a_fixed_rate_checkpoint_decodes_full_grids_only(tmp_path) -> None:
+    from tokenizer.checkpoint import save_tokenizer
+    from tokenizer.config import preset
+    from tokenizer.nn.model import VideoTokenizer
+
+    torch.manual_seed(0)
+    model = VideoTokenizer(preset("tiny")).eval()
+    save_tokenizer(model, tmp_path / "fixed.safetensors")
+    detok = Detokenizer.from_checkpoint(tmp_path / "fixed.safetensors")
+    ids = np.random.default_rng(0).integers(0, 64000, (3, 4, 4))
+    with torch.no_grad():
+        want = model.decode_indices(torch.from_numpy(ids)[None])
+    torch.testing.assert_close(detok.decode(ids.reshape(-1), (3, 4, 4)), want)
+    half = np.zeros((3, 4, 4), bool)
+    half[0] = True
+    with pytest.raises(ValueError, match="decodes full grids only"):
+        detok.decode(ids[0].reshape(-1), (3, 4, 4), mask=pack_mask(half))

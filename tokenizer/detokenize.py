@@ -154,17 +154,12 @@ class Detokenizer:
         grids = {c.grid for c in clips}
         if len(grids) != 1:
             raise ValueError(f"clips of one decode call must share a grid, got {sorted(grids)}")
-        keep_np = np.stack([c.keep for c in clips])  # (B, t, h, w)
-        dense = np.zeros(keep_np.shape, dtype=np.int64)
-        for b, clip in enumerate(clips):
-            dense[b][keep_np[b]] = clip.ids
-        model = self.loaded.model
+        keep = np.stack([c.keep for c in clips])  # (B, t, h, w)
         adaptive = self.loaded.adaptive
-        device = next((adaptive if adaptive is not None else model).parameters()).device
-        indices = torch.from_numpy(dense).to(device)
-        if adaptive is None:
-            if not keep_np.all():
-                raise ValueError(f"checkpoint {self.loaded.path} is fixed-rate: it decodes full grids only")
-            return model.decode_indices(indices)
-        codes = model.fsq.indices_to_codes(indices).to(next(adaptive.parameters()).dtype)  # (B, t, h, w, D)
-        return adaptive.decode_masked(codes, torch.from_numpy(keep_np).to(device)).clamp(-1, 1)
+        if adaptive is not None:
+            return adaptive.decode_kept(keep, [c.ids for c in clips])
+        if not keep.all():
+            raise ValueError(f"checkpoint {self.loaded.path} is fixed-rate: it decodes full grids only")
+        model = self.loaded.model
+        device = next(model.parameters()).device
+        return model.decode_indices(torch.from_numpy(np.stack([c.ids.reshape(c.grid) for c in clips])).to(device))

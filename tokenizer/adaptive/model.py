@@ -303,12 +303,16 @@ class AdaptiveTokenizer(nn.Module):
         grids = {it.grid for it in items}
         if len(grids) != 1:
             raise ValueError(f"clips of one detokenize call must share a grid, got {sorted(grids)}")
+        return self.decode_kept(np.stack([it.keep_mask() for it in items]), [it.ids for it in items])
+
+    @torch.no_grad()
+    def decode_kept(self, keep: np.ndarray, ids: Sequence[np.ndarray]) -> torch.Tensor:
+        """keep (B, t, h, w) bool and each clip's kept ids (raster order of its kept positions) ->
+        video (B, 3, T, H, W) float clamped to [-1, 1]."""
+        dense = np.zeros(keep.shape, dtype=np.int64)
+        for b, clip_ids in enumerate(ids):
+            dense[b][keep[b]] = clip_ids
         device = self.mean_info.device
-        keep_np = np.stack([it.keep_mask() for it in items])  # (B, t, h, w)
-        dense = np.zeros(keep_np.shape, dtype=np.int64)
-        for b, it in enumerate(items):
-            dense[b][keep_np[b]] = it.ids.astype(np.int64)  # raster order of kept positions
-        keep = torch.from_numpy(keep_np).to(device)
         codes = self.base.fsq.indices_to_codes(torch.from_numpy(dense).to(device))  # (B, t, h, w, D)
         dtype = next(self.parameters()).dtype
-        return self.decode_masked(codes.to(dtype), keep).clamp(-1, 1)
+        return self.decode_masked(codes.to(dtype), torch.from_numpy(keep).to(device)).clamp(-1, 1)
