@@ -22,10 +22,12 @@ def _rows_of(reader: Any, video: str) -> tuple[list[dict[str, Any]], str]:
 
     rows: list[dict[str, Any]] = []
     for part in reader.parts:
-        table = reader.read_part(part.shard)
-        hit = pc.or_(pc.or_(pc.equal(table["video_id"], video), pc.equal(table["source_uri"], video)),
-                     pc.ends_with(table["source_uri"], "/" + video))
-        rows.extend(table.filter(hit).to_pylist())
+        # the id columns first; the whole part (already verified) only where the video is
+        ids = reader.read_part(part.shard, ["video_id", "source_uri"])
+        hit = pc.or_(pc.or_(pc.equal(ids["video_id"], video), pc.equal(ids["source_uri"], video)),
+                     pc.ends_with(ids["source_uri"], "/" + video))
+        if pc.any(hit).as_py():
+            rows.extend(reader.read_part(part.shard, verify=False).filter(hit).to_pylist())
     ids = sorted({r["video_id"] for r in rows})
     if len(ids) > 1:
         raise click.BadParameter(f"{video!r} names {len(ids)} videos ({', '.join(ids[:4])}): give a video_id",
