@@ -26,7 +26,7 @@ from jobs.options import (
     storage_options,
 )
 
-HELDOUT_SETS = ("procedural", "mixed")  # tokenizer.eval.heldout.HELDOUT_SETS, without importing torch
+HELDOUT_SETS = ("procedural", "mixed", "unseen")  # tokenizer.eval.heldout.HELDOUT_SETS, without importing torch
 METHOD_ALIASES = {"infotok": "elbo"}  # the name of the elbo router's row before there were three routers
 
 if TYPE_CHECKING:
@@ -90,12 +90,15 @@ def _floats(text: str, name: str) -> tuple[float, ...]:
               help="Rate-distortion mode: write a PSNR vs BPP16 PNG here.")
 @click.option("--mean-info", default=None, type=float,
               help="Rate-distortion mode: the first router's E[signal] instead of the checkpoint's.")
+@click.option("--fit-clips", default=64, show_default=True, type=int,
+              help="Rate-distortion mode, --methods with fitted: clips of the fit's sample (a held-out set: other "
+                   "videos of its kinds; a folder: its evaluated clips, in-sample).")
 @click.option("--spearman-psnr", default=None, type=float,
               help="Also search each clip's fewest tokens reaching this PSNR and report Spearman(I(x), tokens).")
 def eval_cmd(input_uri: str, checkpoint: str | None, resolution: str, clip_frames: int, max_videos: int | None,
              max_clips: int, num_procedural: int, batch_size: int, as_json: bool, methods: str | None, betas: str,
              plot_path: str | None, mean_info: float | None, spearman_psnr: float | None, device: str,
-             router: str | None, **o: Any) -> None:
+             router: str | None, fit_clips: int, **o: Any) -> None:
     """PSNR / SSIM of reconstructions over INPUT: a folder, s3:// prefix, list file, or a held-out
     set made offline: 'procedural' (the training families, held-out seeds and photographs) or
     'mixed' (stills, soft footage, fast pans, fine detail, zooms and low-quality encodes of
@@ -118,7 +121,7 @@ def eval_cmd(input_uri: str, checkpoint: str | None, resolution: str, clip_frame
         raise click.ClickException(f"no clips to evaluate in {input_uri} ({len(failures)} videos failed)")
     if methods is not None:
         _rate_distortion(tok, groups, failures, input_uri, hw, clip_frames, batch_size, methods, betas,
-                         plot_path, mean_info, spearman_psnr, as_json, router)
+                         plot_path, mean_info, spearman_psnr, as_json, router, fit_clips)
         return
     rows, all_p, all_s, n_clips = [], [], [], 0
     t0 = time.perf_counter()
@@ -159,7 +162,7 @@ def eval_cmd(input_uri: str, checkpoint: str | None, resolution: str, clip_frame
 def _rate_distortion(tok: LoadedTokenizer, groups: list[tuple[str, list]], failures: list[dict], input_uri: str,
                      resolution: tuple[int, int], clip_frames: int, batch_size: int, methods: str, betas: str,
                      plot_path: str | None, mean_info: float | None, spearman_psnr: float | None,
-                     as_json: bool, router: str | None = None) -> None:
+                     as_json: bool, router: str | None = None, fit_clips: int = 64) -> None:
     import dataclasses
 
     from tokenizer.adaptive.routers.registry import check_mean_info, get_router, router_names
@@ -182,12 +185,14 @@ def _rate_distortion(tok: LoadedTokenizer, groups: list[tuple[str, list]], failu
         if mean_info is not None and get_router(cfg.reference).budgets_from_curves:
             raise ValueError(f"--mean-info {mean_info!r} cannot set the {cfg.reference} router's budgets (they come "
                              "from its calibration curves); list another router first or drop --mean-info")
-        if mean_info is None:
+        if mean_info is None and not get_router(cfg.reference).budgets_from_curves:
             check_mean_info(tok.adaptive.mean_signal(cfg.reference), cfg.reference)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     clips = [c for _, cs in groups for c in cs]
     videos = [source for source, cs in groups for _ in cs]
+    fitted = [m for m in cfg.methods if m in router_names() and get_router(m).fits_corpus and m != "gain2"]
+    fit_summary = _fit_for_eval(tok, fitted, input_uri, clips, fit_clips, batch_size) if fitted else None
     rows = evaluate_rd(tok.adaptive, clips, cfg, videos)
     router_gaps = gaps(rows)
     ref_mean = tok.adaptive.mean_signal(cfg.reference) if mean_info is None else mean_info
@@ -195,7 +200,7 @@ def _rate_distortion(tok: LoadedTokenizer, groups: list[tuple[str, list]], failu
         "tokenizer_id": tok.tokenizer_id, "input": input_uri, "resolution": list(resolution), "clip_frames": clip_frames,
         "clips": len(clips), "videos": len(groups), "reference_router": cfg.reference, "mean_info": ref_mean,
         "param_overhead": tok.adaptive.param_overhead(), "rows": [dataclasses.asdict(r) for r in rows],
-        "failures": failures, "gaps": [dataclasses.asdict(g) for g in router_gaps],
+        "failures": failures, "gaps": [dataclasses.asdict(g) for g in router_gaps], "fit": fit_summary,
     }
     if spearman_psnr is not None:
         infos, counts = fewest_tokens_for_psnr(tok.adaptive, clips, spearman_psnr, batch_size)
@@ -225,9 +230,43 @@ def _rate_distortion(tok: LoadedTokenizer, groups: list[tuple[str, list]], failu
     click.echo(f"{len(clips)} clips of {len(groups)} videos, tokenizer {tok.tokenizer_id}; totals set by the "
                f"{cfg.reference} router ({get_router(cfg.reference).budget_basis(ref_mean)}); adaptive layer "
                f"{100 * summary['param_overhead']:.1f}% of base params")
+    if fit_summary is not None:
+        click.echo(f"fit: {fit_summary['describe']}; its sample {fit_summary['sample']} "
+                   f"({fit_summary['seconds']:.1f} s)")
     if "difficulty" in summary:
         d = summary["difficulty"]
         click.echo(f"Spearman(I(x), fewest tokens for {d['target_psnr']:g} dB) = {d['spearman']:.3f} "
                    f"({d['unreached']} clips never reach it)")
     if plot_path:
         click.echo(f"plot: {summary['plot']}")
+
+
+def _fit_for_eval(tok: LoadedTokenizer, routers: list[str], input_uri: str, clips: list, n: int,
+                  batch_size: int) -> dict[str, Any]:
+    """Fit each per-corpus router (`fitted`) on a sample of INPUT: a held-out set's other videos of the same
+    kinds (`fit_seed`), or a folder's own evaluated clips (in-sample, said so)."""
+    from tokenizer.adaptive.curve_fit import FitTooSmallError
+    from tokenizer.adaptive.fitting import fit_router
+    from tokenizer.adaptive.routers.registry import get_router
+
+    if input_uri in HELDOUT_SETS:
+        from tokenizer.eval.heldout import fit_seed, heldout_set
+
+        frames, height, width = clips[0].shape[:3]
+        sample = [c.frames for c in heldout_set(input_uri, n, frames, height, width, seed=fit_seed(input_uri))][:n]
+        where = f"{len(sample)} clips of other {input_uri} videos"
+    else:
+        sample = clips[:n]
+        where = f"{len(sample)} of the evaluated clips (in-sample)"
+        logger.warning("the fit's sample is %s: a folder has no other videos to fit on", where)
+    t0 = time.perf_counter()
+    described = []
+    for name in routers:
+        try:
+            fit = fit_router(tok.adaptive, name, sample, batch_size)
+        except (FitTooSmallError, ValueError) as exc:
+            raise click.UsageError(str(exc)) from exc
+        get_router(name).use_fit(tok.adaptive, fit)
+        described.append(fit.describe())
+    return {"describe": "; ".join(described), "sample": where, "clips": len(sample),
+            "seconds": time.perf_counter() - t0}

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from tokenizer.adaptive.clip_descriptors import DESCRIPTOR_NAMES
+from tokenizer.adaptive.curve_fit import CorpusFit
 from tokenizer.adaptive.latent_router import LatentRouterHead, SlopeRegressor
 from tokenizer.adaptive.modules import AdaptiveConfig, Compressor, Decompressor
 from tokenizer.adaptive.router import budget_tokens, check_beta, token_scores, top_n_mask
@@ -146,6 +147,7 @@ class AdaptiveTokenizer(nn.Module):
             self.register_buffer(count, torch.tensor(0, dtype=torch.int64))
         self.register_buffer("latent_head_steps", torch.tensor(0, dtype=torch.int64))
         self.gain2: Gain2Calibration | None = None
+        self.corpus_fit: CorpusFit | None = None
 
     # ---- parameters and E[I] ---------------------------------------------------------
     def adaptive_modules(self) -> nn.ModuleDict:
@@ -172,6 +174,10 @@ class AdaptiveTokenizer(nn.Module):
     def set_gain2(self, calibration: Gain2Calibration | None) -> None:
         """Set (or clear) the gain2 router's calibration curves."""
         self.gain2 = calibration
+
+    def set_corpus_fit(self, fit: CorpusFit | None) -> None:
+        """Set (or clear) the fitted router's per-corpus fit (`tokenizer.adaptive.curve_fit`)."""
+        self.corpus_fit = fit
 
     def mean_signal(self, router: str) -> float:
         """The router's E[signal] (NaN when never trained or calibrated)."""

@@ -5,6 +5,9 @@ Two sets, both built only from content the training corpus never shows:
   and held-out photographs.
 - `mixed`: the kinds a real corpus mixes (`tokenizer.data.mixed`), made from photographs training
   never saw (`tokenizer.data.photos.MIXED_PHOTOS`).
+- `unseen`: kinds neither training nor `mixed` makes (`tokenizer.data.unseen`: handheld shake, roll,
+  sensor grain, flat colour, upscaled low-resolution footage, fades, cuts, still texture), over
+  held-out photographs and a graphic: the set furthest from what any router was fitted on.
 
 Each clip belongs to a "video" (its `video` name): the clips of one video share the source
 and the motion, as consecutive clips of one real video would, so per-video figures (the
@@ -20,8 +23,11 @@ import numpy as np
 from tokenizer.data.mixed import MIXED_KINDS, mixed_video
 from tokenizer.data.photos import MIXED_PHOTOS, load_photo
 from tokenizer.data.procedural import heldout_clips
+from tokenizer.data.unseen import UNSEEN_KINDS, UNSEEN_PHOTOS, unseen_video
 
-HELDOUT_SETS: tuple[str, ...] = ("procedural", "mixed")
+HELDOUT_SETS: tuple[str, ...] = ("procedural", "mixed", "unseen")
+# the seeds of each set's clips; `fit_seed` draws other videos of the same kinds (a per-corpus fit's sample)
+SET_SEEDS: dict[str, int] = {"procedural": 1234, "mixed": 2024, "unseen": 4242}
 
 
 @dataclass(frozen=True)
@@ -55,11 +61,38 @@ def procedural_clips(n: int, frames: int, height: int, width: int, seed: int = 1
             for i, (k, c) in enumerate(heldout_clips(n, frames, height, width, seed=seed))]
 
 
-def heldout_set(name: str, n: int, frames: int, height: int, width: int, clips_per_video: int = 2
-                ) -> list[HeldoutClip]:
-    """`n` clips of the named set (HELDOUT_SETS); `mixed` rounds n up to whole videos."""
+def unseen_clips(n_videos: int, clips_per_video: int, frames: int, height: int, width: int,
+                 seed: int = SET_SEEDS["unseen"]) -> list[HeldoutClip]:
+    """n_videos videos cycling over UNSEEN_KINDS and UNSEEN_PHOTOS, each cut into consecutive clips."""
+    out: list[HeldoutClip] = []
+    for v in range(n_videos):
+        kind = UNSEEN_KINDS[v % len(UNSEEN_KINDS)]
+        name = UNSEEN_PHOTOS[(v // len(UNSEEN_KINDS) + v) % len(UNSEEN_PHOTOS)]
+        other = UNSEEN_PHOTOS[(v // len(UNSEEN_KINDS) + v + 1) % len(UNSEEN_PHOTOS)]
+        rng = np.random.default_rng([seed, v])
+        video = unseen_video(kind, load_photo(name), load_photo(other), rng, frames * clips_per_video, height, width)
+        for c in range(clips_per_video):
+            out.append(HeldoutClip(kind=kind, video=f"{kind}-{name}-{v}", frames=video[c * frames : (c + 1) * frames]))
+    return out
+
+
+def heldout_set(name: str, n: int, frames: int, height: int, width: int, clips_per_video: int = 2,
+                seed: int | None = None) -> list[HeldoutClip]:
+    """`n` clips of the named set (HELDOUT_SETS); `mixed` and `unseen` round n up to whole videos.
+    seed: None for the set's own clips (SET_SEEDS), another for other videos of the same kinds."""
+    if name not in SET_SEEDS:
+        raise ValueError(f"unknown held-out set {name!r}; choose from {HELDOUT_SETS}")
+    s = SET_SEEDS[name] if seed is None else seed
     if name == "procedural":
-        return procedural_clips(n, frames, height, width)
+        return procedural_clips(n, frames, height, width, seed=s)
+    videos = -(-n // clips_per_video)
     if name == "mixed":
-        return mixed_clips(-(-n // clips_per_video), clips_per_video, frames, height, width)
-    raise ValueError(f"unknown held-out set {name!r}; choose from {HELDOUT_SETS}")
+        return mixed_clips(videos, clips_per_video, frames, height, width, seed=s)
+    return unseen_clips(videos, clips_per_video, frames, height, width, seed=s)
+
+
+def fit_seed(name: str) -> int:
+    """The seed of a per-corpus fit's sample of the named set: other videos than its evaluation clips."""
+    if name not in SET_SEEDS:
+        raise ValueError(f"unknown held-out set {name!r}; choose from {HELDOUT_SETS}")
+    return SET_SEEDS[name] + 7919

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 if TYPE_CHECKING:
     import torch
 
+    from tokenizer.adaptive.curve_fit import CorpusFit
     from tokenizer.adaptive.model import AdaptiveTokenizer
     from tokenizer.adaptive.routers.gain2_curves import Gain2Calibration
     from tokenizer.nn.model import Encoding
@@ -76,6 +77,7 @@ class Router(ABC):
     mean_buffers: ClassVar[tuple[str, str] | None] = None
     tuning_refusal: ClassVar[str | None] = None
     budgets_from_curves: ClassVar[bool] = False
+    fits_corpus: ClassVar[bool] = False
 
     # ---- which tokens, and the signal --------------------------------------------------
     @abstractmethod
@@ -158,3 +160,13 @@ class Router(ABC):
                           calibration: Gain2Calibration | None) -> None:
         """Store a calibration on the model: by default its E[signal], the clips' mean signal."""
         self.set_mean(model, mean_signal, count)
+
+    # ---- the per-corpus fit (`--fit-router N`) --------------------------------------------
+    def fit_corpus(self, model: AdaptiveTokenizer, videos: list[torch.Tensor]) -> CorpusFit:
+        """Fit the router on a corpus sample: batches of video (B, 3, T, H, W) in [-1, 1]."""
+        raise ValueError(f"the {self.name} router takes no per-corpus fit (--fit-router); "
+                         "use --router gain2 or --router fitted")
+
+    def use_fit(self, model: AdaptiveTokenizer, fit: CorpusFit | None) -> None:
+        """Route with `fit` (None: the checkpoint's own state again)."""
+        raise ValueError(f"the {self.name} router takes no per-corpus fit (--fit-router)")

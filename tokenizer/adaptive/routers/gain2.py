@@ -18,6 +18,7 @@ from tokenizer.adaptive.routers.gain import full_rate_pass
 if TYPE_CHECKING:
     import torch
 
+    from tokenizer.adaptive.curve_fit import CorpusFit
     from tokenizer.adaptive.model import AdaptiveTokenizer
     from tokenizer.adaptive.routers.gain2_curves import Gain2Calibration
     from tokenizer.nn.model import Encoding
@@ -40,6 +41,7 @@ class Gain2Router(Router):
         "beta tuning cannot run --router gain2 (its budgets come from per-clip curves, not one signal): give "
         "--beta, which for gain2 is the mean rate on its calibration clips, or tune with --router gain")
     budgets_from_curves: ClassVar[bool] = True
+    fits_corpus: ClassVar[bool] = True
 
     def score(self, model: AdaptiveTokenizer, video: torch.Tensor, encoding: Encoding) -> Scored:
         import torch
@@ -125,3 +127,25 @@ class Gain2Router(Router):
     def write_calibration(self, model: AdaptiveTokenizer, mean_signal: float, count: int,
                           calibration: Gain2Calibration | None) -> None:
         model.set_gain2(calibration)
+
+    def fit_corpus(self, model: AdaptiveTokenizer, videos: list[torch.Tensor]) -> CorpusFit:
+        """Measure the sample's curves (as calibration does): lam for a beta then makes the sample's mean
+        rate beta, so beta is the mean kept fraction on this corpus, not on the calibration clips."""
+        import torch
+
+        from tokenizer.adaptive.curve_fit import MIN_FIT_CLIPS, CorpusFit, FitTooSmallError
+
+        with self._without_calibration(model):
+            rates = curve_rates(model)
+            curves = torch.cat([self.score(model, x, model.base.encode(x)).curve.double().cpu() for x in videos])
+        if curves.shape[0] < MIN_FIT_CLIPS:
+            raise FitTooSmallError(f"a curve fit needs at least {MIN_FIT_CLIPS} clips, got {curves.shape[0]}")
+        return CorpusFit(router=self.name, rates=rates, curves=curves, clips=int(curves.shape[0]),
+                         measured_psnr=tuple(float(v) for v in curves.mean(0)))
+
+    def use_fit(self, model: AdaptiveTokenizer, fit: CorpusFit | None) -> None:
+        if fit is None:
+            return
+        if fit.router != self.name:
+            raise ValueError(f"a fit of the {fit.router} router cannot run the gain2 router")
+        model.set_gain2(fit.calibration)

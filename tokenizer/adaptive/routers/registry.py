@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from tokenizer.adaptive.routers.base import Router
 from tokenizer.adaptive.routers.elbo import ElboRouter
+from tokenizer.adaptive.routers.fitted import FittedRouter
 from tokenizer.adaptive.routers.gain import GainRouter
 from tokenizer.adaptive.routers.gain2 import Gain2Router
 from tokenizer.adaptive.routers.latent import LatentRouter
@@ -74,5 +75,5 @@ def budget_rate(info: torch.Tensor, beta: float | torch.Tensor, mean_info: float
     return clip_rate(info, beta, check_mean_info(mean_info, router))
 
 
-for _router in (ElboRouter(), GainRouter(), Gain2Router(), LatentRouter()):
+for _router in (ElboRouter(), GainRouter(), Gain2Router(), LatentRouter(), FittedRouter()):
     register_router(_router)

@@ -1,0 +1,142 @@
+"""The `fitted` router: gain2's curve rule on a predicted curve, in one pass.
+
+Each clip's curve (PSNR at gain2's probe rates and at 1) is predicted from its clip descriptors
+by a `CurvePredictor` fitted on a sample of the corpus being tokenized
+(`tokenizer.adaptive.curve_fit`: a job's `--fit-router N`, recorded in job.json), and the clip's
+rate is the optimum of PSNR(r) - lam * r on the prediction, lam from beta so that the sample's
+predicted mean rate is beta. Token scores are the latent router's head plus the pixel detail,
+with the detail weight chosen on the same sample. Cost per clip: one encode, the head and the
+descriptors, one compressor pass (no decoder); the fit's sample costs one full-rate decode and
+one compressor + decoder pass per probe and detail weight tried, once per corpus.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from tokenizer.adaptive.routers.base import Router, RouterState, Scored
+
+if TYPE_CHECKING:
+    import torch
+
+    from tokenizer.adaptive.curve_fit import CorpusFit
+    from tokenizer.adaptive.model import AdaptiveTokenizer
+    from tokenizer.nn.model import Encoding
+
+_FIT = "give the job --fit-router N (fit on N clips of the corpus) or use --router gain2|gain"
+# detail weights tried by a fit, as multiples of the checkpoint's (its own choice on training clips)
+DETAIL_FACTORS: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
+
+
+class FittedRouter(Router):
+    name: ClassVar[str] = "fitted"
+    signal_name: ClassVar[str] = "E[s]"  # the predicted curves' slope with the lowest probe, for the record
+    how_to_set: ClassVar[str] = _FIT
+    fits_corpus: ClassVar[bool] = True
+    budgets_from_curves: ClassVar[bool] = True
+    tuning_refusal: ClassVar[str | None] = (
+        "beta tuning cannot run --router fitted: with its fit, beta already is the mean rate on the corpus "
+        "sample (give --beta R for a target rate R)")
+
+    def _fit(self, model: AdaptiveTokenizer) -> CorpusFit:
+        fit = model.corpus_fit
+        if fit is None or fit.router != self.name or fit.predictor is None:
+            raise ValueError(f"the fitted router has no per-corpus fit; {_FIT}")
+        return fit
+
+    def score(self, model: AdaptiveTokenizer, video: torch.Tensor, encoding: Encoding) -> Scored:
+        from tokenizer.adaptive.clip_descriptors import describe_clip
+        from tokenizer.adaptive.routers.gain2_curves import curve_slope
+
+        fit = self._fit(model)
+        assert fit.predictor is not None
+        bounded = model.bounded_latent(encoding.latent)
+        described = describe_clip(video, bounded)
+        curve = fit.predictor.predict(described.descriptors).float()
+        return Scored(encoding=encoding, scores=model.latent_head.scores(bounded, described.detail, fit.detail_weight),
+                      signal=curve_slope(curve, fit.rates), router=self.name, curve=curve, curve_rates=fit.rates)
+
+    def passes(self, model: AdaptiveTokenizer) -> tuple[float, float, float]:
+        return (1, 0, 1)
+
+    def budget(self, model: AdaptiveTokenizer, scored: Scored, betas: torch.Tensor,
+               mean_info: float | None = None) -> torch.Tensor:
+        import torch
+
+        from tokenizer.adaptive.routers.gain2_curves import curve_rate
+
+        fit = self._fit(model)
+        if mean_info is not None:
+            raise ValueError(f"the fitted router takes its budgets from its per-corpus fit, not from an E[signal] "
+                             f"of {mean_info!r}")
+        assert scored.curve is not None
+        lam = torch.tensor([fit.lam(float(b)) for b in betas.flatten().tolist()], dtype=torch.float64)
+        return curve_rate(scored.curve.cpu(), fit.rates, lam).float().to(betas.device)
+
+    def check_route(self, model: AdaptiveTokenizer, mean_info: float | None) -> None:
+        self._fit(model)
+
+    def budget_basis(self, expected_info: float) -> str:
+        return "its per-corpus fit"
+
+    def mean_signal(self, model: AdaptiveTokenizer) -> float:
+        fit = model.corpus_fit
+        if fit is None or fit.router != self.name:
+            return float("nan")
+        from tokenizer.adaptive.routers.gain2_curves import curve_slope
+
+        return float(curve_slope(fit.curves, fit.rates).double().mean())
+
+    def signal_count(self, model: AdaptiveTokenizer) -> int:
+        fit = model.corpus_fit
+        return fit.clips if fit is not None and fit.router == self.name else 0
+
+    def set_mean(self, model: AdaptiveTokenizer, value: float, count: int) -> None:
+        raise ValueError(f"the fitted router is set by a per-corpus fit, not an E[signal] value; {_FIT}")
+
+    def problem(self, state: RouterState, calibrated: bool = True, need_mean: bool = False) -> str | None:
+        if not state.value("latent_head_steps") > 0:
+            return (f"{state.where} has no trained latent router head, which the fitted router's token scores "
+                    "come from; train it with `infotok train --stage router` or use --router gain2|gain")
+        return None
+
+    # ---- the per-corpus fit ---------------------------------------------------------------
+    def fit_corpus(self, model: AdaptiveTokenizer, videos: list[torch.Tensor]) -> CorpusFit:
+        """Measure each sample clip's curve with the head's token scores at each detail weight tried
+        (`DETAIL_FACTORS` times the checkpoint's), keep the weight whose curves are highest on average,
+        and fit the curve predictor on those curves."""
+        import torch
+
+        from tokenizer.adaptive.clip_descriptors import describe_clip
+        from tokenizer.adaptive.curve_fit import CorpusFit, CurvePredictor
+        from tokenizer.adaptive.routers.gain import full_rate_pass
+        from tokenizer.adaptive.routers.gain2 import curve_rates
+
+        rates = curve_rates(model)
+        base_w = float(model.latent_head.detail_weight)
+        weights = tuple(dict.fromkeys(f * base_w for f in DETAIL_FACTORS)) if base_w > 0 else (0.0,)
+        full, descriptors = [], []
+        probes: dict[float, list[torch.Tensor]] = {w: [] for w in weights}
+        for x in videos:
+            enc = model.base.encode(x)
+            bounded = model.bounded_latent(enc.latent)
+            described = describe_clip(x, bounded)
+            descriptors.append(described.descriptors.double().cpu())
+            full.append(full_rate_pass(model, x, enc)[1].double().cpu())
+            for w in weights:
+                scores = model.latent_head.scores(bounded, described.detail, w)
+                probes[w].append(torch.stack([model.probe_psnr(x, enc, scores, r).double().cpu()
+                                              for r in rates[:-1]], 1))
+        full_t = torch.cat(full)
+        curves = {w: torch.cat([torch.cat(probes[w]), full_t[:, None]], 1) for w in weights}
+        best = max(weights, key=lambda w: (round(float(curves[w][:, :-1].mean()), 6), -w))
+        x_all = torch.cat(descriptors)
+        predictor = CurvePredictor.fit(x_all, curves[best])
+        return CorpusFit(router=self.name, rates=rates, curves=predictor.predict(x_all), clips=len(full_t),
+                         predictor=predictor, detail_weight=best,
+                         measured_psnr=tuple(float(v) for v in curves[best].mean(0)))
+
+    def use_fit(self, model: AdaptiveTokenizer, fit: CorpusFit | None) -> None:
+        if fit is not None and (fit.router != self.name or fit.predictor is None):
+            raise ValueError(f"a fit of the {fit.router} router cannot run the fitted router")
+        model.set_corpus_fit(fit)
