@@ -1,9 +1,10 @@
-"""Wall time per clip of each router (elbo = InfoTok, arXiv 2512.16975; gain; latent) vs the
+"""Wall time per clip of each router (elbo = InfoTok, arXiv 2512.16975; gain; gain2; latent; fitted) vs the
 fixed-rate tokenizer vs an ElasticTok-style binary search, side by side on the same held-out
 clips, in one process.
 
     python benchmarks/bench_adaptive.py --checkpoint CKPT [--clips 10] [--size 128]
-        [--frames 17] [--beta 0.5] [--reps 3] [--threads 1] [--device auto] [--autocast] [--json]
+        [--frames 17] [--beta 0.5] [--reps 3] [--threads 1] [--device auto] [--autocast]
+        [--fit-clips 64] [--amortise 1000] [--json]
     python benchmarks/bench_adaptive.py --untrained base:reference ...   (architecture cost only)
 
 Per method, `tokenize` is the work to produce the tokens and `round trip` adds the
@@ -11,14 +12,19 @@ reconstruction:
 - fixed:   base encode (-> ids)                                    | + base decode
 - elbo:    encode + full-rate decode + compressor                 | + decompressor + decode
 - gain:    encode + 2 x (compressor + decode) + compressor         | + decompressor + decode
+- gain2:   encode + 4 x (compressor + decode) + compressor         | + decompressor + decode
 - latent:  encode + router head + compressor                      | + decompressor + decode
+- fitted:  encode + router head + compressor (the latent router's passes; its curve comes from a
+           per-corpus fit)                                         | + decompressor + decode
 - elastic: encode + per-clip binary search over the raster-prefix token count, each probe
            one compressor + decoder pass, threshold = elbo's mean L1 error at --beta
            (the tokens then come from one more compressor pass) | + decompressor + decode
 The latent router's tokenize time is also split into encoder, head and compressor (each timed
 alone). Methods run interleaved clip batch by clip batch, each repeated --reps times (median),
 so background load hits them alike. Ratios: each router / fixed (latent target <= 1.5) and
-elastic / elbo.
+elastic / elbo. The fitted router's fit (on --fit-clips other held-out clips, before the timing)
+is timed apart and reported per sample clip and amortised over an --amortise-clip corpus, in units
+of the fixed-rate tokenizer's time per clip.
 """
 
 from __future__ import annotations
@@ -34,7 +40,8 @@ import torch
 
 from tokenizer.adaptive.clip_descriptors import clip_descriptors, describe_clip
 from tokenizer.adaptive.model import AdaptiveTokenizer
-from tokenizer.adaptive.routers.registry import router_names
+from tokenizer.adaptive.fitting import fit_router
+from tokenizer.adaptive.routers.registry import get_router, router_names
 from tokenizer.adaptive.routers.gain2_curves import Gain2Calibration
 from tokenizer.eval.baselines import elastic_search, position_mask
 from tokenizer.checkpoint import load_tokenizer
@@ -142,7 +149,7 @@ def run(model: AdaptiveTokenizer, clips: list[np.ndarray], beta: float, batch: i
         "threads": torch.get_num_threads(), "device": str(device), "autocast": autocast and device.type == "cuda",
         "elastic_threshold_l1": threshold,
         "seconds_per_clip": per_clip,
-        "passes_per_clip": {"fixed": 1, "elbo": 3, "gain": 6, "gain2": 2 + 2 * len(model.gain2_rates()), "latent": 2,
+        "passes_per_clip": {"fixed": 1, **{r: sum(get_router(r).passes(model)) for r in router_names()},
                             "elastic": 1 + 2 * mean_probes + 1},
         "elastic_probes_per_clip": mean_probes,
         "ratio_over_fixed": {r: {"tokenize": per_clip[f"{r}_tokenize"] / per_clip["fixed_tokenize"],
@@ -172,6 +179,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--autocast", action="store_true", help="bfloat16 autocast on CUDA")
+    p.add_argument("--fit-clips", type=int, default=64, help="the fitted router's sample (other held-out clips)")
+    p.add_argument("--amortise", type=int, default=1000, help="corpus size the fit's cost is spread over")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -196,13 +205,22 @@ def main() -> None:
             slopes = model.score(x, "gain").signal
             model.latent_slope.fit(clip_descriptors(x, model.bounded_latent(model.base.encode(x).latent)), slopes)
             for r in router_names():
+                if get_router(r).mean_buffers is None and r != "gain2":  # the fitted router: its fit below
+                    continue
                 scored = model.score(x, r)
                 if r == "gain2":
                     model.set_gain2(Gain2Calibration(rates=scored.curve_rates, curves=scored.curve.cpu()))
                 else:
                     model.set_mean_info(max(float(scored.signal.double().mean()), 1e-6), len(clips), r)
+    fit_clips = [c for _, c in heldout_clips(args.fit_clips, args.frames, args.size, args.size, seed=99)]
+    t0 = time.perf_counter()
+    get_router("fitted").use_fit(model, fit_router(model, "fitted", fit_clips, batch_size=args.batch))
+    fit_seconds = time.perf_counter() - t0
     res = run(model, clips, args.beta, args.batch, args.reps, with_elastic=args.untrained is None,
               autocast=args.autocast)
+    fixed = res["seconds_per_clip"]["fixed_tokenize"]
+    res["fit"] = {"clips": args.fit_clips, "seconds": fit_seconds, "per_sample_clip_over_fixed": fit_seconds / args.fit_clips / fixed,
+                  "amortised_over": args.amortise, "amortised_over_fixed": fit_seconds / args.amortise / fixed}
     res["tokenizer_id"] = name
     if args.json:
         print(json.dumps(res, indent=1))
@@ -221,7 +239,10 @@ def main() -> None:
     for r in router_names():
         q = res["ratio_over_fixed"][r]
         print(f"{r} / fixed: tokenize {q['tokenize']:.2f}, round trip {q['round_trip']:.2f}"
-              + (" (target <= 1.5)" if r == "latent" else ""))
+              + (" (target <= 1.5)" if r in ("latent", "fitted") else ""))
+    f = res["fit"]
+    print(f"fitted's fit: {f['clips']} clips in {f['seconds']:.1f} s ({f['per_sample_clip_over_fixed']:.1f}x fixed per "
+          f"sample clip); amortised over {f['amortised_over']} clips: +{f['amortised_over_fixed']:.2f}x fixed")
     if "ratio_elastic_over_elbo" in res:
         r2 = res["ratio_elastic_over_elbo"]
         print(f"elastic / elbo: tokenize {r2['tokenize']:.2f}, round trip {r2['round_trip']:.2f}")
