@@ -7,7 +7,8 @@ rate is the optimum of PSNR(r) - lam * r on the prediction, lam from beta so tha
 predicted mean rate is beta. Token scores are the latent router's head plus the pixel detail,
 with the detail weight chosen on the same sample. Cost per clip: one encode, the head and the
 descriptors, one compressor pass (no decoder); the fit's sample costs one full-rate decode and
-one compressor + decoder pass per probe and detail weight tried, once per corpus.
+one compressor + decoder pass per probe (per detail weight tried, on its first `WEIGHT_CLIPS`
+clips), once per corpus.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 _FIT = "give the job --fit-router N (fit on N clips of the corpus) or use --router gain2|gain"
 # detail weights tried by a fit, as multiples of the checkpoint's (its own choice on training clips)
 DETAIL_FACTORS: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
+WEIGHT_CLIPS = 24  # sample clips the detail weight is chosen on (each costs a probe pass per weight)
 
 
 class FittedRouter(Router):
@@ -102,9 +104,9 @@ class FittedRouter(Router):
 
     # ---- the per-corpus fit ---------------------------------------------------------------
     def fit_corpus(self, model: AdaptiveTokenizer, videos: list[torch.Tensor]) -> CorpusFit:
-        """Measure each sample clip's curve with the head's token scores at each detail weight tried
-        (`DETAIL_FACTORS` times the checkpoint's), keep the weight whose curves are highest on average,
-        and fit the curve predictor on those curves."""
+        """Choose the detail weight (of `DETAIL_FACTORS` times the checkpoint's) whose token scores give
+        the highest curves on the sample's first `WEIGHT_CLIPS` clips, measure every sample clip's curve
+        with it, and fit the curve predictor on those curves."""
         import torch
 
         from tokenizer.adaptive.clip_descriptors import describe_clip
@@ -115,26 +117,30 @@ class FittedRouter(Router):
         rates = curve_rates(model)
         base_w = float(model.latent_head.detail_weight)
         weights = tuple(dict.fromkeys(f * base_w for f in DETAIL_FACTORS)) if base_w > 0 else (0.0,)
-        full, descriptors = [], []
-        probes: dict[float, list[torch.Tensor]] = {w: [] for w in weights}
+        descriptors: list[torch.Tensor] = []
+        curves: dict[float, list[torch.Tensor]] = {w: [] for w in weights}
+        chosen: float | None = None
+        seen = 0
         for x in videos:
             enc = model.base.encode(x)
             bounded = model.bounded_latent(enc.latent)
             described = describe_clip(x, bounded)
             descriptors.append(described.descriptors.double().cpu())
-            full.append(full_rate_pass(model, x, enc)[1].double().cpu())
-            for w in weights:
+            full = full_rate_pass(model, x, enc)[1].double().cpu()
+            for w in weights if chosen is None else (chosen,):
                 scores = model.latent_head.scores(bounded, described.detail, w)
-                probes[w].append(torch.stack([model.probe_psnr(x, enc, scores, r).double().cpu()
-                                              for r in rates[:-1]], 1))
-        full_t = torch.cat(full)
-        curves = {w: torch.cat([torch.cat(probes[w]), full_t[:, None]], 1) for w in weights}
-        best = max(weights, key=lambda w: (round(float(curves[w][:, :-1].mean()), 6), -w))
+                probe = [model.probe_psnr(x, enc, scores, r).double().cpu() for r in rates[:-1]]
+                curves[w].append(torch.stack([*probe, full], 1))
+            seen += x.shape[0]
+            if chosen is None and (seen >= WEIGHT_CLIPS or x is videos[-1]):
+                chosen = max(weights, key=lambda w: (round(float(torch.cat(curves[w])[:, :-1].mean()), 6), -w))
+        assert chosen is not None
+        measured = torch.cat(curves[chosen])
         x_all = torch.cat(descriptors)
-        predictor = CurvePredictor.fit(x_all, curves[best])
-        return CorpusFit(router=self.name, rates=rates, curves=predictor.predict(x_all), clips=len(full_t),
-                         predictor=predictor, detail_weight=best,
-                         measured_psnr=tuple(float(v) for v in curves[best].mean(0)))
+        predictor = CurvePredictor.fit(x_all, measured)
+        return CorpusFit(router=self.name, rates=rates, curves=predictor.predict(x_all), clips=len(measured),
+                         predictor=predictor, detail_weight=chosen,
+                         measured_psnr=tuple(float(v) for v in measured.mean(0)))
 
     def use_fit(self, model: AdaptiveTokenizer, fit: CorpusFit | None) -> None:
         if fit is not None and (fit.router != self.name or fit.predictor is None):
