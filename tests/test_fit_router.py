@@ -200,3 +200,14 @@ def test_fitted_router_routes_with_its_recorded_fit(corpus, checkpoint, local_ra
     rows = read_rows(str(out))
     assert len(rows) == 10 and all(r["beta"] == 0.5 for r in rows)
     assert 0.0625 <= min(r["rate"] for r in rows) and sum(r["rate"] for r in rows) / len(rows) < 1
+
+
+def test_submit_forwards_and_checks_the_fit_option(corpus, checkpoint):
+    from jobs.submit_cmd import job_argv
+
+    assert job_argv("in", "out", {"fit_router": 8, "beta": None}, None) == ["in", "out", "--fit-router", "8"]
+    assert job_argv("in", "out", {"fit_router": 0}, None) == ["in", "out", "--fit-router", "0"]  # no fit, said so
+    assert job_argv("in", "out", {"fit_router": None}, None) == ["in", "out"]  # the cluster's run decides
+    res = CliRunner().invoke(main, ["submit", str(corpus), "out", "--address", "http://127.0.0.1:1", "--checkpoint",
+                                    checkpoint, "--router", "latent", "--fit-router", "8"])
+    assert res.exit_code == 2 and "--fit-router 8: the latent router takes no per-corpus fit" in res.output
