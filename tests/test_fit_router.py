@@ -115,10 +115,10 @@ def test_fit_is_recorded_resumed_and_refused(corpus, checkpoint, local_ray, tmp_
     code, text = _tokenize(corpus, out, checkpoint, "--fit-router", "6")
     assert code == 1
     assert _error_line(text) == (
-        f"Error: {out} was made with a per-corpus fit on 8 clips, not a per-corpus fit on 6 clips; rerun with "
-        "--fit-router 8 (or without --fit-router) to resume, or pass --overwrite to start over")
+        f"Error: {out} was made with --fit-router 8, not --fit-router 6; rerun with --fit-router 8 (or without "
+        "--fit-router) to resume, or pass --overwrite to start over")
     code, text = _tokenize(corpus, out, checkpoint, "--fit-router", "0")
-    assert code == 1 and "not no per-corpus fit; rerun with --fit-router 8" in _error_line(text)
+    assert code == 1 and "made with --fit-router 8, not --fit-router 0; rerun with" in _error_line(text)
 
     # --overwrite fits again, for the new request
     code, text = _tokenize(corpus, out, checkpoint, "--fit-router", "6", "--overwrite", "--json")
@@ -182,6 +182,8 @@ def test_defaults_of_a_new_dataset_and_an_old_one_resuming(corpus, checkpoint, l
     job_bytes = (old / "job.json").read_bytes()
     rows = read_rows(str(old))
     _drop_last_shard(old)
+    code, text = _tokenize(corpus, old, checkpoint, "--fit-router", "8")  # a fit it was not made with
+    assert code == 1 and "Error: " + f"{old} was made with no per-corpus fit, not --fit-router 8" in text
     code, text = _tokenize(corpus, old, checkpoint, "--json")
     assert code == 0, text
     assert f"{old}: resuming with beta 1 it was made with" in text

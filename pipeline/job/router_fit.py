@@ -28,11 +28,9 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FitRequest:
-    """A fit on `clips` clips drawn `clips_per_video` per video with `seed`. explicit: asked with
-    --fit-router (a corpus too small for it is an error), else the default (a warning)."""
+    """A fit on `clips` clips drawn `clips_per_video` per video with `seed`."""
 
     clips: int
-    explicit: bool = True
     clips_per_video: int = FIT_CLIPS_PER_VIDEO
     seed: int = FIT_SEED
 
@@ -58,10 +56,6 @@ def _adaptive(checkpoint: str | None) -> bool:
 
     version = read_header(checkpoint or DEFAULT_CHECKPOINT).get("format_version")
     return version in (ADAPTIVE_FORMAT_VERSION, EXTERNAL_BASE_FORMAT_VERSION)
-
-
-def _described(n: int | None) -> str:
-    return "no per-corpus fit" if not n else f"a per-corpus fit on {n} clips"
 
 
 def fit_on_sample(job: JobConfig, request: FitRequest) -> FitRecord:
@@ -109,9 +103,10 @@ def resolve_router_fit(job: JobConfig, fit_clips: int | None, overwrite: bool = 
         recorded = FitRecord.from_dict(old["fit"]) if old.get("fit") is not None else None
         had = recorded.clips if recorded is not None else 0
         if fit_clips is not None and fit_clips != had:
+            made = f"--fit-router {had}" if had else "no per-corpus fit"
             raise OutputMismatchError(
-                f"{job.output} was made with {_described(had)}, not {_described(fit_clips)}; rerun with "
-                f"--fit-router {had} (or without --fit-router) to resume, or pass --overwrite to start over")
+                f"{job.output} was made with {made}, not --fit-router {fit_clips}; rerun with --fit-router {had} "
+                "(or without --fit-router) to resume, or pass --overwrite to start over")
         if recorded is not None and recorded.router != router.name:
             raise OutputMismatchError(
                 f"{job.output} was made with the {recorded.router} router and its per-corpus fit, not the "
@@ -134,7 +129,7 @@ def resolve_router_fit(job: JobConfig, fit_clips: int | None, overwrite: bool = 
                              f"(--fit-router {n})")
         return _with_fit(job, None)
     try:
-        return _with_fit(job, fit_on_sample(job, FitRequest(n, explicit=explicit)))
+        return _with_fit(job, fit_on_sample(job, FitRequest(n)))
     except FitTooSmallError as exc:
         if router.needs_fit:
             raise FitTooSmallError(f"{exc}, and the {router.name} router cannot route without one: use --router "
