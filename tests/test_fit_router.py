@@ -125,6 +125,8 @@ def test_fit_is_recorded_resumed_and_refused(corpus, checkpoint, local_ray, tmp_
     assert code == 0, text
     refit = json.loads((out / "job.json").read_text())["content"]["tokenize"]["fit"]
     assert refit["clips"] == 6 and refit["fit"]["clips"] == 6 and _json(text)["fit"]["clips"] == 6
+    res = CliRunner().invoke(main, ["inspect", str(out)])
+    assert res.exit_code == 0 and "router       gain2, beta 0.5, its per-corpus fit (6 clips)" in res.output
 
 
 def test_fit_options_are_refused_before_ray(corpus, tiny_corpus, checkpoint, tmp_path):
