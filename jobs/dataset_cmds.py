@@ -64,6 +64,7 @@ def dataset_summary(ds: DatasetDir, bins: int = 10) -> dict[str, Any]:
         "router": m.file_meta.router,
         "beta": m.file_meta.beta,
         "expected_info": m.file_meta.expected_info,
+        "fit_clips": _fit_clips(m.params),
         "created_at": m.created_at,
         "shards": m.n_shards,
         "videos": m.n_videos,
@@ -82,6 +83,12 @@ def dataset_summary(ds: DatasetDir, bins: int = 10) -> dict[str, Any]:
     }
 
 
+def _fit_clips(params: dict[str, Any]) -> int | None:
+    """Clips of the router's per-corpus fit the dataset was made with (None: no fit)."""
+    fit = (params.get("tokenize") or {}).get("fit")
+    return int(fit["fit"]["clips"]) if isinstance(fit, dict) else None
+
+
 @click.command("inspect")
 @click.argument("dataset")
 @json_option
@@ -98,7 +105,7 @@ def inspect_cmd(dataset: str, as_json: bool, **o: Any) -> None:
         click.echo(json.dumps(s, indent=1))
         return
     click.echo(f"dataset      {s['root']}  (schema v{s['schema_version']}, tokenizer {s['tokenizer_id']})")
-    basis = get_router(s["router"]).budget_basis(s["expected_info"])
+    basis = get_router(s["router"]).budget_basis(s["expected_info"], s["fit_clips"])
     click.echo(f"router       {s['router']}, beta {s['beta']:g}, {basis}   "
                f"created {s['created_at']}")
     click.echo(f"counts       {s['shards']} shards, {s['videos']} videos, {s['clips']} clips, {s['tokens']} tokens, "

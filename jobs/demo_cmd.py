@@ -16,7 +16,17 @@ from pathlib import Path
 import click
 import numpy as np
 
-from jobs.options import clip_frames_option, json_option, parse_resolution, resolution_option, router_option
+from jobs.options import (
+    BETA_HELP,
+    check_fit_option,
+    clip_frames_option,
+    fit_router_option,
+    json_option,
+    parse_resolution,
+    resolution_option,
+    router_option,
+)
+from tokenizer.adaptive.routers.registry import DEFAULT_BETA
 
 logger = logging.getLogger(__name__)
 
@@ -26,12 +36,13 @@ logger = logging.getLogger(__name__)
 @click.option("--checkpoint", default=None, help="Tokenizer checkpoint (default: the shipped one).")
 @resolution_option("128", "--size")
 @clip_frames_option(17, "--frames")
-@click.option("--beta", default=0.5, show_default=True, type=float,
-              help="InfoTok compression knob in (0, 1] (adaptive checkpoints keep fewer tokens as it drops).")
+@click.option("--beta", default=DEFAULT_BETA, show_default=True, type=float,
+              help=f"InfoTok compression knob: {BETA_HELP}")
 @router_option()
+@fit_router_option()
 @json_option
 def demo(out_dir: str, checkpoint: str | None, resolution: str, clip_frames: int, beta: float, router: str,
-         as_json: bool) -> None:
+         fit_router: int | None, as_json: bool) -> None:
     """Tokenize generated sample videos into a dataset with the Ray pipeline, then rebuild them from it."""
     import torch
 
@@ -48,12 +59,14 @@ def demo(out_dir: str, checkpoint: str | None, resolution: str, clip_frames: int
     from pipeline.io.reader import DatasetReader
     from schemas.validate import validate_dataset
     from pipeline.job.prepare import PreflightError, preflight
+    from pipeline.job.router_fit import resolve_router_fit
     from tokenizer.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, read_header
     from tokenizer.detokenize import Detokenizer
     from tokenizer.eval.metrics import psnr, ssim
     from tokenizer.video import frames_to_tensor, tensor_to_frames
 
     out = Path(out_dir)
+    check_fit_option(fit_router, router)
     height, width = parse_resolution(resolution)
     frames = clip_frames
     try:  # every setting is checked before anything is written or started
@@ -73,6 +86,13 @@ def demo(out_dir: str, checkpoint: str | None, resolution: str, clip_frames: int
     except PreflightError as exc:
         raise click.ClickException(str(exc)) from None
     say = (lambda text: None) if as_json else (lambda text: click.echo(text, err=True))
+    try:  # the demo's corpus is small: a default fit it cannot make is a warning, and the demo goes on
+        job = resolve_router_fit(job, fit_router, overwrite=True)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    fit = job.tokenize.fit
+    if fit is not None:
+        say(f"fitted the {router} router on {fit.sample_clips} clips of the sample videos")
     say(f"tokenizing {len(videos)} sample videos into {job.output} with Ray (a local cluster starts first) ...")
     result = run_job(job, overwrite=True, progress=not as_json, plan=plan)
     say("rebuilding every clip from the tokens and masks the dataset stores ...")
@@ -124,10 +144,13 @@ def demo(out_dir: str, checkpoint: str | None, resolution: str, clip_frames: int
         click.echo(json.dumps({"tokenizer_id": tok.tokenizer_id, "adaptive": tok.is_adaptive,
                                "beta": beta if tok.is_adaptive else None,
                                "router": router if tok.is_adaptive else None, "dataset": job.output,
+                               "fit": None if fit is None else {"describe": fit.corpus_fit().describe(),
+                                                                "clips": fit.sample_clips},
                                "dataset_clips": result.clips, "dataset_tokens": result.tokens,
                                "videos": table}, indent=1))
         return
-    mode = f"InfoTok, {router} router, beta {beta:g}" if tok.is_adaptive else "fixed rate"
+    basis = f" with its per-corpus fit ({fit.sample_clips} clips)" if fit is not None else ""
+    mode = f"InfoTok, {router} router, beta {beta:g}{basis}" if tok.is_adaptive else "fixed rate"
     click.echo(f"tokenizer {tok.tokenizer_id} ({mode}); dataset {job.output} ({result.clips} clips, "
                f"{result.tokens} tokens); reconstructions in {out}/compare and {out}/reconstructions")
     click.echo(f"{'clip':<18} {'clips':>5} {'tokens':>7} {'kept':>6} {'signal':>7} {'PSNR dB':>8} {'SSIM':>6}")

@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from tokenizer.adaptive.routers.registry import DEFAULT_ROUTER, DEFAULT_TUNED_ROUTER, router_names
+from tokenizer.adaptive.routers.registry import (
+    DEFAULT_BETA,
+    DEFAULT_FIT_CLIPS,
+    DEFAULT_ROUTER,
+    DEFAULT_TUNED_ROUTER,
+    get_router,
+    router_names,
+)
 
 if TYPE_CHECKING:
     from pipeline.job.job import JobConfig
@@ -26,6 +33,12 @@ Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 DEFAULT_PSNR_CLIPS = 8  # decoded clips for the PSNR curve of a rate / BPP16 target
 DEVICE_HELP = "auto (the first GPU if any), cpu, cuda or cuda:N."
+BETA_HELP = ("the mean kept fraction of tokens, in (0, 1]: with a per-corpus fit (--fit-router), on this corpus's "
+             "sample; without one, on the checkpoint's calibration clips. 1 keeps nearly everything.")
+FIT_HELP = ("Fit the router on N clips of INPUT before tokenizing (gain2, fitted: routers that fit per corpus), so "
+            "that beta is the mean kept fraction on this corpus; 0: no fit. Default: "
+            f"{DEFAULT_FIT_CLIPS} for such a router on a new dataset (none if the corpus is too small); on a rerun, "
+            "what the dataset records.")
 
 
 def apply(opts: list[Decorator]) -> Decorator:
@@ -89,13 +102,35 @@ def parse_resolution(text: str | int) -> tuple[int, int]:
 
 
 def router_option(default: str | None = DEFAULT_ROUTER, help_text: str | None = None) -> Decorator:
-    """--router elbo|gain|gain2|latent: which router sets each clip's budget."""
+    """--router elbo|gain|gain2|latent|fitted: which router sets each clip's budget."""
     return click.option(
         "--router", default=default, show_default=default is not None, type=click.Choice(router_names()),
         help=help_text or "Which router sets each clip's budget: elbo (the paper's rule, by error level), gain "
                           "(by the measured slope of the clip's quality curve), gain2 (by the clip's quality curve "
-                          "measured with several probes; needs `infotok calibrate --router gain2`) or latent (the "
-                          "slope predicted from the encoder's output, no decoder pass).")
+                          "measured with several probes), latent (the slope predicted from the encoder's output, no "
+                          "decoder pass) or fitted (gain2's rule on a curve predicted by a per-corpus fit, one pass).")
+
+
+def fit_router_option() -> Decorator:
+    """--fit-router N: fit a router that fits per corpus on N clips of the input (0: none)."""
+    return click.option("--fit-router", "fit_router", default=None, type=click.IntRange(min=0), metavar="N",
+                        help=FIT_HELP)
+
+
+def check_fit_option(fit_clips: int | None, router: str) -> int | None:
+    """--fit-router as given (None: not given), checked against the router; UsageError naming it."""
+    from tokenizer.adaptive.curve_fit import MIN_FIT_CLIPS
+
+    r = get_router(router)
+    if fit_clips and not r.fits_corpus:
+        raise click.UsageError(f"--fit-router {fit_clips}: the {router} router takes no per-corpus fit; use "
+                               "--router gain2 or --router fitted, or drop --fit-router")
+    if fit_clips == 0 and r.needs_fit:
+        raise click.UsageError(f"the {router} router needs a per-corpus fit: give --fit-router N (N >= "
+                               f"{MIN_FIT_CLIPS}; {DEFAULT_FIT_CLIPS} when not given), not 0")
+    if fit_clips is not None and 0 < fit_clips < MIN_FIT_CLIPS:
+        raise click.UsageError(f"--fit-router must be 0 (no fit) or at least {MIN_FIT_CLIPS} clips, got {fit_clips}")
+    return fit_clips
 
 
 # ---- beta and its tuning ---------------------------------------------------------------------
@@ -174,8 +209,15 @@ def tuning_request(o: dict[str, Any]) -> TuneRequest | None:
         raise click.UsageError("--beta auto needs one of --target-rate, --target-bpp16, --target-psnr or --tuning REPORT")
     from tokenizer.tuning.budget import check_tunable_router
 
+    router = job_router(o)
+    if target is not None and target[0] == "rate" and get_router(router).fits_corpus:
+        # with its fit, beta already is the sample's mean rate: tuning would only return the target
+        raise click.UsageError(f"beta tuning cannot run --router {router}: with its per-corpus fit beta already is "
+                               f"the mean kept rate on the corpus's sample, so pass --beta {target[1]:g} for "
+                               f"--target-rate {target[1]:g} (fitted on --fit-router N clips, default "
+                               f"{DEFAULT_FIT_CLIPS})")
     try:
-        check_tunable_router(job_router(o))
+        check_tunable_router(router)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     if report is not None:
@@ -187,8 +229,10 @@ def tuning_request(o: dict[str, Any]) -> TuneRequest | None:
 # ---- the tokenize job ------------------------------------------------------------------------
 
 job_options = apply([
-    click.option("--beta", default=1.0, show_default=True, type=BetaParam(),
-                 help="Compression knob in (0, 1], or 'auto': tune it first (needs a --target-* or --tuning)."),
+    click.option("--beta", default=None, type=BetaParam(),
+                 help=f"Compression knob: {BETA_HELP} Default {DEFAULT_BETA:g} for a new dataset, the recorded beta on "
+                      "a rerun. 'auto': tune it first (needs a --target-* or --tuning; routers that fit per corpus "
+                      "take --beta R for a target rate R)."),
     click.option("--tuning", default=None, help="With --beta auto: take beta and E[I] from this tune-beta report."),
     click.option("--checkpoint", default=None, help="Tokenizer checkpoint (default: the shipped one)."),
     resolution_option("256"),
@@ -218,8 +262,10 @@ job_options = apply([
                  help="Decode while the model runs (overlap), or between its batches (alternate); auto: "
                       "overlap when the model is on a GPU."),
     device_option(),
-    router_option(None, f"Which router sets each clip's budget: elbo, gain, gain2 or latent (docs/"
-                        f"routers.md); default {DEFAULT_ROUTER}, or {DEFAULT_TUNED_ROUTER} with --beta auto."),
+    router_option(None, f"Which router sets each clip's budget: elbo, gain, gain2, latent or fitted (docs/"
+                        f"routers.md); default {DEFAULT_ROUTER}, or {DEFAULT_TUNED_ROUTER} with --beta auto; on a "
+                        "rerun, the recorded one."),
+    fit_router_option(),
     click.option("--extensions", default=None, help="Comma-separated video extensions when listing a prefix."),
     storage_options,
     target_options(),
@@ -240,6 +286,7 @@ def build_job(input_uri: str, output: str, **o: Any) -> JobConfig:
     from pipeline.tokenize.step import TokenizeConfig
 
     tuning_request(o)  # validates --beta auto against the --target-* / --tuning options
+    check_fit_option(o.get("fit_router"), job_router(o))
     hw = parse_resolution(o["resolution"])
     try:
         return JobConfig(
@@ -248,7 +295,8 @@ def build_job(input_uri: str, output: str, **o: Any) -> JobConfig:
             decode=DecodeConfig(fps=o["fps"], resolution=hw, resize_mode=o["resize_mode"],
                                 clip_frames=o["clip_frames"], clip_stride=o["clip_stride"],
                                 max_clips=o["max_clips"], decoder=o["decoder"], short_policy=o["short_policy"]),
-            tokenize=TokenizeConfig(checkpoint=o["checkpoint"], beta=1.0 if o["beta"] == "auto" else o["beta"],
+            tokenize=TokenizeConfig(checkpoint=o["checkpoint"],
+                                    beta=DEFAULT_BETA if o["beta"] in (None, "auto") else o["beta"],
                                     router=job_router(o), device=o["device"],
                                     batch_size=o["batch_size"]),
             plan=PlanConfig(videos_per_shard=o["shard_size"]),

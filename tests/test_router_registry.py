@@ -76,9 +76,9 @@ def test_a_registered_router_tokenizes_and_budgets(first_router):
 
 
 def test_an_unregistered_router_is_unknown():
-    with pytest.raises(ValueError, match="unknown router 'first'; choose from elbo, gain, gain2, latent"):
+    with pytest.raises(ValueError, match="unknown router 'first'; choose from elbo, gain, gain2, latent, fitted"):
         check_router_name("first")
-    assert router_names() == ("elbo", "gain", "gain2", "latent")
+    assert router_names() == ("elbo", "gain", "gain2", "latent", "fitted")
 
 
 def test_summaries_name_what_set_the_budgets():
@@ -87,3 +87,6 @@ def test_summaries_name_what_set_the_budgets():
     assert get_router("gain").budget_basis(1.9275) == "E[s] 1.9275"
     # gain2's recorded E[s] is its curves' mean slope, not gain's E[s]: it is not printed as one
     assert get_router("gain2").budget_basis(1.83095) == "its calibration curves"
+    # with a per-corpus fit, what sets them is the fit (beta: the mean kept rate on its sample)
+    assert get_router("gain2").budget_basis(1.83095, 64) == "its per-corpus fit (64 clips)"
+    assert get_router("fitted").budget_basis(0.5, 32) == "its per-corpus fit (32 clips)"

@@ -261,4 +261,4 @@ def test_a_rerun_without_router_resumes_with_the_recorded_one(tmp_path):
     res = CliRunner().invoke(main, base)
     assert "resuming with the gain router" in res.output and "no E[s] for the gain router" in res.output
     res = CliRunner().invoke(main, [*base, "--router", "elbo"])  # named: no substitution
-    assert "resuming" not in res.output and "no videos under input" in res.output
+    assert "router it was made with" not in res.output and "no videos under input" in res.output

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-
 import numpy as np
+import pytest
 
 from tokenizer.checkpoint import DEFAULT_CHECKPOINT, load_tokenizer
 from tokenizer.data.procedural import heldout_clips
@@ -54,13 +54,17 @@ def test_shipped_infotok_layer_at_half_beta_above_floor():
 def test_shipped_checkpoint_routes_with_every_router():
     import torch
 
-    from tokenizer.adaptive.routers.registry import router_names
+    from tokenizer.adaptive.routers.registry import get_router, router_names
     from tokenizer.video import frames_to_tensor
 
     model = load_tokenizer().adaptive
     assert int(model.latent_head_steps) > 0  # the latent router's head is trained (docs/checkpoint.md recipe)
     x = frames_to_tensor(np.stack([c for _, c in heldout_clips(10, 17, 128, 128)]))
     for router in router_names():
+        if get_router(router).needs_fit:  # routes only with a per-corpus fit (tests/test_fit_router.py)
+            with pytest.raises(ValueError, match="has no per-corpus fit; give the job --fit-router N"):
+                model.route(x[:1], 0.5, router=router)
+            continue
         assert np.isfinite(model.mean_signal(router)) and model.mean_signal(router) > 0, router
         with torch.no_grad():
             routing = model.route(x, 0.5, router=router)

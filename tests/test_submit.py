@@ -108,7 +108,7 @@ def test_submit_runs_job_on_cluster(ray_head, tiny_checkpoint, tmp_path):
     assert report.ok, report.violations[:3]
     assert env["RAY_AUTH_TOKEN"] not in proc.stdout + proc.stderr
 
-    bad = subprocess.run(cmd[:-1] + ["--beta", "0.5", "--follow"], env=env, capture_output=True, text=True,
+    bad = subprocess.run(cmd[:-1] + ["--beta", "0.7", "--follow"], env=env, capture_output=True, text=True,
                          timeout=480)
     assert bad.returncode == 1
     assert "beta" in bad.stdout and "FAILED" in bad.stdout

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,6 +24,9 @@ from tokenizer.adaptive.model import AdaptiveTokenizer
 from tokenizer.checkpoint import load_tokenizer
 from tokenizer.nn.model import VideoTokenizer
 from tokenizer.adaptive.router import token_scores
+
+if TYPE_CHECKING:
+    from tokenizer.adaptive.curve_fit import CorpusFit
 
 
 @dataclass(frozen=True)
@@ -100,13 +104,21 @@ ClipTokenizer = FixedRateClipTokenizer | AdaptiveClipTokenizer
 
 
 def load_clip_tokenizer(checkpoint: str | Path | None, device: torch.device | str = "cpu",
-                        router: str = DEFAULT_ROUTER) -> ClipTokenizer:
+                        router: str = DEFAULT_ROUTER, fit: CorpusFit | None = None) -> ClipTokenizer:
     """Load a checkpoint (None: the shipped default) onto device, ready to tokenize.
 
-    An adaptive (InfoTok) checkpoint gives per-clip budgets with `router`; a fixed-rate one
-    keeps every token (the router is then unused)."""
+    An adaptive (InfoTok) checkpoint gives per-clip budgets with `router`, and with `fit` (the
+    router's per-corpus fit, `Router.use_fit`) when given; a fixed-rate one keeps every token (the
+    router is then unused, and a fit refused)."""
+    from tokenizer.adaptive.routers.registry import get_router
+
     check_router_name(router)
     loaded = load_tokenizer(checkpoint, device=device)
     if loaded.adaptive is not None:
+        if fit is not None:  # before the tokenizer reads the router's E[signal]: the fit sets it
+            get_router(router).use_fit(loaded.adaptive, fit)
         return AdaptiveClipTokenizer(loaded.adaptive, loaded.tokenizer_id, router)
+    if fit is not None:
+        raise ValueError(f"checkpoint {loaded.path} is fixed-rate ({loaded.tokenizer_id}): it has no router to "
+                         f"use a {fit.router} fit with")
     return FixedRateClipTokenizer(loaded.model, loaded.tokenizer_id)

@@ -7,9 +7,11 @@ corpus or the settings changed; `overwrite` deletes the old dataset first.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from pipeline.job.job import JobConfig, content_diff
 from pipeline.plan.copies import find_copies
@@ -129,16 +131,38 @@ def _apply_growth(ds: DatasetDir, job: JobConfig, plan: Plan, growth: Growth, re
     save_plan(ds, plan)
 
 
-def recorded_router(job: JobConfig) -> str | None:
-    """The router the dataset at job.output was made with (job.json; "elbo" for datasets from before
-    routers were recorded), None when there is none or it cannot be read: what a rerun that names no
-    --router resumes with, so that the same command keeps resuming when the default changes."""
+def recorded_tokenize(job: JobConfig) -> dict[str, Any] | None:
+    """The tokenize settings the dataset at job.output records (job.json), None when there is none or
+    it cannot be read: what a rerun's unnamed options resume with (`recorded_router`, `resume_beta`,
+    `pipeline.job.router_fit`)."""
     ds = DatasetDir(job.output, job.storage)
     try:
         tokenize = json.loads(ds.read(JOB_FILE)).get("content", {}).get("tokenize")
     except (OSError, ValueError, AttributeError):
         return None
-    return str(tokenize.get("router", "elbo")) if isinstance(tokenize, dict) else None
+    return tokenize if isinstance(tokenize, dict) else None
+
+
+def recorded_router(job: JobConfig) -> str | None:
+    """The router the dataset at job.output was made with (job.json; "elbo" for datasets from before
+    routers were recorded), None when there is none or it cannot be read: what a rerun that names no
+    --router resumes with, so that the same command keeps resuming when the default changes."""
+    tokenize = recorded_tokenize(job)
+    return str(tokenize.get("router", "elbo")) if tokenize is not None else None
+
+
+def resume_beta(job: JobConfig, recorded: dict[str, Any]) -> JobConfig:
+    """The job with the beta (and its E[signal] and tuning record, if tuned) that the `recorded`
+    tokenize settings hold: what a rerun that names no --beta resumes with, so that a dataset made
+    before the default beta changed keeps resuming with the same command (1.0, the old default, for
+    a record without one)."""
+    from pipeline.tuning.record import TuningRecord
+
+    tuning = recorded.get("tuning")
+    tok = dataclasses.replace(job.tokenize, beta=float(recorded.get("beta", 1.0)),
+                              expected_info=recorded.get("expected_info"),
+                              tuning=TuningRecord.from_dict(tuning) if tuning is not None else None)
+    return dataclasses.replace(job, tokenize=tok)
 
 
 def clear_output(ds: DatasetDir) -> None:

@@ -14,8 +14,9 @@ import numpy as np
 
 from schemas.config import FrozenConfig
 from pipeline.decode.step import Clip, SourceInfo
+from pipeline.job.fit_record import FitRecord
 from pipeline.tuning.record import TuningRecord
-from tokenizer.adaptive.routers.registry import DEFAULT_ROUTER, check_router_name
+from tokenizer.adaptive.routers.registry import DEFAULT_BETA, DEFAULT_ROUTER, check_router_name
 from schemas.tokens import ClipTokens, TokenFileMeta
 from tokenizer.device import check_device_spec
 
@@ -30,16 +31,19 @@ class TokenizeConfig(FrozenConfig):
     device: 'auto', 'cpu' or 'cuda[:n]'.
     batch_size: clips per model call. autocast: bf16 autocast on CUDA.
     tuning: how beta and expected_info were tuned (`--beta auto`), None when given directly;
-    part of the job's content, so a resume re-uses the tuned values instead of re-tuning."""
+    part of the job's content, so a resume re-uses the tuned values instead of re-tuning.
+    fit: the router's per-corpus fit (`--fit-router N`), None without one; every worker routes
+    with it, and a resume re-uses it instead of fitting again."""
 
     checkpoint: str | None = None
-    beta: float = 1.0
+    beta: float = DEFAULT_BETA
     router: str = DEFAULT_ROUTER
     expected_info: float | None = None
     device: str = "auto"
     batch_size: int = 8
     autocast: bool = True
     tuning: TuningRecord | None = None
+    fit: FitRecord | None = None
 
     def __post_init__(self) -> None:
         if self.tuning is not None and (self.tuning.beta != self.beta or self.tuning.expected_info != self.expected_info):
@@ -52,6 +56,8 @@ class TokenizeConfig(FrozenConfig):
         check_router_name(self.router)
         if self.tuning is not None and self.tuning.router != self.router:
             raise ValueError(f"router {self.router!r} differs from the tuning record's {self.tuning.router!r}")
+        if self.fit is not None and self.fit.router != self.router:
+            raise ValueError(f"router {self.router!r} differs from the fit record's {self.fit.router!r}")
         if self.expected_info is not None and not self.expected_info > 0:
             raise ValueError(f"expected_info must be > 0, got {self.expected_info}")
         check_device_spec(self.device)
@@ -78,7 +84,8 @@ class TokenizeStep:
 
         self.config = config
         self.device = resolve_device(config.device)
-        self.tokenizer = load_clip_tokenizer(config.checkpoint, device=self.device, router=config.router)
+        fit = config.fit.corpus_fit() if config.fit is not None else None
+        self.tokenizer = load_clip_tokenizer(config.checkpoint, device=self.device, router=config.router, fit=fit)
         expected = config.expected_info or self.tokenizer.expected_info
         if expected is None:
             raise ValueError(f"checkpoint {config.checkpoint or 'default'} has no calibrated E[signal] for the "
@@ -113,7 +120,9 @@ class TokenizeStep:
                 raise ValueError(f"clips of one batch must share a shape, got {sorted(shapes)}")
             video = frames_to_tensor(np.stack([p.clip.frames for p in part])).to(self.device)
             with torch.no_grad(), mixed_precision(self.device, self.config.autocast):
-                out = self.tokenizer.tokenize(video, beta=self.config.beta, expected_info=self.expected_info)
+                # only a given E[signal] overrides the model's own (the same value otherwise): a router whose
+                # budgets come from curves (gain2, fitted) refuses one
+                out = self.tokenizer.tokenize(video, beta=self.config.beta, expected_info=self.config.expected_info)
             for p, tok in zip(part, out):
                 c, s = p.clip, p.source
                 rows.append(ClipTokens(

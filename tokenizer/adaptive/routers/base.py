@@ -78,6 +78,7 @@ class Router(ABC):
     tuning_refusal: ClassVar[str | None] = None
     budgets_from_curves: ClassVar[bool] = False
     fits_corpus: ClassVar[bool] = False
+    needs_fit: ClassVar[bool] = False
 
     # ---- which tokens, and the signal --------------------------------------------------
     @abstractmethod
@@ -102,8 +103,9 @@ class Router(ABC):
         """Refuse, before any model pass, what `budget` would refuse (a missing E[signal])."""
         self.check_mean(self.mean_signal(model) if mean_info is None else mean_info)
 
-    def budget_basis(self, expected_info: float) -> str:
-        """What a dataset's budgets were set from, as summaries print it: its E[signal] and value."""
+    def budget_basis(self, expected_info: float, fit_clips: int | None = None) -> str:
+        """What a dataset's budgets were set from, as summaries print it: its E[signal] and value (a
+        router that fits per corpus: its fit on `fit_clips` clips, when the dataset has one)."""
         return f"{self.signal_name} {expected_info:.6g}"
 
     def check_mean(self, mean_info: float) -> float:

@@ -36,9 +36,10 @@ class FittedRouter(Router):
     how_to_set: ClassVar[str] = _FIT
     fits_corpus: ClassVar[bool] = True
     budgets_from_curves: ClassVar[bool] = True
+    needs_fit: ClassVar[bool] = True
     tuning_refusal: ClassVar[str | None] = (
-        "beta tuning cannot run --router fitted: with its fit, beta already is the mean rate on the corpus "
-        "sample (give --beta R for a target rate R)")
+        "beta tuning cannot run --router fitted: with its per-corpus fit (--fit-router N) beta already is the mean "
+        "kept rate on the corpus's sample, so give --beta R for a target rate R (or tune with --router gain)")
 
     def _fit(self, model: AdaptiveTokenizer) -> CorpusFit:
         fit = model.corpus_fit
@@ -78,8 +79,8 @@ class FittedRouter(Router):
     def check_route(self, model: AdaptiveTokenizer, mean_info: float | None) -> None:
         self._fit(model)
 
-    def budget_basis(self, expected_info: float) -> str:
-        return "its per-corpus fit"
+    def budget_basis(self, expected_info: float, fit_clips: int | None = None) -> str:
+        return f"its per-corpus fit ({fit_clips} clips)" if fit_clips else "its per-corpus fit"
 
     def mean_signal(self, model: AdaptiveTokenizer) -> float:
         fit = model.corpus_fit

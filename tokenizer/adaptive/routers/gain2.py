@@ -38,8 +38,8 @@ class Gain2Router(Router):
     signal_name: ClassVar[str] = "E[s]"  # its calibration curves' mean slope with the lowest probe, for the record
     how_to_set: ClassVar[str] = _CALIBRATE
     tuning_refusal: ClassVar[str | None] = (
-        "beta tuning cannot run --router gain2 (its budgets come from per-clip curves, not one signal): give "
-        "--beta, which for gain2 is the mean rate on its calibration clips, or tune with --router gain")
+        "beta tuning cannot run --router gain2: with its per-corpus fit (--fit-router N) beta already is the mean "
+        "kept rate on the corpus's sample, so give --beta R for a target rate R (or tune with --router gain)")
     budgets_from_curves: ClassVar[bool] = True
     fits_corpus: ClassVar[bool] = True
 
@@ -54,10 +54,10 @@ class Gain2Router(Router):
         return Scored(encoding=encoding, scores=scores, signal=curve_slope(curve, rates), router=self.name,
                       curve=curve.float(), curve_rates=rates)
 
-    def budget_basis(self, expected_info: float) -> str:
+    def budget_basis(self, expected_info: float, fit_clips: int | None = None) -> str:
         # its E[s] (the curves' mean slope) is only recorded: printing it beside gain's E[s], a
         # different figure under the same name, misled readers
-        return "its calibration curves"
+        return f"its per-corpus fit ({fit_clips} clips)" if fit_clips else "its calibration curves"
 
     def passes(self, model: AdaptiveTokenizer) -> tuple[float, float, float]:
         k = len(curve_rates(model))  # the full rate and each probe: decoder + compressor, then the final compressor

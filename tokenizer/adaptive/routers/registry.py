@@ -22,6 +22,12 @@ if TYPE_CHECKING:
 DEFAULT_ROUTER = "gain2"
 # the default where beta is tuned (tune-beta, tokenize --beta auto): the best router tuning can run
 DEFAULT_TUNED_ROUTER = "gain"
+# beta of a new dataset that names none: the mean kept fraction of tokens (on the corpus's sample with a
+# per-corpus fit, else on the checkpoint's calibration clips)
+DEFAULT_BETA = 0.5
+# clips a router that fits per corpus (`Router.fits_corpus`) is fitted on when a new dataset names no
+# --fit-router (0: no fit)
+DEFAULT_FIT_CLIPS = 64
 # the paper's rule: what a dataset or report from before routers were recorded was made with, and
 # whose scores the fixed-rate split keeps in eval
 PAPER_ROUTER = "elbo"
