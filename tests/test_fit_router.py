@@ -171,7 +171,7 @@ def test_defaults_of_a_new_dataset_and_an_old_one_resuming(corpus, checkpoint, l
     tok = json.loads((out / "job.json").read_text())["content"]["tokenize"]
     assert tok["beta"] == 0.5 and tok["fit"]["clips"] == 64 and tok["fit"]["fit"]["clips"] == 10
     rows = read_rows(str(out))
-    assert sum(r["rate"] for r in rows) / len(rows) < 1
+    assert sum(r["rate"] for r in rows) / len(rows) < 0.8  # issue 25: the bare command adapts
 
     # a dataset made before these defaults (beta 1, no fit, no "fit" key in job.json) resumes with the
     # same command, which names neither
