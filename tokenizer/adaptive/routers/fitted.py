@@ -4,11 +4,11 @@ Each clip's curve (PSNR at gain2's probe rates and at 1) is predicted from its c
 by a `CurvePredictor` fitted on a sample of the corpus being tokenized
 (`tokenizer.adaptive.curve_fit`: a job's `--fit-router N`, recorded in job.json), and the clip's
 rate is the optimum of PSNR(r) - lam * r on the prediction, lam from beta so that the sample's
-predicted mean rate is beta. Token scores are the latent router's head plus the pixel detail,
-with the detail weight chosen on the same sample. Cost per clip: one encode, the head and the
-descriptors, one compressor pass (no decoder); the fit's sample costs one full-rate decode and
-one compressor + decoder pass per probe (per detail weight tried, on its first `WEIGHT_CLIPS`
-clips), once per corpus.
+predicted mean rate is beta. Token scores are the latent router's: its head plus the pixel
+detail at the checkpoint's weight (a per-corpus choice of that weight, tried, chose the
+checkpoint's on both measured sets and cost the fit twice the passes: docs/routers.md). Cost per
+clip: one encode, the head and the descriptors, one compressor pass (no decoder); the fit's
+sample costs one full-rate decode and one compressor + decoder pass per probe, once per corpus.
 """
 
 from __future__ import annotations
@@ -25,9 +25,6 @@ if TYPE_CHECKING:
     from tokenizer.nn.model import Encoding
 
 _FIT = "give the job --fit-router N (fit on N clips of the corpus) or use --router gain2|gain"
-# detail weights tried by a fit, as multiples of the checkpoint's (its own choice on training clips)
-DETAIL_FACTORS: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
-WEIGHT_CLIPS = 24  # sample clips the detail weight is chosen on (each costs a probe pass per weight)
 
 
 class FittedRouter(Router):
@@ -105,9 +102,8 @@ class FittedRouter(Router):
 
     # ---- the per-corpus fit ---------------------------------------------------------------
     def fit_corpus(self, model: AdaptiveTokenizer, videos: list[torch.Tensor]) -> CorpusFit:
-        """Choose the detail weight (of `DETAIL_FACTORS` times the checkpoint's) whose token scores give
-        the highest curves on the sample's first `WEIGHT_CLIPS` clips, measure every sample clip's curve
-        with it, and fit the curve predictor on those curves."""
+        """Measure every sample clip's curve with the head's token scores (the checkpoint's detail
+        weight, recorded in the fit) and fit the curve predictor on those curves."""
         import torch
 
         from tokenizer.adaptive.clip_descriptors import describe_clip
@@ -116,31 +112,23 @@ class FittedRouter(Router):
         from tokenizer.adaptive.routers.gain2 import curve_rates
 
         rates = curve_rates(model)
-        base_w = float(model.latent_head.detail_weight)
-        weights = tuple(dict.fromkeys(f * base_w for f in DETAIL_FACTORS)) if base_w > 0 else (0.0,)
+        weight = float(model.latent_head.detail_weight)
         descriptors: list[torch.Tensor] = []
-        curves: dict[float, list[torch.Tensor]] = {w: [] for w in weights}
-        chosen: float | None = None
-        seen = 0
+        curves: list[torch.Tensor] = []
         for x in videos:
             enc = model.base.encode(x)
             bounded = model.bounded_latent(enc.latent)
             described = describe_clip(x, bounded)
             descriptors.append(described.descriptors.double().cpu())
             full = full_rate_pass(model, x, enc)[1].double().cpu()
-            for w in weights if chosen is None else (chosen,):
-                scores = model.latent_head.scores(bounded, described.detail, w)
-                probe = [model.probe_psnr(x, enc, scores, r).double().cpu() for r in rates[:-1]]
-                curves[w].append(torch.stack([*probe, full], 1))
-            seen += x.shape[0]
-            if chosen is None and (seen >= WEIGHT_CLIPS or x is videos[-1]):
-                chosen = max(weights, key=lambda w: (round(float(torch.cat(curves[w])[:, :-1].mean()), 6), -w))
-        assert chosen is not None
-        measured = torch.cat(curves[chosen])
+            scores = model.latent_head.scores(bounded, described.detail, weight)
+            probe = [model.probe_psnr(x, enc, scores, r).double().cpu() for r in rates[:-1]]
+            curves.append(torch.stack([*probe, full], 1))
+        measured = torch.cat(curves)
         x_all = torch.cat(descriptors)
         predictor = CurvePredictor.fit(x_all, measured)
         return CorpusFit(router=self.name, rates=rates, curves=predictor.predict(x_all), clips=len(measured),
-                         predictor=predictor, detail_weight=chosen,
+                         predictor=predictor, detail_weight=weight,
                          measured_psnr=tuple(float(v) for v in measured.mean(0)))
 
     def use_fit(self, model: AdaptiveTokenizer, fit: CorpusFit | None) -> None:
