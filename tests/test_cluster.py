@@ -78,7 +78,8 @@ def _cluster(env: dict[str, str], head: dict, workers: int) -> Iterator[tuple[st
 def _tokenize(env: dict[str, str], folder: Path, out: Path, ckpt: str, address: str | None,
               *extra: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "jobs.cli", "-v", "tokenize", str(folder), str(out), "--checkpoint", ckpt,
-           "--resolution", "32", "--clip-frames", "5", "--shard-size", "1", "--batch-size", "3", "--json", *extra]
+           "--resolution", "32", "--clip-frames", "5", "--shard-size", "1", "--batch-size", "3", "--json",
+           "--fit-router", "0", *extra]  # node loss, not routing: no per-corpus fit before the job
     if address:
         cmd += ["--address", address]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.timeout(900)
 def _cmd(folder: Path, out: Path, ckpt: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "jobs.cli", "tokenize", str(folder), str(out), "--checkpoint", ckpt,
             "--resolution", "32", "--clip-frames", "5", "--shard-size", "1", "--batch-size", "3", "--device", "cpu",
-            "--json", *extra]
+            "--json", "--fit-router", "0", *extra]  # growth, not routing: no per-corpus fit
 
 
 def _env() -> dict[str, str]:

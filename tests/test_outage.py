@@ -88,7 +88,7 @@ def test_outage_then_rerun_completes(s3_endpoint, s3_bucket, tiny_checkpoint, tm
         return subprocess.Popen(
             [sys.executable, "-m", "jobs.cli", "tokenize", f"s3://{s3_bucket}/in", str(out), "--endpoint-url", endpoint,
              "--checkpoint", tiny_checkpoint, "--resolution", "32", "--clip-frames", "5", "--shard-size", "1",
-             "--batch-size", "3", "--device", "cpu", "--json"],
+             "--batch-size", "3", "--device", "cpu", "--json", "--fit-router", "0"],  # outages, not routing
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     reference = tokenize(tmp_path / "ref", s3_endpoint)

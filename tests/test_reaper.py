@@ -95,7 +95,7 @@ def test_kill_9_of_a_tokenize_driver_ends_its_ray(tiny_checkpoint, tmp_path):
     env.pop("RAY_ADDRESS", None)
     cmd = [sys.executable, "-m", "jobs.cli", "tokenize", str(folder), str(tmp_path / "out"), "--checkpoint",
            tiny_checkpoint, "--resolution", "32", "--clip-frames", "5", "--shard-size", "1", "--batch-size", "3",
-           "--device", "cpu", "--json"]
+           "--device", "cpu", "--json", "--fit-router", "0"]  # the reaper, not routing: no fit
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         commits = tmp_path / "out" / "_commits"

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.timeout(600)
 
 def _cmd(folder: str, out: str, ckpt: str) -> list[str]:
     return [sys.executable, "-m", "jobs.cli", "tokenize", folder, out, "--checkpoint", ckpt, "--resolution", "32",
-            "--clip-frames", "5", "--shard-size", "1", "--batch-size", "3", "--device", "cpu", "--json"]
+            "--clip-frames", "5", "--shard-size", "1", "--batch-size", "3", "--device", "cpu", "--json",
+            "--fit-router", "0"]  # kills and resumes, not routing: no per-corpus fit before the job
 
 
 def _env() -> dict[str, str]:
