@@ -133,13 +133,11 @@ class Gain2Router(Router):
         rate beta, so beta is the mean kept fraction on this corpus, not on the calibration clips."""
         import torch
 
-        from tokenizer.adaptive.curve_fit import MIN_FIT_CLIPS, CorpusFit, FitTooSmallError
+        from tokenizer.adaptive.curve_fit import CorpusFit
 
-        with self._without_calibration(model):
+        with self._without_calibration(model):  # the sample's size is checked by `fitting.fit_router`
             rates = curve_rates(model)
             curves = torch.cat([self.score(model, x, model.base.encode(x)).curve.double().cpu() for x in videos])
-        if curves.shape[0] < MIN_FIT_CLIPS:
-            raise FitTooSmallError(f"a curve fit needs at least {MIN_FIT_CLIPS} clips, got {curves.shape[0]}")
         return CorpusFit(router=self.name, rates=rates, curves=curves, clips=int(curves.shape[0]),
                          measured_psnr=tuple(float(v) for v in curves.mean(0)))
 
