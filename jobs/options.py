@@ -182,8 +182,9 @@ def target_of(o: dict[str, Any]) -> tuple[str, float] | None:
     return given[0] if given else None
 
 
-def tune_configs(kind: str, o: dict[str, Any]) -> tuple[SampleConfig, dict[str, Any]]:
-    """(SampleConfig, TuneConfig fields) from the options."""
+def tune_configs(kind: str, o: dict[str, Any], router: str | None = None) -> tuple[SampleConfig, dict[str, Any]]:
+    """(SampleConfig, TuneConfig fields) from the options (a router whose budgets come from curves is
+    tuned on its fit of the sample: every sample clip's curve is measured, none decoded apart)."""
     from pipeline.tuning.sample import SampleConfig
 
     psnr_clips = o.get("psnr_clips")
@@ -193,6 +194,8 @@ def tune_configs(kind: str, o: dict[str, Any]) -> tuple[SampleConfig, dict[str, 
         sample = SampleConfig(clips=o["tune_sample"], clips_per_video=o["tune_clips_per_video"], seed=o["tune_seed"])
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    if router is not None and get_router(router).budgets_from_curves:
+        return sample, {"psnr_clips": None, "mean_info": "fit"}
     return sample, {"psnr_clips": psnr_clips, "mean_info": o["mean_info"]}
 
 
@@ -207,19 +210,14 @@ def tuning_request(o: dict[str, Any]) -> TuneRequest | None:
         return None
     if (target is None) == (report is None):
         raise click.UsageError("--beta auto needs one of --target-rate, --target-bpp16, --target-psnr or --tuning REPORT")
-    from tokenizer.tuning.budget import check_tunable_router
-
     router = job_router(o)
-    if target is not None and target[0] == "rate" and get_router(router).fits_corpus:
-        # with its fit, beta already is the sample's mean rate: tuning would only return the target
-        raise click.UsageError(f"beta tuning cannot run --router {router}: with its per-corpus fit beta already is "
-                               f"the mean kept rate on the corpus's sample, so pass --beta {target[1]:g} for "
-                               f"--target-rate {target[1]:g} (fitted on --fit-router N clips, default "
-                               f"{DEFAULT_FIT_CLIPS})")
-    try:
-        check_tunable_router(router)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+    if target is not None and get_router(router).budgets_from_curves:  # tuned on its per-corpus fit
+        fit_clips = o.get("fit_router")
+        if fit_clips == 0:
+            raise click.UsageError(f"--beta auto with the {router} router tunes beta on its per-corpus fit: give "
+                                   f"--fit-router N (default {DEFAULT_FIT_CLIPS}), not 0")
+        return TuneRequest(target_kind=target[0], target_value=float(target[1]),
+                           fit_clips=fit_clips or DEFAULT_FIT_CLIPS)
     if report is not None:
         return TuneRequest(report_uri=report)
     sample, tune = tune_configs(target[0], o)
@@ -231,8 +229,8 @@ def tuning_request(o: dict[str, Any]) -> TuneRequest | None:
 job_options = apply([
     click.option("--beta", default=None, type=BetaParam(),
                  help=f"Compression knob: {BETA_HELP} Default {DEFAULT_BETA:g} for a new dataset, the recorded beta on "
-                      "a rerun. 'auto': tune it first (needs a --target-* or --tuning; routers that fit per corpus "
-                      "take --beta R for a target rate R)."),
+                      "a rerun. 'auto': tune it first (needs a --target-* or --tuning; gain2 and fitted tune it on their "
+                      "per-corpus fit, with no pass besides the fit's)."),
     click.option("--tuning", default=None, help="With --beta auto: take beta and E[I] from this tune-beta report."),
     click.option("--checkpoint", default=None, help="Tokenizer checkpoint (default: the shipped one)."),
     resolution_option("256"),

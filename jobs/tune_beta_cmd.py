@@ -58,12 +58,8 @@ def tune_beta(input_uri: str, checkpoint: str | None, resolution: str, clip_fram
     `--beta auto --tuning DIR/tuning.json`, or let `tokenize --beta auto --target-...` tune)."""
     from pipeline.tuning.report import report_paths, run_tuning, write_report
     from tokenizer.adaptive.routers.registry import get_router
-    from tokenizer.tuning.budget import TuneConfig, TuningTarget, check_tunable_router
+    from tokenizer.tuning.budget import TuneConfig, TuningTarget
 
-    try:
-        check_tunable_router(router)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
     target = target_of(o)
     if target is None:
         raise click.UsageError("give one of --target-rate, --target-bpp16 or --target-psnr")
@@ -72,7 +68,7 @@ def tune_beta(input_uri: str, checkpoint: str | None, resolution: str, clip_fram
                     resize_mode=resize_mode, short_policy="pad", decoder=decoder, shard_size=64,
                     batch_size=batch_size, workers=None, device=device, extensions=extensions,
                     endpoint_url=endpoint_url, profile=profile, anon=anon, router=router)
-    sample, tune = tune_configs(target[0], o)
+    sample, tune = tune_configs(target[0], o, router)
     try:
         cfg = TuneConfig(grid_size=grid_size, batch_size=batch_size, router=router, **tune)
         report = run_tuning(job.source, job.decode, job.storage, checkpoint, device, TuningTarget(*target), sample, cfg)
@@ -86,10 +82,13 @@ def tune_beta(input_uri: str, checkpoint: str | None, resolution: str, clip_fram
         return
     r = report.result
     sig = get_router(router).signal_name
-    click.echo(f"beta {r.beta:.6f} with {sig} {r.mean_info:.6g} ({r.mean_info_source}, {router} router) on "
-               f"{r.n_clips} clips: "
-               f"mean rate {r.rate:.4f} (95% CI {r.rate_ci[0]:.4f}..{r.rate_ci[1]:.4f}), BPP16 {r.bpp16:.4f}"
-               + (f", PSNR {r.psnr:.2f} dB on {r.psnr_clips} clips" if r.psnr is not None else ""))
+    on_fit = r.mean_info_source == "fit"
+    basis = (f"on the {router} router's fit of the sample" if on_fit else
+             f"with {sig} {r.mean_info:.6g} ({r.mean_info_source}, {router} router)")
+    psnr = ("" if r.psnr is None else f", PSNR {r.psnr:.2f} dB " + (
+        f"(read off {r.psnr_clips} clips' measured curves)" if on_fit else f"on {r.psnr_clips} clips"))
+    click.echo(f"beta {r.beta:.6f} {basis} on {r.n_clips} clips: mean rate {r.rate:.4f} (95% CI {r.rate_ci[0]:.4f}.."
+               f"{r.rate_ci[1]:.4f}), BPP16 {r.bpp16:.4f}{psnr}")
     click.echo(f"reachable with beta in (0, 1]: rate {r.reachable_rate[0]:.4f}..{r.reachable_rate[1]:.4f}, "
                f"BPP16 {r.reachable_bpp16[0]:.4f}..{r.reachable_bpp16[1]:.4f}")
     if r.n_clips < SMALL_SAMPLE:
@@ -102,9 +101,9 @@ def tune_beta(input_uri: str, checkpoint: str | None, resolution: str, clip_fram
         click.echo(f"apply it: infotok tokenize {input_uri} OUTPUT --router {router} --beta auto --tuning "
                    f"{report_paths(report_dir.rstrip('/'))[0]} (same decode options)")
     else:
+        again = "fits and tunes again on the job's --fit-router sample" if on_fit else "tunes again on the same sample"
         click.echo(f"apply it: infotok tokenize {input_uri} OUTPUT --router {router} --beta auto {target_flag} "
-                   f"{r.target.value:g} (tunes again on the same sample), or rerun with --report DIR and pass "
-                   "--tuning DIR/tuning.json")
+                   f"{r.target.value:g} ({again}), or rerun with --report DIR and pass --tuning DIR/tuning.json")
     if r.mean_info_source == "dataset":
         click.echo(f"(--beta {r.beta:.6f} alone would use the checkpoint's {sig} {ckpt}, not {r.mean_info:.6g}, "
                    "and miss the target)")

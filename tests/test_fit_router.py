@@ -137,9 +137,10 @@ def test_fit_options_are_refused_before_ray(corpus, tiny_corpus, checkpoint, tmp
     assert code == 2 and "Error: --fit-router 8: the gain router takes no per-corpus fit" in text
     code, text = _tokenize(corpus, out, checkpoint, "--fit-router", "2")
     assert code == 2 and "--fit-router must be 0 (no fit) or at least 4 clips, got 2" in text
-    # beta tuning of a router that fits per corpus: its beta already is the sample's mean rate
-    code, text = _tokenize(corpus, out, checkpoint, "--router", "gain2", "--beta", "auto", "--target-rate", "0.3")
-    assert code == 2 and "pass --beta 0.3 for --target-rate 0.3" in " ".join(text.split())
+    # beta tuning of a router that fits per corpus runs on its fit: it needs one
+    code, text = _tokenize(corpus, out, checkpoint, "--beta", "auto", "--target-rate", "0.3", "--router", "gain2",
+                           "--fit-router", "0")
+    assert code == 2 and "--beta auto with the gain2 router tunes beta on its per-corpus fit: give --fit-router N" in text
     # an asked fit on a corpus too small for it: one line naming the corpus and its count
     code, text = _tokenize(tiny_corpus, out, checkpoint, "--fit-router", "8")
     assert code == 1
@@ -150,6 +151,49 @@ def test_fit_options_are_refused_before_ray(corpus, tiny_corpus, checkpoint, tmp
     code, text = _tokenize(tiny_corpus, out, checkpoint, "--router", "fitted")
     assert code == 1 and "the fitted router cannot route without one" in _error_line(text)
     assert not out.exists()
+
+
+def test_beta_tuned_on_the_fit_is_recorded_and_resumed(corpus, checkpoint, local_ray, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    out = tmp_path / "ds"
+    args = ("--router", "gain2", "--beta", "auto", "--target-rate", "0.3", "--fit-router", "8")
+    code, text = _tokenize(corpus, out, checkpoint, *args, "--json")
+    assert code == 0, text
+    assert "on a sample of 8 clips from 4 videos" in caplog.text  # one sample, fitted once, tuned on the fit
+    tok = json.loads((out / "job.json").read_text())["content"]["tokenize"]
+    tuning, fit = tok["tuning"], tok["fit"]
+    assert tuning["mean_info_source"] == "fit" and tuning["expected_info"] is None and tok["expected_info"] is None
+    assert tuning["router"] == "gain2" and tuning["sample_clips"] == 8 and tuning["rate"] <= 0.3
+    assert tok["beta"] == tuning["beta"] and fit["clips"] == 8 and fit["fit"]["router"] == "gain2"
+    report = json.loads((out / "tuning.json").read_text())
+    assert report["result"]["beta"] == tuning["beta"] and report["sample"]["clips"] == 8
+    rows = read_rows(str(out))
+    assert all(r["beta"] == pytest.approx(tuning["beta"], rel=1e-6) for r in rows)
+    job_bytes = (out / "job.json").read_bytes()
+
+    _drop_last_shard(out)  # a resume re-uses both records: no sample, no fit, no tuning
+    caplog.clear()
+    code, text = _tokenize(corpus, out, checkpoint, *args, "--json")
+    assert code == 0, text
+    assert "resuming with the recorded tuning" in caplog.text and "on a sample of" not in caplog.text
+    assert (out / "job.json").read_bytes() == job_bytes and read_rows(str(out)) == rows
+    code, text = _tokenize(corpus, out, checkpoint, "--router", "gain2", "--beta", "auto", "--target-rate", "0.4")
+    assert code == 1 and "was tuned with another request (target_value: 0.3 -> 0.4)" in _error_line(text)
+
+    res = CliRunner().invoke(main, ["tune-beta", str(corpus), "--checkpoint", checkpoint, "--router", "gain2",
+                                    "--resolution", "32", "--clip-frames", "5", "--device", "cpu", "--sample", "8",
+                                    "--tune-clips-per-video", "2", "--target-rate", "0.3", "--json"])
+    assert res.exit_code == 0, res.output
+    alone = json.loads(res.output[res.output.index("{"):])["result"]
+    assert alone["beta"] == tuning["beta"] and alone["mean_info_source"] == "fit"  # the same sample, the same fit
+    reachable = alone["reachable_psnr"]
+    target = round((reachable[0] + reachable[1]) / 2, 2)
+    res = CliRunner().invoke(main, ["tune-beta", str(corpus), "--checkpoint", checkpoint, "--router", "fitted",
+                                    "--resolution", "32", "--clip-frames", "5", "--device", "cpu", "--sample", "8",
+                                    "--tune-clips-per-video", "2", "--target-psnr", str(target)])
+    assert res.exit_code == 0, res.output
+    assert "on the fitted router's fit of the sample on 8 clips" in res.output
+    assert "(read off 8 clips' measured curves)" in res.output
 
 
 def test_default_fit_on_a_tiny_corpus_warns_and_goes_on(tiny_corpus, checkpoint, local_ray, tmp_path, caplog):

@@ -32,13 +32,16 @@ _DECODE_KEYS = ("fps", "resolution", "resize_mode", "clip_frames", "clip_stride"
 @dataclass(frozen=True)
 class TuneRequest:
     """What `--beta auto` asks: a target (kind, value) tuned on the job's corpus with `sample`
-    and `tune` (a tokenizer.tuning.budget.TuneConfig as a dict), or an existing report."""
+    and `tune` (a tokenizer.tuning.budget.TuneConfig as a dict), or an existing report. fit_clips:
+    for a router whose budgets come from curves, the target is tuned on its per-corpus fit, made on
+    this many clips (`--fit-router N`; `sample` and `tune` are then not used)."""
 
     target_kind: str | None = None
     target_value: float | None = None
     report_uri: str | None = None
     sample: SampleConfig = SampleConfig()
     tune: dict[str, Any] = dataclasses.field(default_factory=dict)
+    fit_clips: int | None = None
 
     def __post_init__(self) -> None:
         if (self.report_uri is None) == (self.target_kind is None):
@@ -54,6 +57,9 @@ class TuneRequest:
         """The request in TuningRecord.request() terms (only what this request decides)."""
         if self.report_uri is not None:
             return {"source": "report", "report_uri": self.report_uri}
+        if self.fit_clips is not None:  # the fit's sample is checked with the fit (`pipeline.job.router_fit`)
+            return {"source": "tuned", "report_uri": "", "target_kind": self.target_kind,
+                    "target_value": float(self.target_value), "mean_info_source": "fit"}
         psnr_clips = self.tune.get("psnr_clips", 8)
         return {"source": "tuned", "report_uri": "", "target_kind": self.target_kind,
                 "target_value": float(self.target_value), "sample_clips": self.sample.clips,
@@ -67,6 +73,12 @@ def _read_job_content(job: JobConfig) -> dict[str, Any] | None:
     if not ds.exists(JOB_FILE):
         return None
     return json.loads(ds.read(JOB_FILE)).get("content", {})
+
+
+def _basis(record: TuningRecord) -> str:
+    if record.expected_info is None:
+        return f"on the {record.router} router's per-corpus fit"
+    return f"E[I] {record.expected_info:.6g}"
 
 
 def _with_tuning(job: JobConfig, record: TuningRecord) -> JobConfig:
@@ -111,13 +123,22 @@ def resolve_auto_beta(job: JobConfig, request: TuneRequest, overwrite: bool = Fa
             raise OutputMismatchError(
                 f"{job.output} was tuned with another request ({'; '.join(diff)}); rerun with the same tuning "
                 "options to resume, or pass --overwrite to tune again and start over")
-        logger.info("%s: resuming with the recorded tuning (beta %.6f, E[I] %.6g); not tuning again",
-                    job.output, record.beta, record.expected_info)
+        logger.info("%s: resuming with the recorded tuning (beta %.6f, %s); not tuning again", job.output,
+                    record.beta, _basis(record))
         return _with_tuning(job, record)
     json_uri, png_uri = report_paths(job.output)
     if request.report_uri is not None:
         report, _ = read_report(request.report_uri, job.storage)
         _check_report_fits(report, job, request.report_uri)
+    elif request.fit_clips is not None:  # fit the router and tune on its fit: one sample, one set of passes
+        from pipeline.job.router_fit import FitRequest, fit_on_sample
+
+        tune = TuneConfig(batch_size=job.tokenize.batch_size, autocast=job.tokenize.autocast,
+                          router=job.tokenize.router, mean_info="fit", psnr_clips=None)
+        fit, report = fit_on_sample(job, FitRequest(request.fit_clips),
+                                    (TuningTarget(request.target_kind, float(request.target_value)), tune))
+        assert report is not None
+        job = dataclasses.replace(job, tokenize=dataclasses.replace(job.tokenize, fit=fit))
     else:
         report = run_tuning(job.source, job.decode, job.storage, job.tokenize.checkpoint, job.tokenize.device,
                             TuningTarget(request.target_kind, float(request.target_value)), request.sample,
@@ -125,6 +146,6 @@ def resolve_auto_beta(job: JobConfig, request: TuneRequest, overwrite: bool = Fa
                                                       autocast=job.tokenize.autocast, router=job.tokenize.router)))
     sha = write_report(report, json_uri, png_uri, job.storage)
     record = TuningRecord.from_report(report, sha, request.source, request.report_uri or "")
-    logger.info("%s: tuned beta %.6f, E[I] %.6g (sample mean rate %.4f); report %s", job.output, record.beta,
-                record.expected_info, record.rate, json_uri)
+    logger.info("%s: tuned beta %.6f, %s (sample mean rate %.4f); report %s", job.output, record.beta,
+                _basis(record), record.rate, json_uri)
     return _with_tuning(job, record)

@@ -16,12 +16,16 @@ import dataclasses
 import logging
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from pipeline.job.fit_record import FIT_CLIPS_PER_VIDEO, FIT_SEED, FitRecord
 from pipeline.job.job import JobConfig
 from pipeline.job.prepare import OutputMismatchError, recorded_tokenize
 from pipeline.tuning.sample import SampleConfig
 from tokenizer.adaptive.routers.registry import DEFAULT_FIT_CLIPS, get_router
+
+if TYPE_CHECKING:
+    from pipeline.tuning.report import TuningReport
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +62,13 @@ def _adaptive(checkpoint: str | None) -> bool:
     return version in (ADAPTIVE_FORMAT_VERSION, EXTERNAL_BASE_FORMAT_VERSION)
 
 
-def fit_on_sample(job: JobConfig, request: FitRequest) -> FitRecord:
+def fit_on_sample(job: JobConfig, request: FitRequest, tuning: tuple[Any, Any] | None = None
+                  ) -> tuple[FitRecord, TuningReport | None]:
     """Draw the sample (`pipeline.tuning.sample`, the job's decode settings), load the job's
-    checkpoint and fit its router. FitTooSmallError, naming the corpus and the count, when the
-    corpus gives fewer clips than a fit needs."""
+    checkpoint and fit its router; with `tuning` (a TuningTarget and TuneConfig), also tune beta on
+    the fit (`pipeline.tuning.report.tune_with_fit`) and return its report. FitTooSmallError, naming
+    the corpus and the count, when the corpus gives fewer clips than a fit needs."""
+    from pipeline.tuning.report import tune_with_fit, tuning_report
     from pipeline.tuning.sample import sample_clips
     from tokenizer.adaptive.curve_fit import MIN_FIT_CLIPS, FitTooSmallError
     from tokenizer.adaptive.fitting import fit_router
@@ -82,12 +89,20 @@ def fit_on_sample(job: JobConfig, request: FitRequest) -> FitRecord:
     loaded = load_tokenizer(job.tokenize.checkpoint, device=resolve_device(job.tokenize.device))
     if loaded.adaptive is None:
         raise ValueError(f"checkpoint {loaded.path} is fixed-rate ({loaded.tokenizer_id}): it has no router to fit")
-    fit = fit_router(loaded.adaptive, router, [c.frames for c in sample.clips], job.tokenize.batch_size)
+    report = None
+    if tuning is None:
+        fit = fit_router(loaded.adaptive, router, [c.frames for c in sample.clips], job.tokenize.batch_size)
+    else:
+        target, tune_cfg = tuning
+        result, fit = tune_with_fit(loaded.adaptive, router, sample, target, tune_cfg)
+        report = tuning_report(loaded.tokenizer_id, job.tokenize.checkpoint, job.source, job.decode, request.sample,
+                               sample, tune_cfg, result)
     seconds = time.perf_counter() - t0
     logger.info("%s: %s, on a sample of %d clips from %d videos (%.1f s)", job.output, fit.describe(), n, videos,
                 seconds)
-    return FitRecord(clips=request.clips, clips_per_video=request.clips_per_video, seed=request.seed,
-                     sample_videos=videos, fit=fit.to_dict())
+    record = FitRecord(clips=request.clips, clips_per_video=request.clips_per_video, seed=request.seed,
+                       sample_videos=videos, fit=fit.to_dict())
+    return record, report
 
 
 def resolve_router_fit(job: JobConfig, fit_clips: int | None, overwrite: bool = False) -> JobConfig:
@@ -99,6 +114,8 @@ def resolve_router_fit(job: JobConfig, fit_clips: int | None, overwrite: bool = 
 
     router = get_router(job.tokenize.router)
     old = None if overwrite else recorded_tokenize(job)
+    if old is None and job.tokenize.fit is not None:  # fitted just now, by the tuning of its beta on the fit
+        return job
     if old is not None:  # an existing dataset: its fit, or its absence, as recorded
         recorded = FitRecord.from_dict(old["fit"]) if old.get("fit") is not None else None
         had = recorded.clips if recorded is not None else 0
@@ -129,7 +146,7 @@ def resolve_router_fit(job: JobConfig, fit_clips: int | None, overwrite: bool = 
                              f"(--fit-router {n})")
         return _with_fit(job, None)
     try:
-        return _with_fit(job, fit_on_sample(job, FitRequest(n)))
+        return _with_fit(job, fit_on_sample(job, FitRequest(n))[0])
     except FitTooSmallError as exc:
         if router.needs_fit:
             raise FitTooSmallError(f"{exc}, and the {router.name} router cannot route without one: use --router "

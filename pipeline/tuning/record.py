@@ -28,7 +28,8 @@ class TuningRecord(FrozenConfig):
     target_kind / target_value: the target ("rate", "bpp16" or "psnr").
     sample_clips, clips_per_video, seed, psnr_clips (-1: all), mean_info_source: the request.
     beta, expected_info: what the job tokenizes with (also in TokenizeConfig); router: the
-    router they were tuned for (expected_info is its E[signal]).
+    router they were tuned for (expected_info is its E[signal]; None for a router whose budgets
+    come from curves, tuned on its per-corpus fit: mean_info_source "fit").
     rate, rate_low, rate_high: sample mean rate at beta and its 95% CI; bpp16 likewise;
     psnr, psnr_low, psnr_high: decoded quality of the probed clips (None: not measured).
     tokenizer_id: the tokenizer the tuning ran.
@@ -45,7 +46,7 @@ class TuningRecord(FrozenConfig):
     psnr_clips: int
     mean_info_source: str
     beta: float
-    expected_info: float
+    expected_info: float | None
     rate: float
     rate_low: float
     rate_high: float
@@ -61,23 +62,27 @@ class TuningRecord(FrozenConfig):
             raise ValueError(f"tuning source must be one of {TUNING_SOURCES}, got {self.source!r}")
         if not 0 < self.beta <= 1:
             raise ValueError(f"tuned beta must be in (0, 1], got {self.beta!r}")
-        if not self.expected_info > 0:
+        if self.expected_info is not None and not self.expected_info > 0:
             raise ValueError(f"tuned expected_info must be > 0, got {self.expected_info!r}")
 
     @classmethod
     def from_report(cls, report: TuningReport, sha256: str, source: str, report_uri: str = "") -> TuningRecord:
         """The record of `report` (whose bytes hash to sha256), tuned here or read from report_uri."""
+        from tokenizer.adaptive.routers.registry import get_router
+
         r = report.result
         psnr_clips = report.tune.get("psnr_clips")
+        router = str(report.tune.get("router", "elbo"))
+        on_fit = get_router(router).budgets_from_curves  # its E[signal] is only the fit's record
         return cls(
             source=source, report_uri=report_uri, report_sha256=sha256,
             target_kind=r.target.kind, target_value=r.target.value, sample_clips=int(report.sample["clips"]),
             clips_per_video=int(report.sample["clips_per_video"]), seed=int(report.sample["seed"]),
             psnr_clips=-1 if psnr_clips is None else int(psnr_clips), mean_info_source=r.mean_info_source,
-            beta=r.beta, expected_info=r.mean_info, rate=r.rate, rate_low=r.rate_ci[0], rate_high=r.rate_ci[1],
+            beta=r.beta, expected_info=None if on_fit else r.mean_info, rate=r.rate, rate_low=r.rate_ci[0], rate_high=r.rate_ci[1],
             bpp16=r.bpp16, psnr=r.psnr, psnr_low=r.psnr_ci[0] if r.psnr_ci else None,
             psnr_high=r.psnr_ci[1] if r.psnr_ci else None, tokenizer_id=report.tokenizer_id,
-            router=str(report.tune.get("router", "elbo")),
+            router=router,
         )
 
     def request(self) -> dict[str, Any]:

@@ -66,9 +66,45 @@ class TuningReport:
         return cls(**dict(body, result=TuningResult.from_dict(body["result"])))
 
 
+def tuning_report(tokenizer_id: str, checkpoint: str | None, source: InputConfig, decode: DecodeConfig,
+                  sample_cfg: SampleConfig, sample: Any, tune_cfg: Any, result: Any) -> TuningReport:
+    """The report of `result` (a TuningResult) tuned on `sample` (a `pipeline.tuning.sample` sample)."""
+    return TuningReport(
+        tokenizer_id=tokenizer_id, checkpoint=checkpoint, input=source.uri, decode=decode.to_dict(),
+        sample={**sample_cfg.to_dict(), "videos_listed": sample.videos_listed, "videos_used": sample.videos_used,
+                "failures": [f.to_dict() for f in sample.failures], "ids": [c.ident() for c in sample.clips]},
+        tune=tune_cfg.to_dict(), result=result,
+        created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def tune_with_fit(model: Any, router: str, sample: Any, target: Any, tune_cfg: Any) -> tuple[Any, Any]:
+    """Fit `router` (one whose budgets come from curves) on the sample and tune beta on the fit:
+    (TuningResult, CorpusFit). model: the AdaptiveTokenizer; target: TuningTarget."""
+    import time
+
+    import torch
+
+    from tokenizer.adaptive.fitting import fit_router
+    from tokenizer.tuning.fit_tune import tune_on_fit
+    from tokenizer.video import frames_to_tensor
+
+    frames = [c.frames for c in sample.clips]
+    t0 = time.perf_counter()
+    fit = fit_router(model, router, frames, tune_cfg.batch_size)
+    seconds = time.perf_counter() - t0
+    with torch.no_grad():  # the token grid of the sample's clips (they share one shape)
+        positions = model.base.encode(frames_to_tensor(frames[0][None]).to(model.mean_info.device)).indices[0].numel()
+    result = tune_on_fit(fit, target, positions, frames[0].shape[0] * frames[0].shape[1] * frames[0].shape[2],
+                         model.base.fsq.codebook_size, [c.video_id for c in sample.clips], tune_cfg.grid_size,
+                         seconds)
+    return result, fit
+
+
 def run_tuning(source: InputConfig, decode: DecodeConfig, storage: StorageConfig, checkpoint: str | None,
                device: str, target: Any, sample_cfg: SampleConfig, tune_cfg: Any) -> TuningReport:
-    """Sample the corpus, load the adaptive tokenizer, tune. target: TuningTarget; tune_cfg: TuneConfig."""
+    """Sample the corpus, load the adaptive tokenizer, tune. target: TuningTarget; tune_cfg: TuneConfig
+    (mean_info 'fit': fit the router on the sample and tune on the fit, `tune_with_fit`)."""
     from tokenizer.checkpoint import load_tokenizer
     from tokenizer.device import resolve_device
     from tokenizer.tuning.search import tune_beta
@@ -78,15 +114,12 @@ def run_tuning(source: InputConfig, decode: DecodeConfig, storage: StorageConfig
         raise ValueError(f"beta tuning needs an adaptive (InfoTok) checkpoint; {tok.path} is fixed-rate "
                          f"({tok.tokenizer_id})")
     sample = sample_clips(source, decode, storage, sample_cfg)
-    result = tune_beta(tok.adaptive, [c.frames for c in sample.clips], [c.video_id for c in sample.clips],
-                       target, tune_cfg)
-    return TuningReport(
-        tokenizer_id=tok.tokenizer_id, checkpoint=checkpoint, input=source.uri, decode=decode.to_dict(),
-        sample={**sample_cfg.to_dict(), "videos_listed": sample.videos_listed, "videos_used": sample.videos_used,
-                "failures": [f.to_dict() for f in sample.failures], "ids": [c.ident() for c in sample.clips]},
-        tune=tune_cfg.to_dict(), result=result,
-        created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    )
+    if tune_cfg.mean_info == "fit":
+        result, _ = tune_with_fit(tok.adaptive, tune_cfg.router, sample, target, tune_cfg)
+    else:
+        result = tune_beta(tok.adaptive, [c.frames for c in sample.clips], [c.video_id for c in sample.clips],
+                           target, tune_cfg)
+    return tuning_report(tok.tokenizer_id, checkpoint, source, decode, sample_cfg, sample, tune_cfg, result)
 
 
 def write_report(report: TuningReport, json_uri: str, png_uri: str | None, storage: StorageConfig) -> str:

@@ -121,7 +121,9 @@ class CorpusFit:
     rates: the curve rates (ascending, ending at 1); curves: (N, K) the curves lam is solved on
     (dB); predictor: the curve predictor (None for gain2, which measures every clip's curve);
     detail_weight: the token scores' pixel-detail weight (None: the checkpoint's); measured_psnr:
-    the sample's mean measured PSNR at each rate, for the record. Compared by identity."""
+    the sample's mean measured PSNR at each rate, for the record; measured: (N, K) the sample's
+    measured curves where `curves` holds predictions (None: not kept, or `curves` are measured),
+    what a PSNR target is tuned on (`psnr_curves`). Compared by identity."""
 
     router: str
     rates: tuple[float, ...]
@@ -130,6 +132,7 @@ class CorpusFit:
     predictor: CurvePredictor | None = None
     detail_weight: float | None = None
     measured_psnr: tuple[float, ...] = ()
+    measured: torch.Tensor | None = None
     _calibration: list[Gain2Calibration] = field(default_factory=list, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -137,6 +140,16 @@ class CorpusFit:
         _check_matrix(self.curves, "fit curves", cols=len(self.rates))
         if self.detail_weight is not None and not math.isfinite(self.detail_weight):
             raise ValueError(f"detail weight must be finite, got {self.detail_weight!r}")
+        if self.measured is not None:
+            _check_matrix(self.measured, "measured fit curves", rows=self.curves.shape[0], cols=len(self.rates))
+
+    @property
+    def psnr_curves(self) -> torch.Tensor | None:
+        """(N, K) the sample's measured curves in dB (gain2's own curves; the fitted router's measured
+        ones, kept beside its predictions), None when the fit did not keep them."""
+        if self.measured is not None:
+            return self.measured
+        return self.curves if self.predictor is None else None
 
     @property
     def calibration(self) -> Gain2Calibration:
@@ -153,7 +166,9 @@ class CorpusFit:
         return {"format": FIT_FORMAT, "router": self.router, "clips": self.clips, "rates": list(self.rates),
                 "curves": [[round(float(v), 6) for v in row] for row in self.curves.tolist()],
                 "predictor": None if self.predictor is None else self.predictor.to_dict(),
-                "detail_weight": self.detail_weight, "measured_psnr": [round(v, 6) for v in self.measured_psnr]}
+                "detail_weight": self.detail_weight, "measured_psnr": [round(v, 6) for v in self.measured_psnr],
+                **({} if self.measured is None else
+                   {"measured": [[round(float(v), 6) for v in row] for row in self.measured.tolist()]})}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CorpusFit:
@@ -163,7 +178,8 @@ class CorpusFit:
                    curves=torch.tensor(d["curves"], dtype=torch.float64), clips=int(d["clips"]),
                    predictor=None if d.get("predictor") is None else CurvePredictor.from_dict(d["predictor"]),
                    detail_weight=None if d.get("detail_weight") is None else float(d["detail_weight"]),
-                   measured_psnr=tuple(float(v) for v in d.get("measured_psnr", ())))
+                   measured_psnr=tuple(float(v) for v in d.get("measured_psnr", ())),
+                   measured=None if d.get("measured") is None else torch.tensor(d["measured"], dtype=torch.float64))
 
     def describe(self) -> str:
         """One line for logs and summaries."""

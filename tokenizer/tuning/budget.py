@@ -33,7 +33,7 @@ from tokenizer.video import frames_to_tensor
 logger = logging.getLogger(__name__)
 
 TARGET_KINDS: tuple[str, ...] = ("rate", "bpp16", "psnr")
-MEAN_INFO_SOURCES: tuple[str, ...] = ("dataset", "checkpoint")
+MEAN_INFO_SOURCES: tuple[str, ...] = ("dataset", "checkpoint", "fit")
 BETA_DECIMALS = 6  # a chosen beta is rounded down to this many decimals (stays within the budget)
 _BISECT_STEPS = 64
 
@@ -44,15 +44,6 @@ class TargetOutOfReach(ValueError):
     def __init__(self, message: str, reachable: tuple[float, float]) -> None:
         super().__init__(message)
         self.reachable = reachable
-
-
-def check_tunable_router(router: str) -> str:
-    """Return router; raise ValueError unless beta tuning can run it (it reads one scalar signal per
-    clip; a router that budgets from curves says why not, `Router.tuning_refusal`)."""
-    refusal = get_router(router).tuning_refusal
-    if refusal is not None:
-        raise ValueError(refusal)
-    return router
 
 
 @dataclass(frozen=True)
@@ -80,7 +71,9 @@ class TuneConfig(FrozenConfig):
     grid_size: betas of the reported curve (geometric from the rate floor's beta to 1).
     psnr_clips: sample clips decoded for PSNR / SSIM (None: all; spread evenly over the sample).
     psnr_steps: bisection steps between the two grid betas that bracket a PSNR target.
-    mean_info: 'dataset' (recalibrate the router's E[signal] as the sample mean) or 'checkpoint'.
+    mean_info: 'dataset' (recalibrate the router's E[signal] as the sample mean) or 'checkpoint'; 'fit'
+    for a router whose budgets come from curves (gain2, fitted: beta is tuned on its per-corpus fit,
+    `tokenizer.tuning.fit_tune`), and only for one.
     batch_size: clips per model call. autocast: bf16 autocast on CUDA (as the pipeline).
     router: the router whose budgets are tuned (a report written before routers were
     recorded was tuned with `elbo`).
@@ -95,7 +88,10 @@ class TuneConfig(FrozenConfig):
     router: str = PAPER_ROUTER
 
     def __post_init__(self) -> None:
-        check_tunable_router(self.router)
+        on_fit = get_router(self.router).budgets_from_curves
+        if on_fit != (self.mean_info == "fit"):
+            raise ValueError(f"mean_info 'fit' is for a router whose budgets come from curves (beta tuned on its "
+                             f"fit), and only for one: got {self.mean_info!r} for the {self.router} router")
         if self.grid_size < 2:
             raise ValueError(f"grid_size must be >= 2, got {self.grid_size}")
         if self.psnr_clips is not None and self.psnr_clips < 0:

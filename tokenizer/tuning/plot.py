@@ -40,14 +40,17 @@ def tuning_figure_png(result: TuningResult, title: str = "") -> bytes:
         sec.set_ylabel("BPP16")
     if result.target.kind == "bpp16" and factor > 0:
         ax.axhline(result.target.value / factor, color="r", ls=":", label=f"target BPP16 {result.target.value:g}")
-    ax.set_title(f"budget vs beta (E[I] {result.mean_info:.4g}, {result.mean_info_source})", fontsize=9)
+    on_fit = result.mean_info_source == "fit"
+    basis = "the router's per-corpus fit" if on_fit else f"E[I] {result.mean_info:.4g}, {result.mean_info_source}"
+    ax.set_title(f"budget vs beta ({basis})", fontsize=9)
     ax.legend(fontsize=7, loc="upper left")
     ax.grid(alpha=0.3)
 
     ax = axes[1]
     pts = [p for p in curve if p.psnr is not None]
     if pts:
-        ax.plot([p.bpp16 for p in pts], [p.psnr for p in pts], marker="o", label=f"{result.psnr_clips} decoded clips")
+        ax.plot([p.bpp16 for p in pts], [p.psnr for p in pts], marker="o",
+                label=f"{result.psnr_clips} clips' measured curves" if on_fit else f"{result.psnr_clips} decoded clips")
         if result.psnr is not None:
             ax.plot([result.bpp16], [result.psnr], "k*", ms=12, label=f"chosen: {result.psnr:.2f} dB")
         if result.full_rate_psnr is not None:

@@ -96,6 +96,9 @@ def tune_beta(model: AdaptiveTokenizer, clips: Sequence[np.ndarray], groups: Seq
     """
     if len(groups) != len(clips):
         raise ValueError(f"got {len(groups)} group labels for {len(clips)} clips")
+    if cfg.mean_info == "fit":
+        raise ValueError(f"the {cfg.router} router's budgets come from curves: its beta is tuned on its per-corpus "
+                         "fit (tokenizer.tuning.fit_tune.tune_on_fit), not on one signal per clip")
     model.eval()
     probed = probe_indices(len(clips), cfg.psnr_clips)
     cache = collect_scores(model, clips, cfg.batch_size, keep=probed, autocast=cfg.autocast, router=cfg.router)

@@ -66,16 +66,16 @@ class Router(ABC):
 
     name: its registry name, recorded in datasets. signal_name: its E[signal] as printed.
     how_to_set: how a user sets its E[signal]. mean_buffers: the model's (E[signal], clip count)
-    buffers, None when its budget comes from elsewhere. tuning_refusal: None when beta tuning
-    (one scalar signal per clip) applies, else why not. budgets_from_curves: its budget comes
-    from each clip's measured curve (`Scored.curve`), not one scalar signal.
+    buffers, None when its budget comes from elsewhere. budgets_from_curves: its budget comes
+    from each clip's curve (`Scored.curve`), not one scalar signal (beta tuning then runs on its
+    per-corpus fit, `tokenizer.tuning.fit_tune`). fits_corpus: it takes a per-corpus fit
+    (`--fit-router N`); needs_fit: it cannot route without one.
     """
 
     name: ClassVar[str]
     signal_name: ClassVar[str]
     how_to_set: ClassVar[str]
     mean_buffers: ClassVar[tuple[str, str] | None] = None
-    tuning_refusal: ClassVar[str | None] = None
     budgets_from_curves: ClassVar[bool] = False
     fits_corpus: ClassVar[bool] = False
     needs_fit: ClassVar[bool] = False

@@ -34,9 +34,6 @@ class FittedRouter(Router):
     fits_corpus: ClassVar[bool] = True
     budgets_from_curves: ClassVar[bool] = True
     needs_fit: ClassVar[bool] = True
-    tuning_refusal: ClassVar[str | None] = (
-        "beta tuning cannot run --router fitted: with its per-corpus fit (--fit-router N) beta already is the mean "
-        "kept rate on the corpus's sample, so give --beta R for a target rate R (or tune with --router gain)")
 
     def _fit(self, model: AdaptiveTokenizer) -> CorpusFit:
         fit = model.corpus_fit
@@ -129,7 +126,7 @@ class FittedRouter(Router):
         predictor = CurvePredictor.fit(x_all, measured)
         return CorpusFit(router=self.name, rates=rates, curves=predictor.predict(x_all), clips=len(measured),
                          predictor=predictor, detail_weight=weight,
-                         measured_psnr=tuple(float(v) for v in measured.mean(0)))
+                         measured_psnr=tuple(float(v) for v in measured.mean(0)), measured=measured)
 
     def use_fit(self, model: AdaptiveTokenizer, fit: CorpusFit | None) -> None:
         if fit is not None and (fit.router != self.name or fit.predictor is None):

@@ -37,9 +37,6 @@ class Gain2Router(Router):
     name: ClassVar[str] = "gain2"
     signal_name: ClassVar[str] = "E[s]"  # its calibration curves' mean slope with the lowest probe, for the record
     how_to_set: ClassVar[str] = _CALIBRATE
-    tuning_refusal: ClassVar[str | None] = (
-        "beta tuning cannot run --router gain2: with its per-corpus fit (--fit-router N) beta already is the mean "
-        "kept rate on the corpus's sample, so give --beta R for a target rate R (or tune with --router gain)")
     budgets_from_curves: ClassVar[bool] = True
     fits_corpus: ClassVar[bool] = True
 
