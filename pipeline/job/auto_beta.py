@@ -2,6 +2,10 @@
 (or take them from a `tune-beta` report), write the report next to the dataset, and record
 the tuning in the job's settings, which go to job.json and to the manifest's params.
 
+A router whose budgets come from curves (gain2, fitted) is tuned on its per-corpus fit instead: the
+job draws the fit's sample (`--fit-router N`), fits the router and tunes beta on the fit
+(`tokenizer.tuning.fit_tune`), and records both; its record holds no E[I].
+
 A resume finds the record in OUTPUT/job.json and re-uses its beta and E[I]: it never tunes
 again. Asking a different tuning of an existing dataset is refused, as any other change
 of settings is; `--overwrite` starts over (and tunes again).
