@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from pipeline_helpers import good_corpus
 
-from pipeline.exec.reaper import POLL_S, _alive, descendants
+from pipeline.exec.reaper import POLL_S, _alive, _stat, descendants, remember
 
 pytestmark = [pytest.mark.timeout(300),
               pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="the reaper reads /proc (Linux)")]
@@ -70,6 +70,24 @@ def test_killed_driver_leaves_nothing_behind():
         assert _wait_for(lambda: not Path(f"/proc/{reaper_pid}").exists(), 10)  # and the reaper is gone too
     finally:
         _end_group(proc)
+
+
+def test_a_partial_view_never_forgets_a_live_process():
+    """A scan while the driver dies sees only part of its tree (a reparented child and its subtree are
+    no longer under it); what was seen before and still lives stays in the reaper's view."""
+    sleeper = subprocess.Popen(["sleep", "300"])
+    try:
+        me, child = (os.getpid(), _stat(os.getpid())[1]), (sleeper.pid, _stat(sleeper.pid)[1])
+        seen = remember([], [me, child])
+        assert sorted(remember(seen, [me])) == sorted([me, child])  # the child missed by one scan stays
+        gone = (child[0], str(int(child[1]) + 1))  # the same pid, another start time: not the one seen
+        assert remember([gone], [me]) == [me]
+        sleeper.kill()
+        sleeper.wait(timeout=10)
+        assert remember(seen, [me]) == [me]  # an ended process leaves the view
+    finally:
+        sleeper.kill()
+        sleeper.wait(timeout=10)
 
 
 def test_reaper_told_to_stop_touches_nothing():

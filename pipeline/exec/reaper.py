@@ -6,7 +6,8 @@ runs nothing, and while GCS and raylet die with it, Ray's agents and busy worker
 minute or more. The reaper is a small separate process (its own session, so a signal to the
 driver's process group leaves it be) that watches the driver through a pipe:
 - while the driver lives, it records the driver's descendants every `POLL_S` (pid and start
-  time, read from /proc);
+  time, read from /proc), keeping those seen before while they live (`remember`: a scan that
+  runs while the driver dies sees only part of its tree);
 - when the driver says "stop" (after its own `ray.shutdown()`), it exits and touches nothing;
 - when the pipe closes without "stop" (the driver died), it sends SIGTERM to the descendants it
   last saw, then SIGKILL to those still alive after `GRACE_S`: each by its own id, and only if its
@@ -84,6 +85,16 @@ def end_processes(procs: list[Proc], grace_s: float = GRACE_S) -> None:
             return
 
 
+def remember(seen: list[Proc], now: list[Proc]) -> list[Proc]:
+    """What the reaper ends if the driver dies: this scan's descendants and every one seen before
+    that is still alive. A scan while the driver is dying sees only part of its tree (a child that
+    has already been given a new parent is no longer under it, and nor is its subtree), so a view
+    never replaces the last one; a process that has ended leaves it (a reused pid has another start
+    time, so it is never taken for one seen)."""
+    current = set(now)
+    return now + [p for p in seen if p not in current and _alive(p)]
+
+
 def start_reaper() -> subprocess.Popen[bytes] | None:
     """Start the reaper of this process's descendants; None where /proc is missing."""
     if not Path(f"/proc/{os.getpid()}/stat").exists():
@@ -127,9 +138,7 @@ def _watch(driver: int) -> None:
     seen: list[Proc] = []
     # Ends on the pipe's EOF, or when the driver is gone even if a fork of it still holds the pipe.
     while identity is not None and _alive(identity) and not closed.wait(POLL_S):
-        now = [p for p in descendants(driver) if p[0] != me]
-        if now:  # once the driver is gone its children have new parents: keep the last view
-            seen = now
+        seen = remember(seen, [p for p in descendants(driver) if p[0] != me])
     closed.wait(0.2)
     if said and said[0].startswith(STOP.strip()):
         return
