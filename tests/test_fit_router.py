@@ -182,10 +182,18 @@ def test_beta_tuned_on_the_fit_is_recorded_and_resumed(corpus, checkpoint, local
 
     res = CliRunner().invoke(main, ["tune-beta", str(corpus), "--checkpoint", checkpoint, "--router", "gain2",
                                     "--resolution", "32", "--clip-frames", "5", "--device", "cpu", "--sample", "8",
-                                    "--tune-clips-per-video", "2", "--target-rate", "0.3", "--json"])
+                                    "--tune-clips-per-video", "2", "--target-rate", "0.3", "--json",
+                                    "--report", str(tmp_path / "report")])
     assert res.exit_code == 0, res.output
     alone = json.loads(res.output[res.output.index("{"):])["result"]
     assert alone["beta"] == tuning["beta"] and alone["mean_info_source"] == "fit"  # the same sample, the same fit
+    # its report applied to a new dataset: its beta, with the job's own fit
+    code, text = _tokenize(corpus, tmp_path / "from-report", checkpoint, "--router", "gain2", "--beta", "auto",
+                           "--tuning", str(tmp_path / "report" / "tuning.json"), "--fit-router", "8", "--json")
+    assert code == 0, text
+    tok = json.loads((tmp_path / "from-report" / "job.json").read_text())["content"]["tokenize"]
+    assert tok["tuning"]["source"] == "report" and tok["tuning"]["expected_info"] is None
+    assert tok["beta"] == tuning["beta"] and tok["fit"]["clips"] == 8
     reachable = alone["reachable_psnr"]
     target = round((reachable[0] + reachable[1]) / 2, 2)
     res = CliRunner().invoke(main, ["tune-beta", str(corpus), "--checkpoint", checkpoint, "--router", "fitted",
