@@ -211,11 +211,11 @@ def tuning_request(o: dict[str, Any]) -> TuneRequest | None:
     if (target is None) == (report is None):
         raise click.UsageError("--beta auto needs one of --target-rate, --target-bpp16, --target-psnr or --tuning REPORT")
     router = job_router(o)
+    fit_clips = o.get("fit_router")
+    if get_router(router).budgets_from_curves and fit_clips == 0:  # its beta is tuned on, and means, a fit
+        raise click.UsageError(f"--beta auto with the {router} router tunes beta on its per-corpus fit: give "
+                               f"--fit-router N (default {DEFAULT_FIT_CLIPS}), not 0")
     if target is not None and get_router(router).budgets_from_curves:  # tuned on its per-corpus fit
-        fit_clips = o.get("fit_router")
-        if fit_clips == 0:
-            raise click.UsageError(f"--beta auto with the {router} router tunes beta on its per-corpus fit: give "
-                                   f"--fit-router N (default {DEFAULT_FIT_CLIPS}), not 0")
         return TuneRequest(target_kind=target[0], target_value=float(target[1]),
                            fit_clips=fit_clips or DEFAULT_FIT_CLIPS)
     if report is not None:

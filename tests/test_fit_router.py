@@ -141,6 +141,9 @@ def test_fit_options_are_refused_before_ray(corpus, tiny_corpus, checkpoint, tmp
     code, text = _tokenize(corpus, out, checkpoint, "--beta", "auto", "--target-rate", "0.3", "--router", "gain2",
                            "--fit-router", "0")
     assert code == 2 and "--beta auto with the gain2 router tunes beta on its per-corpus fit: give --fit-router N" in text
+    code, text = _tokenize(corpus, out, checkpoint, "--beta", "auto", "--tuning", str(out / "tuning.json"),
+                           "--router", "fitted", "--fit-router", "0")
+    assert code == 2 and "--beta auto with the fitted router tunes beta on its per-corpus fit" in text
     # an asked fit on a corpus too small for it: one line naming the corpus and its count
     code, text = _tokenize(tiny_corpus, out, checkpoint, "--fit-router", "8")
     assert code == 1
