@@ -195,7 +195,9 @@ def tune_configs(kind: str, o: dict[str, Any], router: str | None = None) -> tup
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     if router is not None and get_router(router).budgets_from_curves:
-        return sample, {"psnr_clips": None, "mean_info": "fit"}
+        from tokenizer.tuning.budget import FIT_MEAN_INFO
+
+        return sample, {"psnr_clips": None, "mean_info": FIT_MEAN_INFO}
     return sample, {"psnr_clips": psnr_clips, "mean_info": o["mean_info"]}
 
 
@@ -211,11 +213,11 @@ def tuning_request(o: dict[str, Any]) -> TuneRequest | None:
     if (target is None) == (report is None):
         raise click.UsageError("--beta auto needs one of --target-rate, --target-bpp16, --target-psnr or --tuning REPORT")
     router = job_router(o)
-    fit_clips = o.get("fit_router")
-    if get_router(router).budgets_from_curves and fit_clips == 0:  # its beta is tuned on, and means, a fit
+    fit_clips, on_fit = o.get("fit_router"), get_router(router).budgets_from_curves
+    if on_fit and fit_clips == 0:  # its beta is tuned on, and means, a rate on a per-corpus fit
         raise click.UsageError(f"--beta auto with the {router} router tunes beta on its per-corpus fit: give "
                                f"--fit-router N (default {DEFAULT_FIT_CLIPS}), not 0")
-    if target is not None and get_router(router).budgets_from_curves:  # tuned on its per-corpus fit
+    if target is not None and on_fit:
         return TuneRequest(target_kind=target[0], target_value=float(target[1]),
                            fit_clips=fit_clips or DEFAULT_FIT_CLIPS)
     if report is not None:

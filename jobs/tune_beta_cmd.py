@@ -58,7 +58,7 @@ def tune_beta(input_uri: str, checkpoint: str | None, resolution: str, clip_fram
     `--beta auto --tuning DIR/tuning.json`, or let `tokenize --beta auto --target-...` tune)."""
     from pipeline.tuning.report import report_paths, run_tuning, write_report
     from tokenizer.adaptive.routers.registry import get_router
-    from tokenizer.tuning.budget import TuneConfig, TuningTarget
+    from tokenizer.tuning.budget import FIT_MEAN_INFO, TuneConfig, TuningTarget
 
     target = target_of(o)
     if target is None:
@@ -82,7 +82,7 @@ def tune_beta(input_uri: str, checkpoint: str | None, resolution: str, clip_fram
         return
     r = report.result
     sig = get_router(router).signal_name
-    on_fit = r.mean_info_source == "fit"
+    on_fit = r.mean_info_source == FIT_MEAN_INFO
     basis = (f"on the {router} router's fit of the sample" if on_fit else
              f"with {sig} {r.mean_info:.6g} ({r.mean_info_source}, {router} router)")
     psnr = ("" if r.psnr is None else f", PSNR {r.psnr:.2f} dB " + (

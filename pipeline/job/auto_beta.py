@@ -62,8 +62,10 @@ class TuneRequest:
         if self.report_uri is not None:
             return {"source": "report", "report_uri": self.report_uri}
         if self.fit_clips is not None:  # the fit's sample is checked with the fit (`pipeline.job.router_fit`)
+            from tokenizer.tuning.budget import FIT_MEAN_INFO
+
             return {"source": "tuned", "report_uri": "", "target_kind": self.target_kind,
-                    "target_value": float(self.target_value), "mean_info_source": "fit"}
+                    "target_value": float(self.target_value), "mean_info_source": FIT_MEAN_INFO}
         psnr_clips = self.tune.get("psnr_clips", 8)
         return {"source": "tuned", "report_uri": "", "target_kind": self.target_kind,
                 "target_value": float(self.target_value), "sample_clips": self.sample.clips,
@@ -111,7 +113,7 @@ def _check_report_fits(report: TuningReport, job: JobConfig, uri: str) -> None:
 
 def resolve_auto_beta(job: JobConfig, request: TuneRequest, overwrite: bool = False) -> JobConfig:
     """The job with beta, expected_info and the tuning record set (see the module doc)."""
-    from tokenizer.tuning.budget import TuneConfig, TuningTarget
+    from tokenizer.tuning.budget import FIT_MEAN_INFO, TuneConfig, TuningTarget
 
     old = None if overwrite else _read_job_content(job)
     if old is not None:
@@ -138,7 +140,7 @@ def resolve_auto_beta(job: JobConfig, request: TuneRequest, overwrite: bool = Fa
         from pipeline.job.router_fit import FitRequest, fit_on_sample
 
         tune = TuneConfig(batch_size=job.tokenize.batch_size, autocast=job.tokenize.autocast,
-                          router=job.tokenize.router, mean_info="fit", psnr_clips=None)
+                          router=job.tokenize.router, mean_info=FIT_MEAN_INFO, psnr_clips=None)
         fit, report = fit_on_sample(job, FitRequest(request.fit_clips),
                                     (TuningTarget(request.target_kind, float(request.target_value)), tune))
         assert report is not None

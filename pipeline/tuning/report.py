@@ -107,6 +107,7 @@ def run_tuning(source: InputConfig, decode: DecodeConfig, storage: StorageConfig
     (mean_info 'fit': fit the router on the sample and tune on the fit, `tune_with_fit`)."""
     from tokenizer.checkpoint import load_tokenizer
     from tokenizer.device import resolve_device
+    from tokenizer.tuning.budget import FIT_MEAN_INFO
     from tokenizer.tuning.search import tune_beta
 
     tok = load_tokenizer(checkpoint, device=resolve_device(device))
@@ -114,7 +115,7 @@ def run_tuning(source: InputConfig, decode: DecodeConfig, storage: StorageConfig
         raise ValueError(f"beta tuning needs an adaptive (InfoTok) checkpoint; {tok.path} is fixed-rate "
                          f"({tok.tokenizer_id})")
     sample = sample_clips(source, decode, storage, sample_cfg)
-    if tune_cfg.mean_info == "fit":
+    if tune_cfg.mean_info == FIT_MEAN_INFO:
         result, _ = tune_with_fit(tok.adaptive, tune_cfg.router, sample, target, tune_cfg)
     else:
         result = tune_beta(tok.adaptive, [c.frames for c in sample.clips], [c.video_id for c in sample.clips],

@@ -33,7 +33,8 @@ from tokenizer.video import frames_to_tensor
 logger = logging.getLogger(__name__)
 
 TARGET_KINDS: tuple[str, ...] = ("rate", "bpp16", "psnr")
-MEAN_INFO_SOURCES: tuple[str, ...] = ("dataset", "checkpoint", "fit")
+FIT_MEAN_INFO = "fit"  # the mean_info (source) of a tuning on a router's per-corpus fit (`tokenizer.tuning.fit_tune`)
+MEAN_INFO_SOURCES: tuple[str, ...] = ("dataset", "checkpoint", FIT_MEAN_INFO)
 BETA_DECIMALS = 6  # a chosen beta is rounded down to this many decimals (stays within the budget)
 _BISECT_STEPS = 64
 
@@ -89,7 +90,7 @@ class TuneConfig(FrozenConfig):
 
     def __post_init__(self) -> None:
         on_fit = get_router(self.router).budgets_from_curves
-        if on_fit != (self.mean_info == "fit"):
+        if on_fit != (self.mean_info == FIT_MEAN_INFO):
             raise ValueError(f"mean_info 'fit' is for a router whose budgets come from curves (beta tuned on its "
                              f"fit), and only for one: got {self.mean_info!r} for the {self.router} router")
         if self.grid_size < 2:

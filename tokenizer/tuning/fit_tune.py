@@ -23,12 +23,18 @@ import torch
 from tokenizer.adaptive.curve_fit import CorpusFit
 from tokenizer.adaptive.router import MIN_RATE, budget_tokens
 from tokenizer.adaptive.routers.gain2_curves import curve_psnr, curve_rate, curve_slope
-from tokenizer.tuning.budget import BETA_DECIMALS, TargetOutOfReach, TuningTarget, cluster_ci, solve_budget
+from tokenizer.tuning.budget import (
+    BETA_DECIMALS,
+    FIT_MEAN_INFO,
+    TargetOutOfReach,
+    TuningTarget,
+    cluster_ci,
+    solve_budget,
+)
 from tokenizer.tuning.search import CurvePoint, TuningResult
 
 logger = logging.getLogger(__name__)
 
-FIT_SOURCE = "fit"  # TuningResult.mean_info_source of a tuning on a fit
 _BISECT_STEPS = 48
 _LOWEST_BETA = 10.0 ** -BETA_DECIMALS
 
@@ -139,7 +145,7 @@ def tune_on_fit(fit: CorpusFit, target: TuningTarget, positions: int, pixels: in
     low, high = budget.point(_LOWEST_BETA), budget.point(1.0)
     slopes = curve_slope(fit.curves, fit.rates).double()
     result = TuningResult(
-        target=target, beta=float(beta), mean_info=float(slopes.mean()), mean_info_source=FIT_SOURCE,
+        target=target, beta=float(beta), mean_info=float(slopes.mean()), mean_info_source=FIT_MEAN_INFO,
         checkpoint_mean_info=None, n_clips=n, rate=chosen.rate, rate_ci=(r_lo, r_hi), bpp16=chosen.bpp16,
         bpp16_mask=chosen.bpp16_mask, psnr=chosen.psnr, psnr_ci=psnr_ci, ssim=None,
         psnr_clips=0 if measured is None else n,

@@ -9,6 +9,7 @@ import io
 import numpy as np
 
 from tokenizer.adaptive.router import MAX_RATE, MIN_RATE
+from tokenizer.tuning.budget import FIT_MEAN_INFO
 from tokenizer.tuning.search import TuningResult
 
 
@@ -40,7 +41,7 @@ def tuning_figure_png(result: TuningResult, title: str = "") -> bytes:
         sec.set_ylabel("BPP16")
     if result.target.kind == "bpp16" and factor > 0:
         ax.axhline(result.target.value / factor, color="r", ls=":", label=f"target BPP16 {result.target.value:g}")
-    on_fit = result.mean_info_source == "fit"
+    on_fit = result.mean_info_source == FIT_MEAN_INFO
     basis = "the router's per-corpus fit" if on_fit else f"E[I] {result.mean_info:.4g}, {result.mean_info_source}"
     ax.set_title(f"budget vs beta ({basis})", fontsize=9)
     ax.legend(fontsize=7, loc="upper left")

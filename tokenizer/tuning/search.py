@@ -19,6 +19,7 @@ from schemas.config import FrozenConfig
 from tokenizer.adaptive.model import AdaptiveTokenizer
 from tokenizer.tuning.quality import QualityPoint, QualityProbe, solve_psnr
 from tokenizer.tuning.budget import (
+    FIT_MEAN_INFO,
     TargetOutOfReach,
     TuneConfig,
     TuningTarget,
@@ -96,7 +97,7 @@ def tune_beta(model: AdaptiveTokenizer, clips: Sequence[np.ndarray], groups: Seq
     """
     if len(groups) != len(clips):
         raise ValueError(f"got {len(groups)} group labels for {len(clips)} clips")
-    if cfg.mean_info == "fit":
+    if cfg.mean_info == FIT_MEAN_INFO:
         raise ValueError(f"the {cfg.router} router's budgets come from curves: its beta is tuned on its per-corpus "
                          "fit (tokenizer.tuning.fit_tune.tune_on_fit), not on one signal per clip")
     model.eval()
