@@ -21,7 +21,9 @@ reconstruction:
            (the tokens then come from one more compressor pass) | + decompressor + decode
 The latent router's tokenize time is also split into encoder, head and compressor (each timed
 alone). Methods run interleaved clip batch by clip batch, each repeated --reps times (median),
-so background load hits them alike. Ratios: each router / fixed (latent target <= 1.5) and
+so background load hits them alike; then fixed, latent and fitted are called in turn, one call each,
+for --rounds rounds a batch (median): the tightest comparison of the one-pass routers with fixed,
+whose calls are then seconds apart rather than the other methods' minutes. Ratios: each router / fixed (latent target <= 1.5) and
 elastic / elbo. The fitted router's fit (on --fit-clips other held-out clips, before the timing)
 is timed apart and reported per sample clip and amortised over an --amortise-clip corpus, in units
 of the fixed-rate tokenizer's time per clip.
@@ -63,8 +65,23 @@ def _timed(fn: Callable[[], object], reps: int, device: torch.device) -> float:
     return statistics.median(times)
 
 
+def alternated(methods: dict[str, Callable[[torch.Tensor], object]], xs: list[torch.Tensor], rounds: int,
+               device: torch.device) -> dict[str, float]:
+    """Seconds per batch of each method, summed over batches: per batch, `rounds` rounds of one call of
+    each method in turn (median per method), so a ratio between them compares calls made seconds apart."""
+    total = {name: 0.0 for name in methods}
+    for x in xs:
+        times: dict[str, list[float]] = {name: [] for name in methods}
+        for _ in range(rounds):
+            for name, fn in methods.items():
+                times[name].append(_timed(lambda: fn(x), 1, device))  # noqa: B023 - called immediately
+        for name in methods:
+            total[name] += statistics.median(times[name])
+    return total
+
+
 def run(model: AdaptiveTokenizer, clips: list[np.ndarray], beta: float, batch: int, reps: int,
-        with_elastic: bool = True, autocast: bool = False) -> dict[str, object]:
+        with_elastic: bool = True, autocast: bool = False, rounds: int = 7) -> dict[str, object]:
     model.eval()
     base = model.base
     device = model.mean_info.device
@@ -142,6 +159,7 @@ def run(model: AdaptiveTokenizer, clips: list[np.ndarray], beta: float, batch: i
             split["latent_encoder"] += _timed(lambda: base.encode(x), reps, device)  # noqa: B023
             split["latent_head"] += _timed(lambda: latent_head(x, enc), reps, device)  # noqa: B023
             split["latent_compressor"] += _timed(lambda: latent_compressor(x, enc, keep), reps, device)  # noqa: B023
+        one_pass = alternated({m: methods[f"{m}_tokenize"] for m in ("fixed", "latent", "fitted")}, xs, rounds, device)
     per_clip = {name: s / len(clips) for name, s in {**seconds, **split}.items()}
     mean_probes = float(np.mean(probes)) if probes else float("nan")
     out: dict[str, object] = {
@@ -155,6 +173,8 @@ def run(model: AdaptiveTokenizer, clips: list[np.ndarray], beta: float, batch: i
         "ratio_over_fixed": {r: {"tokenize": per_clip[f"{r}_tokenize"] / per_clip["fixed_tokenize"],
                                  "round_trip": per_clip[f"{r}_round_trip"] / per_clip["fixed_round_trip"]}
                              for r in router_names()},
+        "alternated": {"rounds": rounds, "seconds_per_clip": {m: v / len(clips) for m, v in one_pass.items()},
+                       "tokenize_over_fixed": {m: one_pass[m] / one_pass["fixed"] for m in ("latent", "fitted")}},
     }
     if with_elastic:
         out["ratio_elastic_over_elbo"] = {
@@ -176,6 +196,8 @@ def main() -> None:
     p.add_argument("--beta", type=float, default=0.5)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=7,
+                   help="rounds of fixed, latent and fitted called in turn per batch (the alternated ratio)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--autocast", action="store_true", help="bfloat16 autocast on CUDA")
@@ -217,7 +239,7 @@ def main() -> None:
     get_router("fitted").use_fit(model, fit_router(model, "fitted", fit_clips, batch_size=args.batch))
     fit_seconds = time.perf_counter() - t0
     res = run(model, clips, args.beta, args.batch, args.reps, with_elastic=args.untrained is None,
-              autocast=args.autocast)
+              autocast=args.autocast, rounds=args.rounds)
     fixed = res["seconds_per_clip"]["fixed_tokenize"]
     res["fit"] = {"clips": args.fit_clips, "seconds": fit_seconds, "per_sample_clip_over_fixed": fit_seconds / args.fit_clips / fixed,
                   "amortised_over": args.amortise, "amortised_over_fixed": fit_seconds / args.amortise / fixed}
@@ -240,6 +262,10 @@ def main() -> None:
         q = res["ratio_over_fixed"][r]
         print(f"{r} / fixed: tokenize {q['tokenize']:.2f}, round trip {q['round_trip']:.2f}"
               + (" (target <= 1.5)" if r in ("latent", "fitted") else ""))
+    a = res["alternated"]
+    print(f"alternated call by call with fixed ({a['rounds']} rounds a batch, median): latent / fixed "
+          f"{a['tokenize_over_fixed']['latent']:.2f}, fitted / fixed {a['tokenize_over_fixed']['fitted']:.2f} "
+          f"(fixed {1e3 * a['seconds_per_clip']['fixed']:.1f} ms/clip)")
     f = res["fit"]
     print(f"fitted's fit: {f['clips']} clips in {f['seconds']:.1f} s ({f['per_sample_clip_over_fixed']:.1f}x fixed per "
           f"sample clip); amortised over {f['amortised_over']} clips: +{f['amortised_over_fixed']:.2f}x fixed")

@@ -122,6 +122,39 @@ def test_tokenize_validates_inputs():
         m.detokenize([a, b])
 
 
+def test_rope_is_a_rotation_of_each_pair_by_its_angle():
+    from tokenizer.adaptive.modules import apply_rope, rope_rotation
+
+    g = torch.Generator().manual_seed(0)
+    x, angles = torch.randn(2, 3, 5, 8, generator=g), torch.rand(5, 4, generator=g) * 6
+    x1, x2, cos, sin = x[..., 0::2], x[..., 1::2], angles.cos(), angles.sin()
+    ref = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)
+    assert torch.allclose(apply_rope(x, rope_rotation(angles)), ref, atol=1e-6)
+    # a strided view (the q/k halves of one projection) and half precision take the same rotation
+    both = torch.stack([x, x.flip(0)], dim=2).transpose(2, 3)[..., 0, :]
+    assert torch.allclose(apply_rope(both, rope_rotation(angles)), ref, atol=1e-6)
+    assert apply_rope(x.bfloat16(), rope_rotation(angles)).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.1, 0.6, 1.0])
+def test_the_last_block_run_only_where_read_equals_the_full_pass_there(rate: float):
+    """The compressor's output is read only at kept positions: its last block computes queries and
+    the MLP there alone, and must give those positions exactly what the full pass gives."""
+    m = _model(trained_like=True)
+    net = m.compressor.net
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 4, 3, 5, m.base.fsq.dim, generator=g)
+    keep = torch.rand(3, 4, 3, 5, generator=g) < rate
+    keep[1] = keep[1] | (rate > 0)  # one clip keeps everything, one frame of another keeps nothing
+    keep[2, 1] = False
+    with torch.no_grad():
+        full, pruned = net(x, keep), net(x, keep, needed=keep)
+    assert torch.allclose(pruned[keep], full[keep], atol=1e-5)
+    assert torch.isfinite(pruned).all()
+    if 0 < rate < 1:  # elsewhere the last block did not run
+        assert not torch.allclose(pruned[~keep], full[~keep], atol=1e-3)
+
+
 def test_chunked_attention_equals_block_causal_mask():
     import torch.nn.functional as F
 

@@ -90,11 +90,22 @@ def rope_angles(grid: tuple[int, int, int], head_dim: int, base: float, device: 
     return torch.cat(parts, dim=1)
 
 
-def apply_rope(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
-    """x: (B, heads, N, head_dim); angles: (N, head_dim / 2) -> x rotated pairwise."""
-    x1, x2 = x[..., 0::2], x[..., 1::2]
-    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
-    return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)
+def rope_rotation(angles: torch.Tensor) -> torch.Tensor:
+    """Angles (..., head_dim / 2) -> the unit complex64 rotations `apply_rope` multiplies by."""
+    return torch.polar(torch.ones_like(angles), angles)
+
+
+def apply_rope(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+    """x: (..., N, head_dim), dims (2i, 2i+1) a pair; rotation: (N, head_dim / 2) complex64
+    (`rope_rotation`), or any shape broadcasting to x's pairs -> x with each pair rotated.
+
+    One complex multiply on the pairs (x1 cos - x2 sin, x1 sin + x2 cos), in float32 whatever x's
+    dtype (a half-precision x is rotated in float32 and cast back).
+    """
+    pairs = x.float().unflatten(-1, (-1, 2))  # (..., N, hd / 2, 2)
+    if pairs.storage_offset() % 2 or any(stride % 2 for stride in pairs.stride()[:-1]):
+        pairs = pairs.contiguous()  # a complex view needs whole (re, im) pairs
+    return torch.view_as_real(torch.view_as_complex(pairs) * rotation).flatten(-2).to(x.dtype)
 
 
 def block_causal_mask(grid: tuple[int, int, int], device: torch.device) -> torch.Tensor:
@@ -132,13 +143,45 @@ class Block(nn.Module):
             nn.Linear(cfg.dim, cfg.mlp_ratio * cfg.dim), nn.GELU(), nn.Linear(cfg.mlp_ratio * cfg.dim, cfg.dim)
         )
 
-    def forward(self, x: torch.Tensor, angles: torch.Tensor, frame_len: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rotation: torch.Tensor, frame_len: int,
+                needed: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, N, d), rotation (N, hd / 2) complex (`rope_rotation`) -> (B, N, d).
+
+        needed: (B, N) bool, the positions whose output is read; elsewhere the output is x unchanged.
+        Every position is still a key, so needed positions get exactly the full block's output while
+        queries and the MLP run only there.
+        """
+        if needed is not None:
+            return self._forward_needed(x, rotation, frame_len, needed)
         b, n, d = x.shape
-        q, k, v = self.qkv(self.norm1(x)).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        q, k = apply_rope(q, angles), apply_rope(k, angles)  # (B, heads, N, hd)
-        y = block_causal_attention(q, k, v, frame_len)  # (B, heads, N, hd)
+        qkv = self.qkv(self.norm1(x)).reshape(b, n, 3, self.heads, d // self.heads)  # (B, N, 3, heads, hd)
+        qk = apply_rope(qkv[:, :, :2].permute(2, 0, 3, 1, 4), rotation)  # (2, B, heads, N, hd)
+        y = block_causal_attention(qk[0], qk[1], qkv[:, :, 2].transpose(1, 2), frame_len)  # (B, heads, N, hd)
         x = x + self.proj(y.transpose(1, 2).reshape(b, n, d))  # (B, N, d)
         return x + self.mlp(self.norm2(x))
+
+    def _forward_needed(self, x: torch.Tensor, rotation: torch.Tensor, frame_len: int,
+                        needed: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        qkv = self.qkv(self.norm1(x)).reshape(b, n, 3, self.heads, d // self.heads)  # (B, N, 3, heads, hd)
+        k = apply_rope(qkv[:, :, 1].transpose(1, 2), rotation)  # (B, heads, N, hd)
+        v = qkv[:, :, 2].transpose(1, 2)  # (B, heads, N, hd)
+        rows = needed.reshape(-1).nonzero().squeeze(1)  # (M,) b * N + position, ascending
+        q = apply_rope(qkv[:, :, 0].reshape(b * n, self.heads, -1)[rows].transpose(0, 1),
+                       rotation[rows % n])  # (heads, M, hd)
+        counts = needed.reshape(b, -1, frame_len).sum(-1).flatten().tolist()  # rows per (clip, frame)
+        ys, start = [], 0
+        for i, count in enumerate(counts):
+            clip, keys = divmod(i, n // frame_len)
+            keys = (keys + 1) * frame_len  # frames <= this one
+            if count:
+                ys.append(F.scaled_dot_product_attention(
+                    q[None, :, start : start + count], k[clip : clip + 1, :, :keys], v[clip : clip + 1, :, :keys]))
+            start += count
+        y = torch.cat(ys, dim=2)[0].transpose(0, 1).reshape(-1, d) if ys else q.new_zeros(0, d)  # (M, d)
+        kept = x.reshape(b * n, d)[rows] + self.proj(y)  # (M, d)
+        kept = kept + self.mlp(self.norm2(kept))
+        return x.reshape(b * n, d).index_copy(0, rows, kept).reshape(b, n, d)
 
 
 class GridTransformer(nn.Module):
@@ -155,15 +198,19 @@ class GridTransformer(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: torch.Tensor, keep: torch.Tensor, content: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, keep: torch.Tensor, content: torch.Tensor | None = None,
+                needed: torch.Tensor | None = None) -> torch.Tensor:
+        """needed: (B, t, h, w) bool, the positions whose output is read (None: all); the last block
+        computes only there and the output elsewhere is unspecified (finite)."""
         b, t, h, w, _ = x.shape
         tokens = self.inp(x.reshape(b, t * h * w, -1))  # (B, N, d)
         if content is not None:  # positions whose input is meaningless take `content` (d,) instead
             tokens = torch.where(keep.reshape(b, -1, 1), tokens, content)
         tokens = tokens + self.keep_embed(keep.reshape(b, -1).long())  # (B, N, d)
-        angles = rope_angles((t, h, w), self.cfg.dim // self.cfg.heads, self.cfg.rope_base, x.device)
-        for block in self.blocks:
-            tokens = block(tokens, angles, h * w)  # (B, N, d)
+        rotation = rope_rotation(rope_angles((t, h, w), self.cfg.dim // self.cfg.heads, self.cfg.rope_base, x.device))
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            tokens = block(tokens, rotation, h * w, needed.reshape(b, -1) if needed is not None and i == last else None)
         return self.out(self.norm(tokens)).reshape(b, t, h, w, -1)  # (B, t, h, w, c_out)
 
 
@@ -176,8 +223,9 @@ class Compressor(nn.Module):
 
     def forward(self, bounded: torch.Tensor, latent: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """bounded: (B, t, h, w, D) latent in ~[-1, 1] (network input); latent: (B, t, h, w, D)
-        pre-quantization; keep: (B, t, h, w) bool -> corrected pre-quantization latent."""
-        return latent + self.net(bounded, keep)  # (B, t, h, w, D)
+        pre-quantization; keep: (B, t, h, w) bool -> corrected pre-quantization latent, meaningful at
+        kept positions only (the last block runs there alone; the rest is quantized and then dropped)."""
+        return latent + self.net(bounded, keep, needed=keep)  # (B, t, h, w, D)
 
 
 class Decompressor(nn.Module):
