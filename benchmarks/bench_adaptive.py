@@ -4,7 +4,7 @@ clips, in one process.
 
     python benchmarks/bench_adaptive.py --checkpoint CKPT [--clips 10] [--size 128]
         [--frames 17] [--beta 0.5] [--reps 3] [--threads 1] [--device auto] [--autocast]
-        [--fit-clips 64] [--amortise 1000] [--json]
+        [--fit-clips 64] [--amortise 1000] [--routers R,...] [--no-elastic] [--rounds 7] [--json]
     python benchmarks/bench_adaptive.py --untrained base:reference ...   (architecture cost only)
 
 Per method, `tokenize` is the work to produce the tokens and `round trip` adds the
@@ -81,18 +81,21 @@ def alternated(methods: dict[str, Callable[[torch.Tensor], object]], xs: list[to
 
 
 def run(model: AdaptiveTokenizer, clips: list[np.ndarray], beta: float, batch: int, reps: int,
-        with_elastic: bool = True, autocast: bool = False, rounds: int = 7) -> dict[str, object]:
+        with_elastic: bool = True, autocast: bool = False, rounds: int = 7,
+        routers: tuple[str, ...] | None = None) -> dict[str, object]:
+    """routers: the routers timed (None: all; latent and fitted always, for the split and the alternated ratio)."""
+    routers = tuple(r for r in router_names() if routers is None or r in routers or r in ("latent", "fitted"))
     model.eval()
     base = model.base
     device = model.mean_info.device
     xs = [frames_to_tensor(np.stack(clips[i : i + batch])).to(device) for i in range(0, len(clips), batch)]
     with torch.no_grad():  # elastic's threshold: the elbo router's mean L1 error at this beta
         errs = []
-        for x in xs:
+        for x in xs if with_elastic else []:
             routing = model.route(x, beta, router="elbo")
             y = model(x, routing.keep, encoding=routing.encoding).reconstruction.clamp(-1, 1)
             errs.extend((y - x).abs().flatten(1).mean(1).tolist())
-    threshold = float(np.mean(errs))
+    threshold = float(np.mean(errs)) if errs else float("nan")
     probes: list[int] = []
 
     @torch.no_grad()
@@ -135,7 +138,7 @@ def run(model: AdaptiveTokenizer, clips: list[np.ndarray], beta: float, batch: i
         return model.decode_masked(codes, keep).clamp(-1, 1)
 
     methods: dict[str, Callable[[torch.Tensor], object]] = {"fixed_tokenize": fixed_tok, "fixed_round_trip": fixed_rt}
-    for r in router_names():
+    for r in routers:
         methods[f"{r}_tokenize"] = router_tok(r)
         methods[f"{r}_round_trip"] = router_rt(r)
     methods["elastic_tokenize"] = elastic_tok
@@ -167,12 +170,12 @@ def run(model: AdaptiveTokenizer, clips: list[np.ndarray], beta: float, batch: i
         "threads": torch.get_num_threads(), "device": str(device), "autocast": autocast and device.type == "cuda",
         "elastic_threshold_l1": threshold,
         "seconds_per_clip": per_clip,
-        "passes_per_clip": {"fixed": 1, **{r: sum(get_router(r).passes(model)) for r in router_names()},
+        "passes_per_clip": {"fixed": 1, **{r: sum(get_router(r).passes(model)) for r in routers},
                             "elastic": 1 + 2 * mean_probes + 1},
         "elastic_probes_per_clip": mean_probes,
         "ratio_over_fixed": {r: {"tokenize": per_clip[f"{r}_tokenize"] / per_clip["fixed_tokenize"],
                                  "round_trip": per_clip[f"{r}_round_trip"] / per_clip["fixed_round_trip"]}
-                             for r in router_names()},
+                             for r in routers},
         "alternated": {"rounds": rounds, "seconds_per_clip": {m: v / len(clips) for m, v in one_pass.items()},
                        "tokenize_over_fixed": {m: one_pass[m] / one_pass["fixed"] for m in ("latent", "fitted")}},
     }
@@ -196,6 +199,8 @@ def main() -> None:
     p.add_argument("--beta", type=float, default=0.5)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--routers", help="comma-separated routers to time besides latent and fitted (default: all)")
+    p.add_argument("--no-elastic", action="store_true", help="skip the ElasticTok-style search")
     p.add_argument("--rounds", type=int, default=7,
                    help="rounds of fixed, latent and fitted called in turn per batch (the alternated ratio)")
     p.add_argument("--threads", type=int, default=1)
@@ -238,8 +243,12 @@ def main() -> None:
     t0 = time.perf_counter()
     get_router("fitted").use_fit(model, fit_router(model, "fitted", fit_clips, batch_size=args.batch))
     fit_seconds = time.perf_counter() - t0
-    res = run(model, clips, args.beta, args.batch, args.reps, with_elastic=args.untrained is None,
-              autocast=args.autocast, rounds=args.rounds)
+    routers = None if args.routers is None else tuple(r.strip() for r in args.routers.split(",") if r.strip())
+    unknown = sorted(set(routers or ()) - set(router_names()))
+    if unknown:
+        raise SystemExit(f"unknown router(s) {unknown} in --routers; choose from {router_names()}")
+    res = run(model, clips, args.beta, args.batch, args.reps, with_elastic=args.untrained is None and not args.no_elastic,
+              autocast=args.autocast, rounds=args.rounds, routers=routers)
     fixed = res["seconds_per_clip"]["fixed_tokenize"]
     res["fit"] = {"clips": args.fit_clips, "seconds": fit_seconds, "per_sample_clip_over_fixed": fit_seconds / args.fit_clips / fixed,
                   "amortised_over": args.amortise, "amortised_over_fixed": fit_seconds / args.amortise / fixed}
@@ -251,15 +260,14 @@ def main() -> None:
           f"median of {args.reps}; tokenizer {name}")
     print(f"{'method':<10} {'tokenize ms/clip':>17} {'round trip ms/clip':>19} {'passes/clip':>12}")
     s = res["seconds_per_clip"]
-    for m in ("fixed", *router_names(), "elastic"):
+    for m in res["passes_per_clip"]:
         if m + "_tokenize" not in s:
             continue
         print(f"{m:<10} {1e3 * s[m + '_tokenize']:>17.1f} {1e3 * s[m + '_round_trip']:>19.1f} "
               f"{res['passes_per_clip'][m]:>12.1f}")
     print(f"latent split (ms/clip): encoder {1e3 * s['latent_encoder']:.1f}, head {1e3 * s['latent_head']:.2f}, "
           f"compressor {1e3 * s['latent_compressor']:.1f}")
-    for r in router_names():
-        q = res["ratio_over_fixed"][r]
+    for r, q in res["ratio_over_fixed"].items():
         print(f"{r} / fixed: tokenize {q['tokenize']:.2f}, round trip {q['round_trip']:.2f}"
               + (" (target <= 1.5)" if r in ("latent", "fitted") else ""))
     a = res["alternated"]
