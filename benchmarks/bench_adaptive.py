@@ -23,8 +23,8 @@ The latent router's tokenize time is also split into encoder, head and compresso
 alone). Methods run interleaved clip batch by clip batch, each repeated --reps times (median),
 so background load hits them alike; then fixed, latent and fitted are called in turn, one call each,
 for --rounds rounds a batch (median): the tightest comparison of the one-pass routers with fixed,
-whose calls are then seconds apart rather than the other methods' minutes. Ratios: each router / fixed (latent target <= 1.5) and
-elastic / elbo. The fitted router's fit (on --fit-clips other held-out clips, before the timing)
+whose calls are then seconds apart rather than the other methods' minutes. Ratios: each router /
+fixed (latent target <= 1.5) and elastic / elbo. The fitted router's fit (on --fit-clips other held-out clips, before the timing)
 is timed apart and reported per sample clip and amortised over an --amortise-clip corpus, in units
 of the fixed-rate tokenizer's time per clip.
 """

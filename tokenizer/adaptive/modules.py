@@ -151,37 +151,39 @@ class Block(nn.Module):
         Every position is still a key, so needed positions get exactly the full block's output while
         queries and the MLP run only there.
         """
-        if needed is not None:
-            return self._forward_needed(x, rotation, frame_len, needed)
         b, n, d = x.shape
         qkv = self.qkv(self.norm1(x)).reshape(b, n, 3, self.heads, d // self.heads)  # (B, N, 3, heads, hd)
-        qk = apply_rope(qkv[:, :, :2].permute(2, 0, 3, 1, 4), rotation)  # (2, B, heads, N, hd)
-        y = block_causal_attention(qk[0], qk[1], qkv[:, :, 2].transpose(1, 2), frame_len)  # (B, heads, N, hd)
-        x = x + self.proj(y.transpose(1, 2).reshape(b, n, d))  # (B, N, d)
+        if needed is None:
+            qk = apply_rope(qkv[:, :, :2].permute(2, 0, 3, 1, 4), rotation)  # (2, B, heads, N, hd)
+            y = block_causal_attention(qk[0], qk[1], qkv[:, :, 2].transpose(1, 2), frame_len)  # (B, heads, N, hd)
+            return self._residual(x, y.transpose(1, 2).reshape(b, n, d))
+        rows = needed.reshape(-1).nonzero().squeeze(1)  # (M,) b * N + position, ascending
+        y = self._attend_rows(qkv, rotation, frame_len, rows, needed.reshape(b, -1, frame_len).sum(-1))
+        kept = self._residual(x.reshape(b * n, d)[rows], y)  # (M, d)
+        return x.reshape(b * n, d).index_copy(0, rows, kept).reshape(b, n, d)
+
+    def _residual(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """x (..., d) plus the projected attention output y (..., d), then the MLP's residual."""
+        x = x + self.proj(y)
         return x + self.mlp(self.norm2(x))
 
-    def _forward_needed(self, x: torch.Tensor, rotation: torch.Tensor, frame_len: int,
-                        needed: torch.Tensor) -> torch.Tensor:
-        b, n, d = x.shape
-        qkv = self.qkv(self.norm1(x)).reshape(b, n, 3, self.heads, d // self.heads)  # (B, N, 3, heads, hd)
+    def _attend_rows(self, qkv: torch.Tensor, rotation: torch.Tensor, frame_len: int, rows: torch.Tensor,
+                     counts: torch.Tensor) -> torch.Tensor:
+        """Block-causal attention for the queries at `rows` (M,) (b * N + position, ascending) only, every
+        position a key: qkv (B, N, 3, heads, hd), counts (B, t) rows per clip and frame -> (M, d)."""
+        b, n, _, heads, hd = qkv.shape
         k = apply_rope(qkv[:, :, 1].transpose(1, 2), rotation)  # (B, heads, N, hd)
         v = qkv[:, :, 2].transpose(1, 2)  # (B, heads, N, hd)
-        rows = needed.reshape(-1).nonzero().squeeze(1)  # (M,) b * N + position, ascending
-        q = apply_rope(qkv[:, :, 0].reshape(b * n, self.heads, -1)[rows].transpose(0, 1),
-                       rotation[rows % n])  # (heads, M, hd)
-        counts = needed.reshape(b, -1, frame_len).sum(-1).flatten().tolist()  # rows per (clip, frame)
+        q = apply_rope(qkv[:, :, 0].reshape(b * n, heads, hd)[rows].transpose(0, 1), rotation[rows % n])  # (heads, M, hd)
         ys, start = [], 0
-        for i, count in enumerate(counts):
-            clip, keys = divmod(i, n // frame_len)
-            keys = (keys + 1) * frame_len  # frames <= this one
+        for i, count in enumerate(counts.flatten().tolist()):
+            clip, frame = divmod(i, n // frame_len)
+            keys = (frame + 1) * frame_len  # frames <= this one
             if count:
                 ys.append(F.scaled_dot_product_attention(
                     q[None, :, start : start + count], k[clip : clip + 1, :, :keys], v[clip : clip + 1, :, :keys]))
             start += count
-        y = torch.cat(ys, dim=2)[0].transpose(0, 1).reshape(-1, d) if ys else q.new_zeros(0, d)  # (M, d)
-        kept = x.reshape(b * n, d)[rows] + self.proj(y)  # (M, d)
-        kept = kept + self.mlp(self.norm2(kept))
-        return x.reshape(b * n, d).index_copy(0, rows, kept).reshape(b, n, d)
+        return torch.cat(ys, dim=2)[0].transpose(0, 1).reshape(-1, heads * hd) if ys else q.new_zeros(0, heads * hd)
 
 
 class GridTransformer(nn.Module):
