@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tokenizer.adaptive.modules import ADAPTIVE_PRESETS, AdaptiveConfig, block_causal_mask
+from tokenizer.adaptive.attention import block_causal_mask
+from tokenizer.adaptive.modules import ADAPTIVE_PRESETS, AdaptiveConfig
 from tokenizer.adaptive.model import AdaptiveTokenizer
 from tokenizer.adaptive.tokens import AdaptiveTokens
 from tokenizer.config import PRESETS
@@ -136,12 +137,16 @@ def test_rope_is_a_rotation_of_each_pair_by_its_angle():
     assert apply_rope(x.bfloat16(), rope_rotation(angles)).dtype == torch.bfloat16
 
 
+@pytest.mark.parametrize("window", [(0, 0), (2, 1)])
 @pytest.mark.parametrize("rate", [0.0, 0.1, 0.6, 1.0])
-def test_the_last_block_run_only_where_read_equals_the_full_pass_there(rate: float):
+def test_the_last_block_run_only_where_read_equals_the_full_pass_there(rate: float, window: tuple[int, int]):
     """The compressor's output is read only at kept positions: its last block computes queries and
-    the MLP there alone, and must give those positions exactly what the full pass gives."""
+    the MLP there alone, and must give those positions exactly what the full pass gives (whole-frame
+    attention, and windows of 2 tokens with a halo of 1 over a 3x5 frame: tiles of uneven size)."""
     m = _model(trained_like=True)
     net = m.compressor.net
+    for block in net.blocks:
+        block.window = window
     g = torch.Generator().manual_seed(1)
     x = torch.randn(3, 4, 3, 5, m.base.fsq.dim, generator=g)
     keep = torch.rand(3, 4, 3, 5, generator=g) < rate
@@ -158,10 +163,76 @@ def test_the_last_block_run_only_where_read_equals_the_full_pass_there(rate: flo
 def test_chunked_attention_equals_block_causal_mask():
     import torch.nn.functional as F
 
-    from tokenizer.adaptive.modules import block_causal_attention
+    from tokenizer.adaptive.attention import block_causal_attention
 
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 3, 4 * 6, 8, generator=g) for _ in range(3))
     mask = block_causal_mask((4, 2, 3), torch.device("cpu"))
     ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     assert torch.allclose(block_causal_attention(q, k, v, 6), ref, atol=1e-6)
+
+
+def _windowed_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grid: tuple[int, int, int],
+                        window: int, halo: int) -> torch.Tensor:
+    """Masked attention written from the definition: query (f, r, c) sees key (f', r', c') iff f' <= f
+    and (r', c') lies within the query's tile widened by halo."""
+    import torch.nn.functional as F
+
+    from tokenizer.adaptive.attention import frame_tiles
+
+    t, h, w = grid
+    allowed = torch.zeros(h * w, h * w, dtype=torch.bool)
+    for tile in frame_tiles(h, w, window, halo):
+        queries = torch.zeros(h, w, dtype=torch.bool)
+        queries[tile.rows, tile.cols] = True
+        keys = torch.zeros(h, w, dtype=torch.bool)
+        keys[tile.key_rows, tile.key_cols] = True
+        allowed[queries.reshape(-1)] |= keys.reshape(-1)
+    mask = block_causal_mask(grid, torch.device("cpu")) & allowed.repeat(t, t)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+@pytest.mark.parametrize("window,halo", [(3, 0), (3, 1), (2, 2), (4, 0)])
+def test_windowed_attention_sees_its_tile_and_halo_in_frames_up_to_its_own(window: int, halo: int):
+    from tokenizer.adaptive.attention import frame_tiles, windowed_attention, windowed_attention_at_rows
+
+    grid = (3, 5, 7)  # 5 and 7 tokens: tiles of uneven size
+    tiles = frame_tiles(5, 7, window, halo)
+    assert all(1 <= s <= window for tile in tiles for s in tile.shape)
+    assert sum(tile.shape[0] * tile.shape[1] for tile in tiles) == 35  # a partition of the frame
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 3 * 35, 8, generator=g) for _ in range(3))
+    out = windowed_attention(q, k, v, grid, window, halo)
+    assert torch.allclose(out, _windowed_reference(q, k, v, grid, window, halo), atol=1e-5)
+    rows = (torch.rand(2 * 3 * 35, generator=g) < 0.4).nonzero().squeeze(1)  # clip * N + position
+    some = windowed_attention_at_rows(q.transpose(1, 2).reshape(-1, 3, 8)[rows].transpose(0, 1), rows, k, v,
+                                      grid, window, halo)  # (heads, M, hd)
+    assert torch.allclose(some, out.transpose(1, 2).reshape(-1, 3, 8)[rows].transpose(0, 1), atol=1e-5)
+
+
+def test_a_window_no_smaller_than_the_frame_is_whole_frame_attention():
+    """The shipped `tiny` layer attends within 16x16 tiles and was trained on 16x16-token frames:
+    there the window changes nothing, bit for bit."""
+    tiled = _model(trained_like=True)
+    assert tiled.config.attention_window == 16
+    whole = AdaptiveTokenizer(tiled.base, AdaptiveConfig()).eval()
+    whole.load_state_dict(tiled.state_dict())
+    x, keep = _video(b=1, t=5, h=128, w=64), torch.rand(1, 2, 16, 8) < 0.5
+    with torch.no_grad():
+        assert torch.equal(tiled(x, keep).reconstruction, whole(x, keep).reconstruction)
+        # past the window the frame splits into tiles, and a token no longer sees the others'
+        y = _video(b=1, t=5, h=128, w=256)
+        assert not torch.allclose(tiled(y, torch.ones(1, 2, 16, 32, dtype=torch.bool)).reconstruction,
+                                  whole(y, torch.ones(1, 2, 16, 32, dtype=torch.bool)).reconstruction, atol=1e-4)
+
+
+def test_attention_window_config_and_identity():
+    with pytest.raises(ValueError, match="attention_halo 2 needs an attention_window"):
+        AdaptiveConfig(attention_halo=2)
+    with pytest.raises(ValueError, match="must be >= 0, got -1"):
+        AdaptiveConfig(attention_window=-1)
+    # a whole-frame layer hashes as before the field existed (the ids of older checkpoints hold)
+    assert "attention_window" not in AdaptiveConfig().identity()
+    assert ADAPTIVE_PRESETS["tiny"].identity()["attention_window"] == 16
+    assert AdaptiveConfig.from_dict({k: v for k, v in AdaptiveConfig().to_dict().items()
+                                     if not k.startswith("attention")}) == AdaptiveConfig()

@@ -24,6 +24,8 @@ def test_shipped_checkpoint_loads_and_is_small():
     tok = load_tokenizer()
     assert tok.tokenizer_id.startswith("tiny-")
     assert tok.info.get("step", 0) > 0  # trained, not an initialisation
+    # the `tiny` preset's window: attention within the 16x16-token frame it was trained on
+    assert tok.adaptive is not None and tok.adaptive.config.attention_window == 16
 
 
 def test_shipped_checkpoint_reconstructs_heldout_clips_above_floor():

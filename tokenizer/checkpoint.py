@@ -105,7 +105,7 @@ def tokenizer_id_of(config: TokenizerConfig | BaseSpec, state: dict[str, torch.T
     head = config.identity() if isinstance(config, BaseSpec) else config.to_dict()
     h.update(json.dumps(head, sort_keys=True).encode())
     if adaptive is not None:
-        h.update(json.dumps(adaptive.to_dict(), sort_keys=True).encode())
+        h.update(json.dumps(adaptive.identity(), sort_keys=True).encode())
     for name in sorted(state):
         t = state[name].detach().contiguous().cpu()
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())

@@ -3,7 +3,8 @@ Tokenizer via Information-Theoretic Compression", arXiv 2512.16975).
 
 Two small pre-norm transformers around the FSQ quantizer, with 3-D RoPE over the latent
 grid (t, h, w) and block-causal attention over latent frames (a token of latent frame i
-sees every token of frames <= i), so the adaptive path stays causal like the base model.
+sees every token of frames <= i), so the adaptive path stays causal like the base model;
+spatially within the whole frame or a window of it (`tokenizer.adaptive.attention`).
 
 - Compressor: pre-quantization latent + a learned kept/dropped embedding -> a residual
   correction of the latent; only kept positions are quantized. It can move information
@@ -24,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from schemas.config import FrozenConfig
+from tokenizer.adaptive.attention import windowed_attention, windowed_attention_at_rows
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,11 @@ class AdaptiveConfig(FrozenConfig):
     compressor_blocks, decompressor_blocks: pre-norm transformer blocks of each side.
     mlp_ratio: hidden width of each MLP as a multiple of dim.
     rope_base: RoPE frequency base.
+    attention_window: side in latent tokens of the spatial tiles attention stays within
+      (`tokenizer.adaptive.attention`; 0: the whole frame). A layer trained on crops no larger than
+      the window is the same layer either way; at inference on larger frames the window keeps
+      the cost linear in a frame's pixels and the context the one it was trained on.
+    attention_halo: tokens each tile's keys reach past its edges (0: the tile alone).
     """
 
     preset: str = "tiny"
@@ -44,8 +51,15 @@ class AdaptiveConfig(FrozenConfig):
     decompressor_blocks: int = 4
     mlp_ratio: int = 4
     rope_base: float = 100.0
+    attention_window: int = 0
+    attention_halo: int = 0
 
     def __post_init__(self) -> None:
+        if self.attention_window < 0 or self.attention_halo < 0:
+            raise ValueError(f"attention_window and attention_halo must be >= 0, got "
+                             f"{self.attention_window}, {self.attention_halo}")
+        if self.attention_halo and not self.attention_window:
+            raise ValueError(f"attention_halo {self.attention_halo} needs an attention_window")
         if self.dim % self.heads or (self.dim // self.heads) % 2:
             raise ValueError(f"dim / heads must be an even integer, got dim={self.dim}, heads={self.heads}")
         if (self.dim // self.heads) < 6:
@@ -56,9 +70,21 @@ class AdaptiveConfig(FrozenConfig):
             )
 
 
+    def identity(self) -> dict[str, object]:
+        """The dict a tokenizer id hashes: the fields added after format 2 only when set, so the
+        ids of layers that attend over the whole frame stay what they were."""
+        d = self.to_dict()
+        for key in ("attention_window", "attention_halo"):
+            if not d[key]:
+                del d[key]
+        return d
+
+
 ADAPTIVE_PRESETS: dict[str, AdaptiveConfig] = {
-    # ~0.40M params, ~12% of the `tiny` base tokenizer; trainable on CPU.
-    "tiny": AdaptiveConfig(),
+    # ~0.40M params, ~12% of the `tiny` base tokenizer; trainable on CPU. Attention within 16x16-token
+    # tiles: the 128x128 frame it is trained on, and at 256x256 0.45x the cost of the whole frame
+    # (`benchmarks/bench_compressor_context.py`).
+    "tiny": AdaptiveConfig(attention_window=16),
     # The paper's reference size: 8 + 8 pre-norm blocks at d = 256.
     "reference": AdaptiveConfig(preset="reference", dim=256, heads=8, compressor_blocks=8, decompressor_blocks=8),
 }
@@ -108,33 +134,13 @@ def apply_rope(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(torch.view_as_complex(pairs) * rotation).flatten(-2).to(x.dtype)
 
 
-def block_causal_mask(grid: tuple[int, int, int], device: torch.device) -> torch.Tensor:
-    """(N, N) bool, True where query position may attend key: frame(key) <= frame(query)."""
-    t, h, w = grid
-    frame = torch.arange(t, device=device).repeat_interleave(h * w)  # (N,)
-    return frame[None, :] <= frame[:, None]
-
-
-def block_causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, frame_len: int) -> torch.Tensor:
-    """Attention where queries of latent frame i see keys of frames <= i (same result as
-    `block_causal_mask`). q, k, v: (B, heads, N, hd), N = t * frame_len, raster order.
-
-    One unmasked call per query frame: ~(t+1)/(2t) of the masked FLOPs and the fast kernels.
-    """
-    n = q.shape[2]
-    outs = [
-        F.scaled_dot_product_attention(q[:, :, s : s + frame_len], k[:, :, : s + frame_len], v[:, :, : s + frame_len])
-        for s in range(0, n, frame_len)
-    ]  # each (B, heads, frame_len, hd)
-    return torch.cat(outs, dim=2)
-
-
 class Block(nn.Module):
     """Pre-norm transformer block with 3-D RoPE attention and a GELU MLP."""
 
     def __init__(self, cfg: AdaptiveConfig) -> None:
         super().__init__()
         self.heads = cfg.heads
+        self.window = cfg.attention_window, cfg.attention_halo
         self.norm1 = nn.LayerNorm(cfg.dim)
         self.qkv = nn.Linear(cfg.dim, 3 * cfg.dim)
         self.proj = nn.Linear(cfg.dim, cfg.dim)
@@ -143,9 +149,10 @@ class Block(nn.Module):
             nn.Linear(cfg.dim, cfg.mlp_ratio * cfg.dim), nn.GELU(), nn.Linear(cfg.mlp_ratio * cfg.dim, cfg.dim)
         )
 
-    def forward(self, x: torch.Tensor, rotation: torch.Tensor, frame_len: int,
+    def forward(self, x: torch.Tensor, rotation: torch.Tensor, grid: tuple[int, int, int],
                 needed: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, N, d), rotation (N, hd / 2) complex (`rope_rotation`) -> (B, N, d).
+        """x (B, N, d) over grid (t, h, w) in raster order, rotation (N, hd / 2) complex (`rope_rotation`)
+        -> (B, N, d).
 
         needed: (B, N) bool, the positions whose output is read; elsewhere the output is x unchanged.
         Every position is still a key, so needed positions get exactly the full block's output while
@@ -155,35 +162,19 @@ class Block(nn.Module):
         qkv = self.qkv(self.norm1(x)).reshape(b, n, 3, self.heads, d // self.heads)  # (B, N, 3, heads, hd)
         if needed is None:
             qk = apply_rope(qkv[:, :, :2].permute(2, 0, 3, 1, 4), rotation)  # (2, B, heads, N, hd)
-            y = block_causal_attention(qk[0], qk[1], qkv[:, :, 2].transpose(1, 2), frame_len)  # (B, heads, N, hd)
+            y = windowed_attention(qk[0], qk[1], qkv[:, :, 2].transpose(1, 2), grid, *self.window)  # (B, heads, N, hd)
             return self._residual(x, y.transpose(1, 2).reshape(b, n, d))
         rows = needed.reshape(-1).nonzero().squeeze(1)  # (M,) b * N + position, ascending
-        y = self._attend_rows(qkv, rotation, frame_len, rows, needed.reshape(b, -1, frame_len).sum(-1))
-        kept = self._residual(x.reshape(b * n, d)[rows], y)  # (M, d)
+        k = apply_rope(qkv[:, :, 1].transpose(1, 2), rotation)  # (B, heads, N, hd)
+        q = apply_rope(qkv[:, :, 0].reshape(b * n, self.heads, -1)[rows].transpose(0, 1), rotation[rows % n])
+        y = windowed_attention_at_rows(q, rows, k, qkv[:, :, 2].transpose(1, 2), grid, *self.window)  # (heads, M, hd)
+        kept = self._residual(x.reshape(b * n, d)[rows], y.transpose(0, 1).reshape(-1, d))  # (M, d)
         return x.reshape(b * n, d).index_copy(0, rows, kept).reshape(b, n, d)
 
     def _residual(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """x (..., d) plus the projected attention output y (..., d), then the MLP's residual."""
         x = x + self.proj(y)
         return x + self.mlp(self.norm2(x))
-
-    def _attend_rows(self, qkv: torch.Tensor, rotation: torch.Tensor, frame_len: int, rows: torch.Tensor,
-                     counts: torch.Tensor) -> torch.Tensor:
-        """Block-causal attention for the queries at `rows` (M,) (b * N + position, ascending) only, every
-        position a key: qkv (B, N, 3, heads, hd), counts (B, t) rows per clip and frame -> (M, d)."""
-        b, n, _, heads, hd = qkv.shape
-        k = apply_rope(qkv[:, :, 1].transpose(1, 2), rotation)  # (B, heads, N, hd)
-        v = qkv[:, :, 2].transpose(1, 2)  # (B, heads, N, hd)
-        q = apply_rope(qkv[:, :, 0].reshape(b * n, heads, hd)[rows].transpose(0, 1), rotation[rows % n])  # (heads, M, hd)
-        ys, start = [], 0
-        for i, count in enumerate(counts.flatten().tolist()):
-            clip, frame = divmod(i, n // frame_len)
-            keys = (frame + 1) * frame_len  # frames <= this one
-            if count:
-                ys.append(F.scaled_dot_product_attention(
-                    q[None, :, start : start + count], k[clip : clip + 1, :, :keys], v[clip : clip + 1, :, :keys]))
-            start += count
-        return torch.cat(ys, dim=2)[0].transpose(0, 1).reshape(-1, heads * hd) if ys else q.new_zeros(0, heads * hd)
 
 
 class GridTransformer(nn.Module):
@@ -212,7 +203,7 @@ class GridTransformer(nn.Module):
         rotation = rope_rotation(rope_angles((t, h, w), self.cfg.dim // self.cfg.heads, self.cfg.rope_base, x.device))
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
-            tokens = block(tokens, rotation, h * w, needed.reshape(b, -1) if needed is not None and i == last else None)
+            tokens = block(tokens, rotation, (t, h, w), needed.reshape(b, -1) if needed is not None and i == last else None)
         return self.out(self.norm(tokens)).reshape(b, t, h, w, -1)  # (B, t, h, w, c_out)
 
 
