@@ -25,8 +25,8 @@ def speed_line(device: str, workers: int, resolution: tuple[int, int], clip_fram
     h, w = resolution
     enc, dec, comp = passes
     line = (f"speed: {workers} worker(s) on {device}, {h}x{w} px, {clip_frames}-frame clips, router {router} "
-            f"({enc:g} encoder + {dec:g} decoder + {comp:g} compressor passes per clip); cost grows with "
-            f"pixels x passes, the compressor's with a frame's pixels squared (its attention)")
+            f"({enc:g} encoder + {dec:g} decoder + {comp:g} compressor passes per clip); cost grows with pixels "
+            f"x passes")
     cheaper = []
     if h * w > 128 * 128:
         cheaper.append(f"--resolution 128 (~{h * w / (128 * 128):.0f}x fewer pixels)")
