@@ -109,27 +109,33 @@ def windowed_attention_at_rows(q: torch.Tensor, rows: torch.Tensor, k: torch.Ten
     """`windowed_attention` for some queries only, every position still a key.
 
     q: (heads, M, hd), the queries at `rows` (M,) (clip * N + position, ascending); k, v: (B, heads,
-    N, hd) -> (heads, M, hd). One call per (clip, frame, tile) that has a query.
+    N, hd) -> (heads, M, hd). One call per (clip, tile, frame) that has a query; a (clip, tile)'s keys
+    are gathered once for all its frames.
     """
     t, h, w = grid
     b, heads, n, hd = k.shape
     tiles = frame_tiles(h, w, window, halo)
     clip, pos = rows // n, rows % n
-    group = (clip * t + pos // (h * w)) * len(tiles) + tile_of_position(h, w, window, halo, rows.device)[pos % (h * w)]
+    tile_of = tile_of_position(h, w, window, halo, rows.device)[pos % (h * w)]
+    group = (clip * len(tiles) + tile_of) * t + pos // (h * w)  # (clip, tile, frame)
     order = torch.argsort(group, stable=True)
-    counts = torch.bincount(group, minlength=b * t * len(tiles)).tolist()
+    counts = torch.bincount(group, minlength=b * len(tiles) * t).reshape(b * len(tiles), t).tolist()
     qs = q[:, order]
     k5, v5 = k.reshape(b, heads, t, h, w, hd), v.reshape(b, heads, t, h, w, hd)
     ys, start = [], 0
-    for g, count in enumerate(counts):
-        if count:
-            c, rest = divmod(g, t * len(tiles))
-            frame, tile = divmod(rest, len(tiles))
-            keys = tiles[tile].key_rows, tiles[tile].key_cols
-            kt = k5[c : c + 1, :, : frame + 1, keys[0], keys[1]].reshape(1, heads, -1, hd)
-            vt = v5[c : c + 1, :, : frame + 1, keys[0], keys[1]].reshape(1, heads, -1, hd)
-            ys.append(F.scaled_dot_product_attention(qs[None, :, start : start + count], kt, vt)[0])
-        start += count
+    for g, per_frame in enumerate(counts):
+        if not any(per_frame):
+            continue
+        c, tile = divmod(g, len(tiles))
+        keys = tiles[tile].key_rows, tiles[tile].key_cols
+        kt = k5[c : c + 1, :, :, keys[0], keys[1]].reshape(1, heads, t, -1, hd)  # (1, heads, t, keys a frame, hd)
+        vt = v5[c : c + 1, :, :, keys[0], keys[1]].reshape(1, heads, t, -1, hd)
+        for frame, count in enumerate(per_frame):
+            if count:
+                ys.append(F.scaled_dot_product_attention(qs[None, :, start : start + count],
+                                                         kt[:, :, : frame + 1].flatten(2, 3),
+                                                         vt[:, :, : frame + 1].flatten(2, 3))[0])
+            start += count
     if not ys:
         return q.new_zeros(heads, 0, hd)
     return torch.empty_like(qs).index_copy_(1, order, torch.cat(ys, dim=1))
