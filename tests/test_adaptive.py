@@ -11,9 +11,10 @@ from tokenizer.config import PRESETS
 from tokenizer.nn.model import VideoTokenizer, num_params
 
 
-def _model(seed: int = 0, trained_like: bool = False) -> AdaptiveTokenizer:
+def _model(seed: int = 0, trained_like: bool = False, cfg: AdaptiveConfig = ADAPTIVE_PRESETS["tiny"]
+           ) -> AdaptiveTokenizer:
     torch.manual_seed(seed)
-    m = AdaptiveTokenizer(VideoTokenizer(PRESETS["tiny"]), ADAPTIVE_PRESETS["tiny"]).eval()
+    m = AdaptiveTokenizer(VideoTokenizer(PRESETS["tiny"]), cfg).eval()
     if trained_like:  # zero-init output projections would hide bugs in the adaptive path
         with torch.no_grad():
             for net in (m.compressor.net, m.decompressor.net):
@@ -143,10 +144,9 @@ def test_the_last_block_run_only_where_read_equals_the_full_pass_there(rate: flo
     """The compressor's output is read only at kept positions: its last block computes queries and
     the MLP there alone, and must give those positions exactly what the full pass gives (whole-frame
     attention, and windows of 2 tokens with a halo of 1 over a 3x5 frame: tiles of uneven size)."""
-    m = _model(trained_like=True)
+    cfg = AdaptiveConfig(attention_window=window[0], attention_halo=window[1])
+    m = _model(trained_like=True, cfg=cfg)
     net = m.compressor.net
-    for block in net.blocks:
-        block.window = window
     g = torch.Generator().manual_seed(1)
     x = torch.randn(3, 4, 3, 5, m.base.fsq.dim, generator=g)
     keep = torch.rand(3, 4, 3, 5, generator=g) < rate
