@@ -123,7 +123,9 @@ class CorpusFit:
     detail_weight: the token scores' pixel-detail weight (None: the checkpoint's); measured_psnr:
     the sample's mean measured PSNR at each rate, for the record; measured: (N, K) the sample's
     measured curves where `curves` holds predictions (None: not kept, or `curves` are measured),
-    what a PSNR target is tuned on (`psnr_curves`). Compared by identity."""
+    what a PSNR target is tuned on (`psnr_curves`); coverage: the covering keep's weight the fit
+    chose (`tokenizer.adaptive.coverage`; 0, also for fits recorded before it: the top by score).
+    Compared by identity."""
 
     router: str
     rates: tuple[float, ...]
@@ -133,6 +135,7 @@ class CorpusFit:
     detail_weight: float | None = None
     measured_psnr: tuple[float, ...] = ()
     measured: torch.Tensor | None = None
+    coverage: float = 0.0
     _calibration: list[Gain2Calibration] = field(default_factory=list, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -140,6 +143,8 @@ class CorpusFit:
         _check_matrix(self.curves, "fit curves", cols=len(self.rates))
         if self.detail_weight is not None and not math.isfinite(self.detail_weight):
             raise ValueError(f"detail weight must be finite, got {self.detail_weight!r}")
+        if not (math.isfinite(self.coverage) and self.coverage >= 0):
+            raise ValueError(f"coverage weight must be a finite number >= 0, got {self.coverage!r}")
         if self.measured is not None:
             _check_matrix(self.measured, "measured fit curves", rows=self.curves.shape[0], cols=len(self.rates))
 
@@ -167,6 +172,7 @@ class CorpusFit:
                 "curves": [[round(float(v), 6) for v in row] for row in self.curves.tolist()],
                 "predictor": None if self.predictor is None else self.predictor.to_dict(),
                 "detail_weight": self.detail_weight, "measured_psnr": [round(v, 6) for v in self.measured_psnr],
+                **({} if not self.coverage else {"coverage": self.coverage}),
                 **({} if self.measured is None else
                    {"measured": [[round(float(v), 6) for v in row] for row in self.measured.tolist()]})}
 
@@ -179,7 +185,8 @@ class CorpusFit:
                    predictor=None if d.get("predictor") is None else CurvePredictor.from_dict(d["predictor"]),
                    detail_weight=None if d.get("detail_weight") is None else float(d["detail_weight"]),
                    measured_psnr=tuple(float(v) for v in d.get("measured_psnr", ())),
-                   measured=None if d.get("measured") is None else torch.tensor(d["measured"], dtype=torch.float64))
+                   measured=None if d.get("measured") is None else torch.tensor(d["measured"], dtype=torch.float64),
+                   coverage=float(d.get("coverage", 0.0)))
 
     def describe(self) -> str:
         """One line for logs and summaries."""
@@ -190,4 +197,6 @@ class CorpusFit:
                      f", ridge {p.ridge:g})")
         if self.detail_weight is not None:
             text += f", detail weight {self.detail_weight:g}"
+        if self.predictor is not None:
+            text += f", covering keep {self.coverage:g}"
         return text

@@ -28,7 +28,7 @@ from tokenizer.adaptive.clip_descriptors import DESCRIPTOR_NAMES
 from tokenizer.adaptive.curve_fit import CorpusFit
 from tokenizer.adaptive.latent_router import LatentRouterHead, SlopeRegressor
 from tokenizer.adaptive.modules import AdaptiveConfig, Compressor, Decompressor
-from tokenizer.adaptive.router import budget_tokens, check_beta, token_scores, top_n_mask
+from tokenizer.adaptive.router import budget_tokens, check_beta, token_scores
 from tokenizer.adaptive.routers.base import Scored
 from tokenizer.adaptive.routers.gain2 import curve_rates
 from tokenizer.adaptive.routers.gain2_curves import GAIN2_CURVES_KEY, GAIN2_RATES_KEY, Gain2Calibration
@@ -212,10 +212,14 @@ class AdaptiveTokenizer(nn.Module):
         return fsq.bound(latent) / (fsq._levels // 2).to(latent.dtype)
 
     @torch.no_grad()
-    def probe_psnr(self, video: torch.Tensor, encoding: Encoding, scores: torch.Tensor, rate: float) -> torch.Tensor:
-        """PSNR (B,) of the adaptive reconstruction keeping the top `rate` of tokens by score."""
+    def probe_psnr(self, video: torch.Tensor, encoding: Encoding, scores: torch.Tensor, rate: float,
+                   coverage: float = 0.0) -> torch.Tensor:
+        """PSNR (B,) of the adaptive reconstruction keeping `rate` of the tokens by score (the covering
+        keep at weight `coverage`, `tokenizer.adaptive.coverage`; 0: the top by score)."""
+        from tokenizer.adaptive.coverage import covering_keep
+
         n = budget_tokens(torch.full((video.shape[0],), float(rate), device=scores.device), scores[0].numel())
-        y = self(video, top_n_mask(scores, n), encoding=encoding).reconstruction  # compressor + decoder
+        y = self(video, covering_keep(scores, n, coverage), encoding=encoding).reconstruction  # compressor + decoder
         return psnr(y.float().clamp(-1, 1), video.float())
 
     @torch.no_grad()
@@ -245,7 +249,7 @@ class AdaptiveTokenizer(nn.Module):
         rate = self.budget(scored, betas, mean_info)  # (B,)
         n_keep = budget_tokens(rate, scored.scores[0].numel())  # (B,)
         return Routing(encoding=scored.encoding, scores=scored.scores, info=scored.signal, rate=rate, beta=betas,
-                       n_keep=n_keep, keep=top_n_mask(scored.scores, n_keep), router=router)
+                       n_keep=n_keep, keep=scored.keep(n_keep), router=router)
 
     def compress(self, latent: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """latent (B, t, h, w, D) pre-quantization, keep (B, t, h, w) bool ->

@@ -185,7 +185,7 @@ def evaluate_rd(model: AdaptiveTokenizer, clips: list[np.ndarray], cfg: RDConfig
 
     def run_counts(scored: list[Scored], counts: list[int], ps: list[float], ss: list[float]) -> None:
         for (i, x), sc in zip(batches, scored):
-            keep = top_n_mask(sc.scores, torch.tensor(counts[i : i + x.shape[0]]))
+            keep = sc.keep(torch.tensor(counts[i : i + x.shape[0]]))
             score(model(x, keep, encoding=sc.encoding).reconstruction, x, ps, ss)
 
     grid_n = int(np.prod(model.base.encode(batches[0][1][:1]).indices.shape[1:]))
@@ -271,7 +271,7 @@ def evaluate_rd(model: AdaptiveTokenizer, clips: list[np.ndarray], cfg: RDConfig
             else:  # elastic: threshold = the reference router's mean L1 error at this beta, then equal total rate
                 l1 = []
                 for (i, x), sc in zip(batches, scored[ref].batches):
-                    keep = top_n_mask(sc.scores, torch.tensor(n_ref[i : i + x.shape[0]]))
+                    keep = sc.keep(torch.tensor(n_ref[i : i + x.shape[0]]))
                     y = model(x, keep, encoding=sc.encoding).reconstruction.clamp(-1, 1)
                     l1.extend((y - x).abs().flatten(1).mean(1).tolist())
                 threshold = float(np.mean(l1))

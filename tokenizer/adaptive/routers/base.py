@@ -32,7 +32,8 @@ class Scored:
     encoding: the base `Encoding`; scores: (B, t, h, w) float32 token scores (higher = keep
     first); signal: (B,) the clip's budget signal (I(x), s or s^; gain2: the slope with its lowest
     probe, for the record); router: its name. gain2 only: curve (B, K) PSNR in dB at curve_rates
-    (its probes and 1), from which its budget comes.
+    (its probes and 1), from which its budget comes. coverage: the weight of the covering keep
+    (`tokenizer.adaptive.coverage`; 0: the plain top n by score).
     """
 
     encoding: Encoding
@@ -41,6 +42,13 @@ class Scored:
     router: str
     curve: torch.Tensor | None = None
     curve_rates: tuple[float, ...] = ()
+    coverage: float = 0.0
+
+    def keep(self, n_keep: torch.Tensor) -> torch.Tensor:
+        """The tokens each clip keeps at its count n_keep (B,): (B, t, h, w) bool."""
+        from tokenizer.adaptive.coverage import covering_keep
+
+        return covering_keep(self.scores, n_keep, self.coverage)
 
 
 class RouterState(Protocol):

@@ -6,9 +6,13 @@ by a `CurvePredictor` fitted on a sample of the corpus being tokenized
 rate is the optimum of PSNR(r) - lam * r on the prediction, lam from beta so that the sample's
 predicted mean rate is beta. Token scores are the latent router's: its head plus the pixel
 detail at the checkpoint's weight (a per-corpus choice of that weight, tried, chose the
-checkpoint's on both measured sets and cost the fit twice the passes: docs/routers.md). Cost per
-clip: one encode, the head and the descriptors, one compressor pass (no decoder); the fit's
-sample costs one full-rate decode and one compressor + decoder pass per probe, once per corpus.
+checkpoint's on both measured sets and cost the fit twice the passes: docs/routers.md). The keep
+is the covering keep (`tokenizer.adaptive.coverage`) at the weight the fit chose for this corpus:
+whether spreading the keep pays depends on the footage, so the fit measures its first
+COVERAGE_CLIPS clips' probes at each of COVERAGE_CHOICES and keeps the best mean. Cost per clip:
+one encode, the head and the descriptors, one compressor pass (no decoder); the fit's sample
+costs one full-rate decode and one compressor + decoder pass per probe (per choice on the first
+COVERAGE_CLIPS clips), once per corpus.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ if TYPE_CHECKING:
     from tokenizer.adaptive.model import AdaptiveTokenizer
     from tokenizer.nn.model import Encoding
 
+# the fit's first clips on which the covering keep's weight is chosen
+COVERAGE_CLIPS = 16
 _FIT = "give the job --fit-router N (fit on N clips of the corpus) or use --router gain2|gain"
 
 
@@ -51,7 +57,8 @@ class FittedRouter(Router):
         described = describe_clip(video, bounded)
         curve = fit.predictor.predict(described.descriptors).float()
         return Scored(encoding=encoding, scores=model.latent_head.scores(bounded, described.detail, fit.detail_weight),
-                      signal=curve_slope(curve, fit.rates), router=self.name, curve=curve, curve_rates=fit.rates)
+                      signal=curve_slope(curve, fit.rates), router=self.name, curve=curve, curve_rates=fit.rates,
+                      coverage=fit.coverage)
 
     def passes(self, model: AdaptiveTokenizer) -> tuple[float, float, float]:
         return (1, 0, 1)
@@ -100,10 +107,12 @@ class FittedRouter(Router):
     # ---- the per-corpus fit ---------------------------------------------------------------
     def fit_corpus(self, model: AdaptiveTokenizer, videos: list[torch.Tensor]) -> CorpusFit:
         """Measure every sample clip's curve with the head's token scores (the checkpoint's detail
-        weight, recorded in the fit) and fit the curve predictor on those curves."""
+        weight, recorded in the fit) under the covering keep's weight that does best on the first
+        COVERAGE_CLIPS clips, and fit the curve predictor on those curves."""
         import torch
 
         from tokenizer.adaptive.clip_descriptors import describe_clip
+        from tokenizer.adaptive.coverage import COVERAGE_CHOICES
         from tokenizer.adaptive.curve_fit import CorpusFit, CurvePredictor
         from tokenizer.adaptive.routers.gain import full_rate_pass
         from tokenizer.adaptive.routers.gain2 import curve_rates
@@ -111,24 +120,52 @@ class FittedRouter(Router):
         rates = curve_rates(model)
         weight = float(model.latent_head.detail_weight)
         descriptors: list[torch.Tensor] = []
-        curves: list[torch.Tensor] = []
+        # per batch: the full-rate PSNR, and its probes under each coverage weight measured
+        fulls: list[torch.Tensor] = []
+        probes: list[dict[float, torch.Tensor]] = []
+        chosen: float | None = None  # measured at every choice until COVERAGE_CLIPS clips are in
         for x in videos:
             enc = model.base.encode(x)
             bounded = model.bounded_latent(enc.latent)
             described = describe_clip(x, bounded)
             descriptors.append(described.descriptors.double().cpu())
-            full = full_rate_pass(model, x, enc)[1].double().cpu()
+            fulls.append(full_rate_pass(model, x, enc)[1].double().cpu())
             scores = model.latent_head.scores(bounded, described.detail, weight)
-            probe = [model.probe_psnr(x, enc, scores, r).double().cpu() for r in rates[:-1]]
-            curves.append(torch.stack([*probe, full], 1))
-        measured = torch.cat(curves)
+            choices = COVERAGE_CHOICES if chosen is None else (chosen,)
+            probes.append({c: self._probes(model, x, enc, scores, rates, c) for c in choices})
+            if chosen is None and sum(len(f) for f in fulls) >= COVERAGE_CLIPS:
+                chosen = choose_coverage(probes)
+        if chosen is None:  # a sample smaller than COVERAGE_CLIPS
+            chosen = choose_coverage(probes)
+        measured = torch.cat([torch.cat([p[chosen], f[:, None]], 1) for p, f in zip(probes, fulls)])
         x_all = torch.cat(descriptors)
         predictor = CurvePredictor.fit(x_all, measured)
         return CorpusFit(router=self.name, rates=rates, curves=predictor.predict(x_all), clips=len(measured),
                          predictor=predictor, detail_weight=weight,
-                         measured_psnr=tuple(float(v) for v in measured.mean(0)), measured=measured)
+                         measured_psnr=tuple(float(v) for v in measured.mean(0)), measured=measured,
+                         coverage=chosen)
+
+    @staticmethod
+    def _probes(model: AdaptiveTokenizer, x: torch.Tensor, enc: Encoding, scores: torch.Tensor,
+                rates: tuple[float, ...], coverage: float) -> torch.Tensor:
+        """(B, K - 1) PSNR at each probe rate (all but the last, 1) under the covering keep's weight."""
+        import torch
+
+        return torch.stack([model.probe_psnr(x, enc, scores, r, coverage).double().cpu() for r in rates[:-1]], 1)
 
     def use_fit(self, model: AdaptiveTokenizer, fit: CorpusFit | None) -> None:
         if fit is not None and (fit.router != self.name or fit.predictor is None):
             raise ValueError(f"a fit of the {fit.router} router cannot run the fitted router")
         model.set_corpus_fit(fit)
+
+
+def choose_coverage(probes: list[dict[float, torch.Tensor]]) -> float:
+    """The covering keep's weight whose probes (per batch: weight -> (B, K - 1) PSNR) have the
+    highest mean over every clip and probe; ties go to the smaller weight."""
+    import torch
+
+    weights = sorted(set.intersection(*(set(p) for p in probes))) if probes else []
+    if not weights:
+        raise ValueError("choosing the covering keep's weight needs probes of at least one clip at a common weight")
+    means = {w: float(torch.cat([p[w].flatten() for p in probes]).mean()) for w in weights}
+    return max(weights, key=lambda w: (means[w], -w))
