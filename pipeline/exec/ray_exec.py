@@ -107,14 +107,15 @@ def _dispatch(job: JobConfig, prepared: Prepared, pool: ActorPool, progress: boo
     refresh_at = time.monotonic() + ex.pool_refresh_s
 
     def refresh() -> None:
-        # Nodes that joined get actors; idle actors of nodes that left are dropped (busy ones fail
-        # their shard, which is retried elsewhere).
+        # Nodes that joined get actors; actors of nodes that left are dropped. A busy one's shard then
+        # fails and is retried elsewhere: also one sent to an actor replaced on its node in the seconds
+        # before the cluster declared the node dead, which would otherwise wait for it forever.
         nonlocal refresh_at
         refresh_at = time.monotonic() + ex.pool_refresh_s
         for w in pool.gone():
             if w in idle:
                 idle.remove(w)
-                pool.drop(w)
+            pool.drop(w)
         idle.extend(pool.grow())
         pool.look()
     first = pool.describe.get(next(iter(pool.slots)), {}) if pool.slots else {}
@@ -170,11 +171,12 @@ def _dispatch(job: JobConfig, prepared: Prepared, pool: ActorPool, progress: boo
                 dispatch()
                 continue
             shard, attempt, w = running.pop(ready[0])
-            idle.append(w)
+            if w in pool.slots:  # not dropped by refresh() while busy
+                idle.append(w)
             try:
                 commit = ray.get(ready[0])
             except (RayActorError, RayTaskError) as exc:
-                if isinstance(exc, RayActorError) and not pool.replace(w):
+                if isinstance(exc, RayActorError) and w in pool.slots and not pool.replace(w):
                     idle.remove(w)
                 if attempt >= ex.max_shard_attempts:
                     logger.error("shard %d failed %d times, left uncommitted: %s", shard, attempt, _cause(exc))
