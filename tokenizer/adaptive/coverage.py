@@ -5,9 +5,9 @@ token far from every kept one is inferred poorly. The covering keep takes the to
 measures each token's distance d (Chebyshev, in tokens, within its latent frame, at most
 COVERAGE_CAP) to the nearest kept token, and keeps the top n by score + weight * log(1 + d):
 the same count, no model pass. Whether it pays depends on the footage (measured with
-`benchmarks/bench_low_budget_tokens.py`: +0.3 to +0.6 dB at rates 1/16 to 1/4 on camera work
-over photographs, neutral on `unseen`'s kinds, -0.5 to -0.9 dB on procedural noise and
-texture, whose tokens cannot be inferred from neighbours at all), so the `fitted` router
+`benchmarks/bench_low_budget_tokens.py`, docs/routers.md: +0.3 to +0.4 dB at rates 1/16 to 1/4 on
+camera work over photographs, neutral on `unseen`'s kinds, -0.5 to -0.8 dB at 1/8 and 1/4 on
+procedural noise and texture, whose tokens cannot be inferred from neighbours at all), so the `fitted` router
 chooses the weight per corpus, on its fit's sample (`COVERAGE_CHOICES`).
 """
 
