@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from tokenizer.adaptive.clip_descriptors import DESCRIPTOR_NAMES
+from tokenizer.adaptive.coverage import covering_keep
 from tokenizer.adaptive.curve_fit import CorpusFit
 from tokenizer.adaptive.latent_router import LatentRouterHead, SlopeRegressor
 from tokenizer.adaptive.modules import AdaptiveConfig, Compressor, Decompressor
@@ -216,8 +217,6 @@ class AdaptiveTokenizer(nn.Module):
                    coverage: float = 0.0) -> torch.Tensor:
         """PSNR (B,) of the adaptive reconstruction keeping `rate` of the tokens by score (the covering
         keep at weight `coverage`, `tokenizer.adaptive.coverage`; 0: the top by score)."""
-        from tokenizer.adaptive.coverage import covering_keep
-
         n = budget_tokens(torch.full((video.shape[0],), float(rate), device=scores.device), scores[0].numel())
         y = self(video, covering_keep(scores, n, coverage), encoding=encoding).reconstruction  # compressor + decoder
         return psnr(y.float().clamp(-1, 1), video.float())
